@@ -1,0 +1,142 @@
+"""Clean and robust accuracy of one model on one set of points under one attack."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn as nn
+
+from ctrobust.attacks.autoattack import apgd_ce, autoattack
+from ctrobust.attacks.pgd import pgd_attack
+from ctrobust.attacks.spec import ATTACKS, AttackSpec, as_spec
+from ctrobust.attacks.verify import verify_adversarial
+from ctrobust.errors import CtrobustError
+from ctrobust.threats import ThreatModel, check_eps, default_eps, parse_threat
+
+__all__ = ["ATTACKS", "AttackSpec", "EvalResult", "evaluate"]
+
+
+@dataclass
+class EvalResult:
+    """Per-example correctness (bool tensors, on CPU) and the settings that produced it."""
+
+    clean_correct: torch.Tensor
+    robust_correct: torch.Tensor
+    threat: str
+    eps: float
+    attack: dict[str, object]
+    seed: int
+    seconds: float
+    rejected: int = 0
+    extra: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def n(self) -> int:
+        return int(self.clean_correct.numel())
+
+    @property
+    def clean_accuracy(self) -> float:
+        return float(self.clean_correct.float().mean()) if self.n else 0.0
+
+    @property
+    def robust_accuracy(self) -> float:
+        return float(self.robust_correct.float().mean()) if self.n else 0.0
+
+    def summary(self) -> dict[str, object]:
+        return {
+            "clean_accuracy": self.clean_accuracy,
+            "robust_accuracy": self.robust_accuracy,
+            "n": self.n,
+            "rejected_adversarials": self.rejected,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def _predict(model: nn.Module, x: torch.Tensor, batch_size: int) -> torch.Tensor:
+    with torch.no_grad():
+        return torch.cat([model(x[i : i + batch_size]).argmax(1) for i in range(0, len(x), batch_size)])
+
+
+def _num_classes(model: nn.Module, x: torch.Tensor) -> int:
+    with torch.no_grad():
+        return int(model(x[:1]).shape[1])
+
+
+def evaluate(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    threat: str | ThreatModel,
+    eps: float | None = None,
+    attack: str | AttackSpec = "autoattack",
+    seed: int = 0,
+    batch_size: int = 500,
+    device: str | torch.device | None = None,
+    dataset: str | None = None,
+) -> EvalResult:
+    """Attack ``model`` on (x, y), images in [0, 1], and re-check every success before counting it.
+
+    ``eps=None`` takes the standard eps of ``dataset`` for the threat. The model runs in eval mode
+    on ``device`` (default: where its parameters are).
+    """
+    threat = threat if isinstance(threat, ThreatModel) else parse_threat(threat)
+    if eps is None:
+        if dataset is None:
+            raise CtrobustError("Pass `eps`, or `dataset` to use its standard eps.")
+        eps = default_eps(dataset, threat)
+    eps = check_eps(eps)
+    spec = as_spec(attack)
+    if x.dim() != 4 or len(x) != len(y):
+        raise CtrobustError(f"Expected images N x C x H x W and N labels, got {tuple(x.shape)} and {tuple(y.shape)}.")
+    if float(x.min()) < 0 or float(x.max()) > 1:
+        raise CtrobustError("Expected images in [0, 1]: put the normalisation inside the model.")
+    if device is None:
+        param = next(model.parameters(), None)
+        device = param.device if param is not None else torch.device("cpu")
+    device = torch.device(device)
+    model.eval()
+    x, y = x.to(device), y.to(device)
+    start = time.perf_counter()
+    clean_pred = _predict(model, x, batch_size)
+    clean_correct = clean_pred == y
+    x_adv = x.clone()
+    idx = torch.nonzero(clean_correct).flatten()
+    if len(idx):
+        x_adv[idx] = _attack(model, x[idx], y[idx], eps, threat, spec, seed, batch_size)
+    check = verify_adversarial(model, x, x_adv, y, eps, threat, claimed=clean_correct & (x_adv != x).flatten(1).any(1))
+    robust_correct = clean_correct & ~check.fooled
+    return EvalResult(
+        clean_correct=clean_correct.cpu(),
+        robust_correct=robust_correct.cpu(),
+        threat=threat.value,
+        eps=eps,
+        attack=spec.to_dict(),
+        seed=seed,
+        seconds=time.perf_counter() - start,
+        rejected=check.rejected,
+    )
+
+
+def _attack(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eps: float,
+    threat: ThreatModel,
+    spec: AttackSpec,
+    seed: int,
+    batch_size: int,
+) -> torch.Tensor:
+    if spec.name == "autoattack":
+        return autoattack(model, x, y, eps, threat, _num_classes(model, x), seed, batch_size, spec.version)
+    steps = spec.steps or 20
+    parts = []
+    for i in range(0, len(x), batch_size):
+        xb, yb = x[i : i + batch_size], y[i : i + batch_size]
+        if spec.name == "pgd":
+            parts.append(pgd_attack(model, xb, yb, eps, threat, steps, spec.step_size, spec.restarts, seed + i))
+        else:
+            parts.append(apgd_ce(model, xb, yb, eps, threat, steps, seed, spec.restarts))
+    return torch.cat(parts)

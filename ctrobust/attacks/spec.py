@@ -1,0 +1,53 @@
+"""Which attack to run and with what settings, as one value that goes into every result."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from ctrobust.errors import CtrobustError, unknown_name_error
+
+ATTACKS = ("autoattack", "pgd", "apgd-ce")
+DEFAULT_STEPS = {"pgd": 20, "apgd-ce": 20}
+
+
+@dataclass(frozen=True)
+class AttackSpec:
+    """An attack name and its settings; ``steps``/``restarts`` apply to pgd and apgd-ce."""
+
+    name: str = "autoattack"
+    steps: int | None = None
+    restarts: int = 1
+    step_size: float | None = None
+    version: str = "standard"
+
+    def __post_init__(self) -> None:
+        name = self.name.strip().lower().replace("_", "-")
+        if name not in ATTACKS:
+            raise unknown_name_error("attack", self.name, ATTACKS)
+        object.__setattr__(self, "name", name)
+        if self.steps is None and name in DEFAULT_STEPS:
+            object.__setattr__(self, "steps", DEFAULT_STEPS[name])
+        if self.steps is not None and self.steps <= 0:
+            raise CtrobustError(f"Expected `steps` to be a positive integer, but got {self.steps}.")
+        if self.restarts <= 0:
+            raise CtrobustError(f"Expected `restarts` to be a positive integer, but got {self.restarts}.")
+        if self.step_size is not None and self.step_size <= 0:
+            raise CtrobustError(f"Expected `step_size` to be a positive float, but got {self.step_size}.")
+        if self.version not in ("standard", "plus", "rand"):
+            raise CtrobustError(f"Expected AutoAttack version standard, plus or rand, but got {self.version!r}.")
+
+    def label(self) -> str:
+        if self.name == "autoattack":
+            return f"autoattack-{self.version}"
+        return f"{self.name}-{self.steps}steps" + (f"-{self.restarts}restarts" if self.restarts > 1 else "")
+
+    def to_dict(self) -> dict[str, object]:
+        if self.name == "autoattack":
+            return {"name": self.name, "version": self.version}
+        out = asdict(self)
+        out.pop("version")
+        return out
+
+
+def as_spec(attack: str | AttackSpec) -> AttackSpec:
+    return attack if isinstance(attack, AttackSpec) else AttackSpec(attack)

@@ -1,0 +1,1 @@
+"""The ``ctrobust`` command line."""

@@ -1,0 +1,46 @@
+"""Entry point: subcommands, and the one place where user errors become a line and exit code 2."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ctrobust import __version__
+from ctrobust.cli import eval_cmd, train_cmd
+from ctrobust.errors import CtrobustError
+
+EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ctrobust",
+        description="Robustness evaluation of Curvature Tuning (CT): does smoothing a network's ReLUs "
+        "make it more robust, and by how much?",
+    )
+    parser.add_argument("--version", action="version", version=f"ctrobust {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    eval_cmd.add_parser(sub)
+    train_cmd.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return EXIT_USER_ERROR
+    try:
+        return int(args.handler(args))
+    except CtrobustError as exc:
+        print(f"ctrobust: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("ctrobust: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

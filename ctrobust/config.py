@@ -1,0 +1,88 @@
+"""EvalConfig: the one description of an evaluation run; the CLI is built from its fields."""
+
+from __future__ import annotations
+
+from dataclasses import MISSING, dataclass, field, fields
+from typing import Any
+
+from ctrobust.attacks.spec import ATTACKS, AttackSpec
+from ctrobust.errors import CtrobustError
+from ctrobust.selection import parse_betas
+from ctrobust.threats import THREAT_CHOICES, check_eps, parse_threat
+
+PROTOCOLS = ("heldout", "paper")
+
+
+def opt(default: Any, help: str, group: str = "run", **argparse_kw: Any) -> Any:
+    """A config field with its CLI help next to it."""
+    return field(default=default, metadata={"help": help, "group": group, **argparse_kw})
+
+
+@dataclass
+class EvalConfig:
+    model: str = opt("smallcnn", "model name (built-in: smallcnn)", "model and data", metavar="NAME")
+    dataset: str | None = opt(
+        None, "dataset; default: the one the model was trained on (smallcnn -> fashion-mnist)", "model and data"
+    )
+    checkpoint: str | None = opt(None, "weights to load instead of the shipped ones", "model and data", metavar="PATH")
+    data_dir: str | None = opt(
+        None, "where datasets are looked for and downloaded (env CTROBUST_DATA_DIR; default: user cache)",
+        "model and data", metavar="DIR",
+    )
+    threat: str = opt("linf", f"threat model: {', '.join(THREAT_CHOICES)} (case-insensitive)", "attack")
+    eps: float | None = opt(None, "perturbation budget; default: the dataset's standard eps", "attack", type=float)
+    attack: str = opt("autoattack", f"final attack on the evaluation split: {', '.join(ATTACKS)}", "attack")
+    aa_version: str = opt("standard", "AutoAttack version: standard, plus, rand", "attack")
+    steps: int | None = opt(None, "steps of the final attack when it is pgd or apgd-ce (default 20)", "attack", type=int)
+    restarts: int = opt(1, "restarts of the final attack when it is pgd or apgd-ce", "attack", type=int)
+    step_size: float | None = opt(None, "pgd step size (default 2.5 * eps / steps)", "attack", type=float)
+    select_attack: str | None = opt(
+        None, "attack used to choose beta (default: apgd-ce; with --protocol paper: the final attack)", "beta search"
+    )
+    select_steps: int = opt(10, "steps of the selection attack when it is pgd or apgd-ce", "beta search", type=int)
+    betas: str = opt("0.70:0.99:0.01", "beta grid: 'b1,b2,...' or 'start:stop:step' (the paper's grid)", "beta search")
+    protocol: str = opt(
+        "heldout",
+        "heldout: choose beta on a disjoint selection split; paper: choose it on the evaluation split "
+        "and clip CT up to the base (optimistic, for comparison with the paper only)",
+        "beta search",
+    )
+    n_examples: int = opt(1000, "evaluation split: the first N test points", "splits", type=int, metavar="N")
+    n_select: int = opt(500, "selection split: N other test points, drawn with --seed", "splits", type=int, metavar="N")
+    seed: int = opt(0, "seed for the selection split and every attack", "run", type=int)
+    device: str = opt("auto", "auto (CUDA when present), cpu or cuda", "run", choices=["auto", "cpu", "cuda"])
+    batch_size: int = opt(500, "attack batch size", "run", type=int)
+    out: str | None = opt(None, "output directory (default: reports/<run-name>/)", "output", metavar="DIR")
+    json: bool = opt(False, "print the result JSON on stdout instead of the table", "output", action="store_true")
+    no_progress: bool = opt(False, "hide the progress bar", "output", action="store_true")
+
+    def validate(self) -> None:
+        """All cross-field checks in one place; raises CtrobustError with what to change."""
+        parse_threat(self.threat)
+        if self.eps is not None:
+            check_eps(self.eps)
+        if self.protocol not in PROTOCOLS:
+            raise CtrobustError(f"Expected --protocol to be one of {', '.join(PROTOCOLS)}, but got {self.protocol!r}.")
+        self.beta_grid()
+        self.final_attack()
+        self.selection_attack()
+        if self.batch_size <= 0:
+            raise CtrobustError(f"Expected --batch-size to be a positive integer, but got {self.batch_size}.")
+
+    def beta_grid(self) -> list[float]:
+        return parse_betas(self.betas)
+
+    def final_attack(self) -> AttackSpec:
+        return AttackSpec(self.attack, self.steps, self.restarts, self.step_size, self.aa_version)
+
+    def selection_attack(self) -> AttackSpec:
+        if self.select_attack is None and self.protocol == "paper":
+            return self.final_attack()
+        name = self.select_attack or "apgd-ce"
+        return AttackSpec(name, self.select_steps if name != "autoattack" else None, 1, None, self.aa_version)
+
+
+def config_fields() -> list[tuple[str, Any, dict[str, Any]]]:
+    """(name, default, metadata) of every EvalConfig field, for building the CLI."""
+    return [(f.name, f.default if f.default is not MISSING else None, dict(f.metadata)) for f in fields(EvalConfig)]
+

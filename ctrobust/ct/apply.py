@@ -1,0 +1,78 @@
+"""Apply CT to a model without touching its weights: ReLU calls are rerouted while it runs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch.nn as nn
+from torch.overrides import TorchFunctionMode
+
+from ctrobust.ct.sites import is_relu_call
+from ctrobust.ct.unit import check_beta, ctu
+
+
+class _ReluToCTU(TorchFunctionMode):
+    """Replace every ReLU call made under this mode by the CT unit at (beta, c)."""
+
+    def __init__(self, beta: float, c: float) -> None:
+        super().__init__()
+        self.beta = beta
+        self.c = c
+
+    def __torch_function__(self, func: Callable, types, args=(), kwargs=None):  # type: ignore[override]
+        kwargs = kwargs or {}
+        is_relu, in_place = is_relu_call(func, args, kwargs)
+        if not is_relu:
+            return func(*args, **kwargs)
+        x = args[0]
+        if not in_place:
+            return ctu(x, self.beta, self.c)
+        # In place: compute on a copy (autograd keeps the pre-activation) and write it back,
+        # so code that ignores the return value of relu_ still sees the CT output.
+        out = ctu(x.clone(), self.beta, self.c)
+        x.copy_(out)
+        return x
+
+
+class CurvatureTuned(nn.Module):
+    """A view of ``model`` with every ReLU replaced by the CTU; the wrapped model is shared.
+
+    ``beta`` and ``c`` can be changed in place (``ct.beta = 0.9``) without rebuilding: a beta
+    sweep reuses one set of weights. ``beta = 1`` computes exactly the original function.
+    """
+
+    def __init__(self, model: nn.Module, beta: float, c: float = 0.5) -> None:
+        super().__init__()
+        self.model = model
+        self.beta = beta
+        self.c = c
+
+    @property
+    def beta(self) -> float:
+        return self._beta
+
+    @beta.setter
+    def beta(self, value: float) -> None:
+        self._beta = check_beta(value)
+
+    @property
+    def c(self) -> float:
+        return self._c
+
+    @c.setter
+    def c(self, value: float) -> None:
+        self._c = check_beta(value, "c")
+
+    def forward(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if self._beta == 1.0:
+            return self.model(*args, **kwargs)
+        with _ReluToCTU(self._beta, self._c):
+            return self.model(*args, **kwargs)
+
+    def extra_repr(self) -> str:
+        return f"beta={self._beta}, c={self._c}"
+
+
+def curvature_tuned(model: nn.Module, beta: float, c: float = 0.5) -> CurvatureTuned:
+    """Return ``model`` with every ReLU (module or functional) computed as the CTU at ``beta``."""
+    return CurvatureTuned(model, beta, c)

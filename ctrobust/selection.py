@@ -1,0 +1,40 @@
+"""The beta grid and the choice of beta on the selection split."""
+
+from __future__ import annotations
+
+import math
+
+from ctrobust.ct.unit import check_beta
+from ctrobust.errors import CtrobustError
+
+PAPER_BETAS: tuple[float, ...] = tuple(round(0.70 + 0.01 * i, 2) for i in range(30))
+
+
+def parse_betas(text: str) -> list[float]:
+    """'0.8,0.9' or 'start:stop:step' (stop included when on the grid) -> sorted unique betas."""
+    text = text.strip()
+    try:
+        if ":" in text:
+            parts = [float(p) for p in text.split(":")]
+            if len(parts) != 3 or parts[2] <= 0:
+                raise ValueError
+            start, stop, step = parts
+            count = int(math.floor((stop - start) / step + 1e-9)) + 1
+            values = [round(start + i * step, 10) for i in range(max(count, 0))]
+        else:
+            values = [float(p) for p in text.split(",") if p.strip()]
+    except ValueError:
+        raise CtrobustError(f"Expected --betas as 'b1,b2,...' or 'start:stop:step', but got {text!r}.") from None
+    if not values:
+        raise CtrobustError(f"--betas {text!r} gives no beta.")
+    try:
+        return sorted({check_beta(v) for v in values})
+    except ValueError as exc:
+        raise CtrobustError(str(exc).replace("`beta`", "every beta in --betas")) from None
+
+
+def choose_beta(curve: dict[float, float]) -> float:
+    """Beta of highest robust accuracy; ties go to the larger beta (closer to the original model)."""
+    if not curve:
+        raise CtrobustError("No beta was evaluated.")
+    return max(curve, key=lambda b: (curve[b], b))

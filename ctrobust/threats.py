@@ -1,0 +1,60 @@
+"""Threat models, their names as users type them, and the default eps per dataset."""
+
+from __future__ import annotations
+
+import math
+from enum import Enum
+
+from ctrobust.errors import CtrobustError, unknown_name_error
+
+
+class ThreatModel(str, Enum):
+    """Norm-bounded threats; the value is the name pyautoattack and RobustBench use."""
+
+    LINF = "Linf"
+    L2 = "L2"
+
+    @property
+    def cli_name(self) -> str:
+        return self.value.lower()
+
+
+THREAT_CHOICES = [t.cli_name for t in ThreatModel]
+
+# Standard eps (RobustBench for CIFAR/ImageNet). Fashion-MNIST: see README "Why these eps".
+DEFAULT_EPS: dict[tuple[str, ThreatModel], float] = {
+    ("cifar10", ThreatModel.LINF): 8 / 255,
+    ("cifar10", ThreatModel.L2): 0.5,
+    ("cifar100", ThreatModel.LINF): 8 / 255,
+    ("cifar100", ThreatModel.L2): 0.5,
+    ("imagenet", ThreatModel.LINF): 4 / 255,
+    ("imagenet", ThreatModel.L2): 3.0,
+    ("fashion-mnist", ThreatModel.LINF): 0.05,
+    ("fashion-mnist", ThreatModel.L2): 1.0,
+}
+
+
+def parse_threat(name: str) -> ThreatModel:
+    """Accept 'linf', 'Linf', 'L2', 'l2' (any case)."""
+    for threat in ThreatModel:
+        if name.strip().lower() == threat.cli_name:
+            return threat
+    raise unknown_name_error("threat model", name, THREAT_CHOICES)
+
+
+def default_eps(dataset: str, threat: ThreatModel) -> float:
+    try:
+        return DEFAULT_EPS[(dataset, threat)]
+    except KeyError:
+        raise CtrobustError(f"No default eps for {dataset} under {threat.value}; pass --eps.") from None
+
+
+def check_eps(eps: float) -> float:
+    """Return eps, or raise when it is not a positive finite float."""
+    try:
+        value = float(eps)
+    except (TypeError, ValueError):
+        raise CtrobustError(f"Expected `eps` to be a positive float, but got {eps!r}.") from None
+    if not math.isfinite(value) or value <= 0:
+        raise CtrobustError(f"Expected `eps` to be a positive float, but got {eps!r}.")
+    return value

@@ -1,0 +1,34 @@
+"""Shared fixtures: a small real Fashion-MNIST subset and a CLI runner."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from ctrobust.data import load_test_set
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def fmnist_test() -> tuple[torch.Tensor, torch.Tensor]:
+    return load_test_set("fashion-mnist")
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the real ``ctrobust`` entry point in a subprocess, as a user would."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "ctrobust.cli.main", *args],
+        capture_output=True, text=True, env=full_env, cwd=cwd or REPO, timeout=900,
+    )
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(path.read_text())
