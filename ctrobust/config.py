@@ -6,6 +6,7 @@ from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
 from ctrobust.attacks.spec import ATTACKS, AttackSpec
+from ctrobust.corruptions.names import parse_corruptions, parse_severities
 from ctrobust.errors import CtrobustError
 from ctrobust.selection import parse_betas
 from ctrobust.threats import THREAT_CHOICES, check_eps, parse_threat
@@ -36,6 +37,12 @@ class EvalConfig:
     steps: int | None = opt(None, "steps of the final attack when it is pgd or apgd-ce (default 20)", "attack", type=int)
     restarts: int = opt(1, "restarts of the final attack when it is pgd or apgd-ce", "attack", type=int)
     step_size: float | None = opt(None, "pgd step size (default 2.5 * eps / steps)", "attack", type=float)
+    corruptions: str | None = opt(
+        None, "with --threat corruptions: comma list of corruptions (default: all 15)", "corruptions", metavar="LIST"
+    )
+    severities: str | None = opt(
+        None, "with --threat corruptions: severities, '1,3,5' or '2-4' (default: 1-5)", "corruptions", metavar="LIST"
+    )
     select_attack: str | None = opt(
         None, "attack used to choose beta (default: apgd-ce; with --protocol paper: the final attack)", "beta search"
     )
@@ -58,9 +65,14 @@ class EvalConfig:
 
     def validate(self) -> None:
         """All cross-field checks in one place; raises CtrobustError with what to change."""
-        parse_threat(self.threat)
+        threat = parse_threat(self.threat)
         if self.eps is not None:
+            if not threat.is_norm_bounded:
+                raise CtrobustError("--eps does not apply to --threat corruptions; leave it out.")
             check_eps(self.eps)
+        if threat.is_norm_bounded and (self.corruptions is not None or self.severities is not None):
+            raise CtrobustError("--corruptions and --severities apply only to --threat corruptions.")
+        self.corruption_cells()
         if self.protocol not in PROTOCOLS:
             raise CtrobustError(f"Expected --protocol to be one of {', '.join(PROTOCOLS)}, but got {self.protocol!r}.")
         self.beta_grid()
@@ -68,6 +80,9 @@ class EvalConfig:
         self.selection_attack()
         if self.batch_size <= 0:
             raise CtrobustError(f"Expected --batch-size to be a positive integer, but got {self.batch_size}.")
+
+    def corruption_cells(self) -> tuple[list[str], list[int]]:
+        return parse_corruptions(self.corruptions), parse_severities(self.severities)
 
     def beta_grid(self) -> list[float]:
         return parse_betas(self.betas)

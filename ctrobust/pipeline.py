@@ -1,4 +1,4 @@
-"""One evaluation run: load model and data, choose beta on the selection split, attack base and CT."""
+"""One evaluation run: load model and data, choose beta on the selection split, score base and CT."""
 
 from __future__ import annotations
 
@@ -8,13 +8,13 @@ from typing import Any
 
 import torch
 
-from ctrobust.attacks.evaluation import EvalResult, evaluate
 from ctrobust.config import EvalConfig
 from ctrobust.ct import ct_coverage, curvature_tuned
 from ctrobust.data import load_test_set, make_splits
 from ctrobust.errors import CtrobustError
 from ctrobust.models import load_model
 from ctrobust.provenance import provenance
+from ctrobust.scoring import CorruptionScorer, NormScorer, Scorer
 from ctrobust.seeding import seed_everything
 from ctrobust.selection import choose_beta
 from ctrobust.threats import check_eps, default_eps, parse_threat
@@ -48,7 +48,6 @@ def run_eval(cfg: EvalConfig, on_step: ProgressFn | None = None) -> dict[str, An
     device = resolve_device(cfg.device)
     threat = parse_threat(cfg.threat)
     loaded = load_model(cfg.model, cfg.dataset, cfg.checkpoint)
-    eps = check_eps(cfg.eps) if cfg.eps is not None else default_eps(loaded.dataset, threat)
     x_all, y_all = load_test_set(loaded.dataset, cfg.data_dir)
     splits = make_splits(len(x_all), cfg.n_examples, cfg.n_select, cfg.seed, cfg.protocol)
     model = loaded.model.to(device)
@@ -61,44 +60,41 @@ def run_eval(cfg: EvalConfig, on_step: ProgressFn | None = None) -> dict[str, An
         )
 
     seed_everything(cfg.seed)
+    scorer: Scorer
+    if threat.is_norm_bounded:
+        eps = check_eps(cfg.eps) if cfg.eps is not None else default_eps(loaded.dataset, threat)
+        scorer = NormScorer(cfg, threat, eps, x_all, y_all, splits, device)
+    else:
+        scorer = CorruptionScorer(cfg, loaded.dataset, x_all, y_all, splits, device, step)
     ct = curvature_tuned(model, 1.0)
-    select_spec, final_spec = cfg.selection_attack(), cfg.final_attack()
-    x_sel, y_sel = x_all[splits.select_indices], y_all[splits.select_indices]
-    x_eval, y_eval = x_all[splits.eval_indices], y_all[splits.eval_indices]
-
-    def attack(beta: float, x: torch.Tensor, y: torch.Tensor, spec: Any) -> EvalResult:
-        ct.beta = beta
-        return evaluate(ct, x, y, threat, eps, spec, cfg.seed, cfg.batch_size, device)
 
     select_curve: dict[float, float] = {}
     select_clean: dict[float, float] = {}
     for beta in cfg.beta_grid():
         step(f"select beta={beta:.2f}")
-        res = attack(beta, x_sel, y_sel, select_spec)
-        select_curve[beta] = res.robust_accuracy
-        select_clean[beta] = res.clean_accuracy
+        scored = scorer.select(ct, beta)
+        select_curve[beta] = scored.robust_accuracy
+        select_clean[beta] = scored.clean_accuracy
     beta = choose_beta(select_curve)
 
     step("base (ReLU) on eval split")
-    base = attack(1.0, x_eval, y_eval, final_spec)
+    base = scorer.final(ct, 1.0)
     step(f"CT beta={beta:.2f} on eval split")
-    ct_res = attack(beta, x_eval, y_eval, final_spec)
+    ct_res = scorer.final(ct, beta)
 
-    ct_summary = ct_res.summary()
+    ct_summary = dict(ct_res.summary)
     clipped = False
     if cfg.protocol == "paper" and ct_res.robust_accuracy < base.robust_accuracy:
-        ct_summary = {**base.summary(), "clipped_to_base_from": ct_res.robust_accuracy}
+        ct_summary = {**base.summary, "clipped_to_base_from": ct_res.robust_accuracy}
         clipped = True
 
-    result: dict[str, Any] = {
+    return {
         "model": loaded.name,
         "dataset": loaded.dataset,
         "threat": threat.value,
-        "eps": eps,
-        "attack": final_spec.label(),
-        "attack_config": final_spec.to_dict(),
-        "select_attack": select_spec.label(),
-        "select_attack_config": select_spec.to_dict(),
+        **scorer.settings,
+        "attack": scorer.final_label,
+        "select_attack": scorer.select_label,
         "seed": cfg.seed,
         "protocol": cfg.protocol,
         "optimistic": cfg.protocol == "paper",
@@ -109,15 +105,10 @@ def run_eval(cfg: EvalConfig, on_step: ProgressFn | None = None) -> dict[str, An
         "select_curve": {f"{b:.4g}": acc for b, acc in select_curve.items()},
         "select_clean": {f"{b:.4g}": acc for b, acc in select_clean.items()},
         "beta": beta,
-        "base": base.summary(),
+        "base": base.summary,
         "ct": {**ct_summary, "beta": beta, "clipped": clipped},
-        "gain_points": 100.0 * (ct_summary["robust_accuracy"] - base.robust_accuracy),  # type: ignore[operator]
-        "per_example": {
-            "base_clean": base.clean_correct.int().tolist(),
-            "base_robust": base.robust_correct.int().tolist(),
-            "ct_clean": ct_res.clean_correct.int().tolist(),
-            "ct_robust": ct_res.robust_correct.int().tolist(),
-        },
+        "gain_points": 100.0 * (float(ct_summary["robust_accuracy"]) - base.robust_accuracy),  # type: ignore[arg-type]
+        "per_example": {"base": base.per_example, "ct": ct_res.per_example},
         "eval_indices": splits.eval_indices,
         "select_indices": splits.select_indices,
         "ct_coverage": coverage.to_dict(),
@@ -126,4 +117,3 @@ def run_eval(cfg: EvalConfig, on_step: ProgressFn | None = None) -> dict[str, An
         "wall_seconds": round(time.perf_counter() - start, 2),
         "provenance": provenance(device),
     }
-    return result

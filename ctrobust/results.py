@@ -44,14 +44,24 @@ def write_result(result: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
 def summary_table(result: dict[str, Any]) -> str:
     """A plain-text table for the terminal."""
     base, ct = result["base"], result["ct"]
+    corruptions = result["threat"] == "corruptions"
+    metric = "corr. acc" if corruptions else "robust acc"
+    if corruptions:
+        n_cells = len(result["corruptions"]) * len(result["severities"])
+        threat_line = (
+            f"corruptions, {n_cells} cells ({len(result['corruptions'])} corruptions x severities "
+            f"{','.join(str(s) for s in result['severities'])})"
+        )
+    else:
+        threat_line = f"{result['threat']}  eps={result['eps']:.4g}"
     lines = [
-        f"{'':<12}{'clean acc':>12}{'robust acc':>12}",
+        f"{'':<12}{'clean acc':>12}{metric:>12}",
         f"{'base (ReLU)':<12}{base['clean_accuracy']:>12.2%}{base['robust_accuracy']:>12.2%}",
         f"{'CT':<12}{ct['clean_accuracy']:>12.2%}{ct['robust_accuracy']:>12.2%}",
         "",
         f"chosen beta   {result['beta']:.2f}  (on {result['n_select']} selection points with {result['select_attack']})",
-        f"gain          {result['gain_points']:+.2f} points robust accuracy",
-        f"threat        {result['threat']}  eps={result['eps']:.4g}",
+        f"gain          {result['gain_points']:+.2f} points {'mean corruption' if corruptions else 'robust'} accuracy",
+        f"threat        {threat_line}",
         f"attack        {result['attack']}",
         f"model         {result['model']} on {result['dataset']}",
         f"n / seed      {result['n_examples']} / {result['seed']}",

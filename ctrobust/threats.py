@@ -9,10 +9,15 @@ from ctrobust.errors import CtrobustError, unknown_name_error
 
 
 class ThreatModel(str, Enum):
-    """Norm-bounded threats; the value is the name pyautoattack and RobustBench use."""
+    """Threat models; the value is the name RobustBench (and pyautoattack, for norms) uses."""
 
     LINF = "Linf"
     L2 = "L2"
+    CORRUPTIONS = "corruptions"
+
+    @property
+    def is_norm_bounded(self) -> bool:
+        return self is not ThreatModel.CORRUPTIONS
 
     @property
     def cli_name(self) -> str:

@@ -1,0 +1,1 @@
+"""Workarounds for third-party packages that do not work as released (NOTES section 2)."""

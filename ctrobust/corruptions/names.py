@@ -1,0 +1,50 @@
+"""The 15 RobustBench corruptions (CIFAR-10-C order) and severities 1-5, parsed from the CLI."""
+
+from __future__ import annotations
+
+from ctrobust.errors import CtrobustError, unknown_name_error
+
+CORRUPTIONS: tuple[str, ...] = (
+    "shot_noise", "motion_blur", "snow", "pixelate", "gaussian_noise", "defocus_blur", "brightness", "fog",
+    "zoom_blur", "frost", "glass_blur", "impulse_noise", "contrast", "jpeg_compression", "elastic_transform",
+)
+SEVERITIES: tuple[int, ...] = (1, 2, 3, 4, 5)
+
+
+def parse_corruptions(text: str | None) -> list[str]:
+    """'all' / None -> all 15; else a comma list of known names (dashes accepted for underscores)."""
+    if text is None or text.strip().lower() == "all":
+        return list(CORRUPTIONS)
+    names = []
+    for raw in text.split(","):
+        name = raw.strip().lower().replace("-", "_")
+        if not name:
+            continue
+        if name not in CORRUPTIONS:
+            raise unknown_name_error("corruption", raw.strip(), CORRUPTIONS)
+        if name not in names:
+            names.append(name)
+    if not names:
+        raise CtrobustError(f"--corruptions {text!r} names no corruption.")
+    return names
+
+
+def parse_severities(text: str | None) -> list[int]:
+    """'all' / None -> 1..5; else '1,3,5' or '2-4'; each must be in 1-5."""
+    if text is None or text.strip().lower() == "all":
+        return list(SEVERITIES)
+    values: set[int] = set()
+    try:
+        for part in text.split(","):
+            part = part.strip()
+            if "-" in part:
+                lo, hi = (int(p) for p in part.split("-"))
+                values.update(range(lo, hi + 1))
+            elif part:
+                values.add(int(part))
+    except ValueError:
+        raise CtrobustError(f"Expected --severities as '1,3,5' or '2-4', but got {text!r}.") from None
+    bad = sorted(v for v in values if v not in SEVERITIES)
+    if bad or not values:
+        raise CtrobustError(f"Expected severities between 1 and 5, but got {text!r}.")
+    return sorted(values)

@@ -1,0 +1,114 @@
+"""How a model is scored under a threat: attacks for Linf/L2, corrupted cells for corruptions.
+
+Both scorers prepare their data once and are then called per beta, so a beta sweep reuses the
+corrupted images and the split tensors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import torch
+
+from ctrobust.attacks.evaluation import evaluate
+from ctrobust.attacks.spec import AttackSpec
+from ctrobust.config import EvalConfig
+from ctrobust.corruptions.evaluate import corruption_accuracy
+from ctrobust.corruptions.source import Cells, corrupted_cells
+from ctrobust.ct import CurvatureTuned
+from ctrobust.data.paths import resolve_data_dir
+from ctrobust.data.splits import Splits
+from ctrobust.threats import ThreatModel
+
+
+class Score(Protocol):
+    clean_accuracy: float
+    robust_accuracy: float
+
+    def summary(self) -> dict[str, object]: ...
+
+
+@dataclass
+class Scored:
+    """One scored run: its headline numbers, its summary and per-example correctness."""
+
+    clean_accuracy: float
+    robust_accuracy: float
+    summary: dict[str, object]
+    per_example: dict[str, list[int]]
+
+
+class Scorer(Protocol):
+    select_label: str
+    final_label: str
+    settings: dict[str, Any]
+
+    def select(self, ct: CurvatureTuned, beta: float) -> Scored: ...
+
+    def final(self, ct: CurvatureTuned, beta: float) -> Scored: ...
+
+
+class NormScorer:
+    """Linf / L2: the selection attack on the selection split, the final attack on the eval split."""
+
+    def __init__(self, cfg: EvalConfig, threat: ThreatModel, eps: float, x: torch.Tensor, y: torch.Tensor,
+                 splits: Splits, device: torch.device) -> None:
+        self.cfg, self.threat, self.eps, self.device = cfg, threat, eps, device
+        self.select_spec: AttackSpec = cfg.selection_attack()
+        self.final_spec: AttackSpec = cfg.final_attack()
+        self.select_label, self.final_label = self.select_spec.label(), self.final_spec.label()
+        self.x_sel, self.y_sel = x[splits.select_indices], y[splits.select_indices]
+        self.x_eval, self.y_eval = x[splits.eval_indices], y[splits.eval_indices]
+        self.settings = {"eps": eps, "attack_config": self.final_spec.to_dict(),
+                         "select_attack_config": self.select_spec.to_dict()}
+
+    def _run(self, ct: CurvatureTuned, beta: float, x: torch.Tensor, y: torch.Tensor, spec: AttackSpec) -> Scored:
+        ct.beta = beta
+        res = evaluate(ct, x, y, self.threat, self.eps, spec, self.cfg.seed, self.cfg.batch_size, self.device)
+        return Scored(res.clean_accuracy, res.robust_accuracy, res.summary(),
+                      {"clean": res.clean_correct.int().tolist(), "robust": res.robust_correct.int().tolist()})
+
+    def select(self, ct: CurvatureTuned, beta: float) -> Scored:
+        return self._run(ct, beta, self.x_sel, self.y_sel, self.select_spec)
+
+    def final(self, ct: CurvatureTuned, beta: float) -> Scored:
+        return self._run(ct, beta, self.x_eval, self.y_eval, self.final_spec)
+
+
+class CorruptionScorer:
+    """Corruptions: mean accuracy over the cells, on the selection split's and eval split's images."""
+
+    def __init__(self, cfg: EvalConfig, dataset: str, x: torch.Tensor, y: torch.Tensor, splits: Splits,
+                 device: torch.device, on_step: Callable[[str], None]) -> None:
+        self.cfg, self.device = cfg, device
+        corruptions, severities = cfg.corruption_cells()
+        data_dir = resolve_data_dir(cfg.data_dir)
+        self.x_sel, self.y_sel = x[splits.select_indices], y[splits.select_indices]
+        self.x_eval, self.y_eval = x[splits.eval_indices], y[splits.eval_indices]
+        all_idx = sorted(set(splits.select_indices) | set(splits.eval_indices))
+        cells, info = corrupted_cells(dataset, data_dir, x, y, all_idx, corruptions, severities, cfg.seed, on_step)
+        pos = {i: k for k, i in enumerate(all_idx)}
+        self.sel_cells = _subset(cells, [pos[i] for i in splits.select_indices])
+        self.eval_cells = _subset(cells, [pos[i] for i in splits.eval_indices])
+        self.select_label = self.final_label = "corruptions"
+        self.settings = {"eps": None, "corruptions": corruptions, "severities": severities, "corruption_data": info}
+
+    def _run(self, ct: CurvatureTuned, beta: float, x: torch.Tensor, y: torch.Tensor, cells: Cells) -> Scored:
+        ct.beta = beta
+        res = corruption_accuracy(ct, x, y, cells, self.cfg.batch_size, self.device)
+        per_example = {"clean": res.clean_correct.int().tolist()}
+        per_example.update({f"{c}/{s}": v.int().tolist() for (c, s), v in res.cells.items()})
+        return Scored(res.clean_accuracy, res.robust_accuracy, res.summary(), per_example)
+
+    def select(self, ct: CurvatureTuned, beta: float) -> Scored:
+        return self._run(ct, beta, self.x_sel, self.y_sel, self.sel_cells)
+
+    def final(self, ct: CurvatureTuned, beta: float) -> Scored:
+        return self._run(ct, beta, self.x_eval, self.y_eval, self.eval_cells)
+
+
+def _subset(cells: Cells, positions: list[int]) -> Cells:
+    index = torch.tensor(positions, dtype=torch.long)
+    return {key: (x[index], y[index]) for key, (x, y) in cells.items()}
