@@ -21,11 +21,33 @@ def opt(default: Any, help: str, group: str = "run", **argparse_kw: Any) -> Any:
 
 @dataclass
 class EvalConfig:
-    model: str = opt("smallcnn", "model name (built-in: smallcnn)", "model and data", metavar="NAME")
+    model: str = opt(
+        "smallcnn",
+        "model: smallcnn, a RobustBench name (Standard, ...), robustbench:NAME, torchvision:NAME, paper:resnet18|50|152, "
+        "path/to/file.py:factory or package.module:factory",
+        "model and data", metavar="NAME",
+    )
     dataset: str | None = opt(
         None, "dataset; default: the one the model was trained on (smallcnn -> fashion-mnist)", "model and data"
     )
-    checkpoint: str | None = opt(None, "weights to load instead of the shipped ones", "model and data", metavar="PATH")
+    checkpoint: str | None = opt(
+        None, "weights to load (built-in, paper:, torchvision: and custom models)", "model and data", metavar="PATH"
+    )
+    model_dir: str | None = opt(
+        None, "RobustBench checkpoints, as <dir>/<dataset>/<threat>/<name>.pt (env CTROBUST_MODEL_DIR; default: user cache)",
+        "model and data", metavar="DIR",
+    )
+    zoo_threat: str | None = opt(
+        None, "take the RobustBench model from this threat's zoo (Linf, L2, corruptions); default: --threat",
+        "model and data", metavar="THREAT",
+    )
+    trust_checkpoint: bool = opt(
+        False, "allow checkpoints that need arbitrary unpickling (only for files you trust)", "model and data",
+        action="store_true",
+    )
+    mean: str | None = opt(None, "custom models: per-channel mean to normalise with inside the model, e.g. 0.5,0.5,0.5",
+                           "model and data", metavar="LIST")
+    std: str | None = opt(None, "custom models: per-channel std, with --mean", "model and data", metavar="LIST")
     data_dir: str | None = opt(
         None, "where datasets are looked for and downloaded (env CTROBUST_DATA_DIR; default: user cache)",
         "model and data", metavar="DIR",
@@ -73,6 +95,11 @@ class EvalConfig:
         if threat.is_norm_bounded and (self.corruptions is not None or self.severities is not None):
             raise CtrobustError("--corruptions and --severities apply only to --threat corruptions.")
         self.corruption_cells()
+        mean, std = self.normalisation()
+        if (mean is None) != (std is None) or (mean is not None and std is not None and len(mean) != len(std)):
+            raise CtrobustError("Pass --mean and --std together, with one value per channel each.")
+        if std is not None and any(v <= 0 for v in std):
+            raise CtrobustError(f"Expected --std values to be positive, but got {self.std!r}.")
         if self.protocol not in PROTOCOLS:
             raise CtrobustError(f"Expected --protocol to be one of {', '.join(PROTOCOLS)}, but got {self.protocol!r}.")
         self.beta_grid()
@@ -80,6 +107,9 @@ class EvalConfig:
         self.selection_attack()
         if self.batch_size <= 0:
             raise CtrobustError(f"Expected --batch-size to be a positive integer, but got {self.batch_size}.")
+
+    def normalisation(self) -> tuple[list[float] | None, list[float] | None]:
+        return _floats(self.mean, "--mean"), _floats(self.std, "--std")
 
     def corruption_cells(self) -> tuple[list[str], list[int]]:
         return parse_corruptions(self.corruptions), parse_severities(self.severities)
@@ -101,3 +131,11 @@ def config_fields() -> list[tuple[str, Any, dict[str, Any]]]:
     """(name, default, metadata) of every EvalConfig field, for building the CLI."""
     return [(f.name, f.default if f.default is not MISSING else None, dict(f.metadata)) for f in fields(EvalConfig)]
 
+
+def _floats(text: str | None, flag: str) -> list[float] | None:
+    if text is None:
+        return None
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise CtrobustError(f"Expected {flag} as comma-separated floats, but got {text!r}.") from None

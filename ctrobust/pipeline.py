@@ -47,7 +47,11 @@ def run_eval(cfg: EvalConfig, on_step: ProgressFn | None = None) -> dict[str, An
     start = time.perf_counter()
     device = resolve_device(cfg.device)
     threat = parse_threat(cfg.threat)
-    loaded = load_model(cfg.model, cfg.dataset, cfg.checkpoint)
+    mean, std = cfg.normalisation()
+    loaded = load_model(
+        cfg.model, cfg.dataset, cfg.checkpoint, threat=threat.value, zoo_threat=cfg.zoo_threat,
+        model_dir=cfg.model_dir, trust_checkpoint=cfg.trust_checkpoint, mean=mean, std=std,
+    )
     x_all, y_all = load_test_set(loaded.dataset, cfg.data_dir)
     splits = make_splits(len(x_all), cfg.n_examples, cfg.n_select, cfg.seed, cfg.protocol)
     model = loaded.model.to(device)

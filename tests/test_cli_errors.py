@@ -47,7 +47,7 @@ def test_corrupt_checkpoint(tmp_path: Path) -> None:
     bad = tmp_path / "smallcnn.pt"
     bad.write_text("<html><body>Google Drive: virus scan warning</body></html>")
     proc = run_cli("eval", *FAST, "--checkpoint", str(bad))
-    assert_one_line_error(proc, str(bad), "not a readable PyTorch checkpoint")
+    assert_one_line_error(proc, str(bad), "HTML page", "untouched")
     assert bad.read_text().startswith("<html>")
 
 

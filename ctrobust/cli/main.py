@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from ctrobust import __version__
-from ctrobust.cli import eval_cmd, train_cmd
+from ctrobust.cli import audit_cmd, eval_cmd, models_cmd, train_cmd
 from ctrobust.errors import CtrobustError
 
 EXIT_USER_ERROR = 2
@@ -23,6 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     eval_cmd.add_parser(sub)
     train_cmd.add_parser(sub)
+    models_cmd.add_parser(sub)
+    audit_cmd.add_parser(sub)
     return parser
 
 

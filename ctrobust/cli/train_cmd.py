@@ -1,4 +1,4 @@
-"""``ctrobust train``: train a built-in model and write its weights with how they were made."""
+"""``ctrobust train``: train a built-in or paper model and write its weights with how they were made."""
 
 from __future__ import annotations
 
@@ -9,23 +9,28 @@ from pathlib import Path
 
 EPILOG = """examples:
   ctrobust train --model smallcnn --dataset fashion-mnist
-  ctrobust train --model smallcnn --epochs 1 --out /tmp/smallcnn.pt
+  ctrobust train --model paper:resnet18 --dataset cifar10 --device cuda      # the paper's recipe, 200 epochs
+  ctrobust train --model paper:resnet18 --dataset cifar10 --max-batches 3     # smoke test
+
+A run interrupted after an epoch continues from <out>.resume.pt when started again with the same --out.
 """
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
-        "train", help="train a built-in model", description=__doc__, epilog=EPILOG,
+        "train", help="train a built-in or paper model", description=__doc__, epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--model", default="smallcnn", metavar="NAME", help="built-in model (default: smallcnn)")
-    parser.add_argument("--dataset", default=None, help="dataset (default: the model's own)")
-    parser.add_argument("--epochs", type=int, default=4, help="epochs (default: 4)")
+    parser.add_argument("--model", default="smallcnn", metavar="NAME", help="smallcnn or paper:resnet18|50|152 (default: smallcnn)")
+    parser.add_argument("--dataset", default=None, help="dataset (default: the model's own; paper: models need it)")
+    parser.add_argument("--epochs", type=int, default=None, help="epochs (default: 4 for smallcnn, 200 for paper:)")
     parser.add_argument("--batch-size", type=int, default=128, help="batch size (default: 128)")
-    parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default: 1e-3; peak 3x, one-cycle)")
+    parser.add_argument("--lr", type=float, default=None, help="learning rate (default: 1e-3 Adam for smallcnn, 0.1 SGD for paper:)")
     parser.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
     parser.add_argument("--n-train", type=int, default=None, metavar="N", help="train on the first N points only")
+    parser.add_argument("--max-batches", type=int, default=None, metavar="N", help="stop after N batches (smoke tests)")
     parser.add_argument("--data-dir", default=None, metavar="DIR", help="dataset directory (env CTROBUST_DATA_DIR)")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default: auto")
     parser.add_argument(
         "--out", default=None, metavar="PATH",
         help="where to write the state dict (default: <user cache>/checkpoints/<model>_<dataset>.pt)",
@@ -38,15 +43,25 @@ def run(args: argparse.Namespace) -> int:
     import platformdirs
 
     from ctrobust.errors import CtrobustError
-    from ctrobust.models import resolve_model_dataset
+    from ctrobust.models.registry import parse_model_name, resolve_model_dataset
+    from ctrobust.pipeline import resolve_device
     from ctrobust.train import TrainConfig, train_model
 
+    parsed = parse_model_name(args.model)
+    if parsed.source not in ("builtin", "paper"):
+        raise CtrobustError(f"ctrobust train trains built-in and paper: models, not {args.model}.")
     dataset = resolve_model_dataset(args.model, args.dataset)
-    for name in ("epochs", "batch_size"):
-        if getattr(args, name) <= 0:
-            raise CtrobustError(f"Expected `--{name.replace('_', '-')}` to be a positive integer, but got {getattr(args, name)}.")
-    cfg = TrainConfig(args.model, dataset, args.epochs, args.batch_size, args.lr, args.seed, args.n_train, args.data_dir)
-    out = Path(args.out) if args.out else Path(platformdirs.user_cache_dir("ctrobust")) / "checkpoints" / f"{args.model}_{dataset}.pt"
+    paper = parsed.source == "paper"
+    epochs = args.epochs if args.epochs is not None else (200 if paper else 4)
+    lr = args.lr if args.lr is not None else (0.1 if paper else 1e-3)
+    for flag, value in (("--epochs", epochs), ("--batch-size", args.batch_size), ("--max-batches", args.max_batches or 1)):
+        if value <= 0:
+            raise CtrobustError(f"Expected `{flag}` to be a positive integer, but got {value}.")
+    device = resolve_device(args.device)
+    cfg = TrainConfig(args.model, dataset, epochs, args.batch_size, lr, args.seed, args.n_train, args.data_dir,
+                      "paper" if paper else "adam", args.max_batches, str(device))
+    slug = args.model.replace(":", "-")
+    out = Path(args.out) if args.out else Path(platformdirs.user_cache_dir("ctrobust")) / "checkpoints" / f"{slug}_{dataset}.pt"
     command = "ctrobust " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     meta = train_model(cfg, out, command=command, progress=not args.no_progress)
     print(f"test accuracy {meta['test_accuracy']:.2%} after {meta['epochs']} epochs ({meta['train_seconds']} s)")

@@ -1,21 +1,31 @@
-"""Model names -> loaded models with their dataset and preprocessing (normalisation inside)."""
+"""Model names -> loaded models with their dataset and preprocessing (normalisation inside).
+
+Names carry their source: ``builtin:smallcnn``, ``robustbench:Standard``, ``torchvision:resnet50``,
+``paper:resnet18``, ``path/to/file.py:factory`` or ``package.module:factory``. A bare name is looked
+up as a built-in model first, then in the RobustBench zoo; anything else is an error that lists the
+prefixes.
+"""
 
 from __future__ import annotations
 
-import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
 import torch.nn as nn
 
 from ctrobust.data.registry import canonical_dataset
 from ctrobust.errors import CtrobustError, unknown_name_error
+from ctrobust.models.checkpoint import load_checkpoint, state_dict_of
 from ctrobust.models.normalize import Normalized
+from ctrobust.models.paper_resnet import PAPER_RESNETS, paper_resnet
+from ctrobust.models.paths import resolve_model_dir
 from ctrobust.models.smallcnn import SmallCNN
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
+PREFIXES = ("builtin", "robustbench", "torchvision", "paper")
+ZOO_DATASET_ORDER = ("cifar10", "cifar100", "imagenet")  # a bare zoo name found in several takes the first
 
 
 @dataclass(frozen=True)
@@ -46,79 +56,165 @@ class LoadedModel:
     preprocessing: dict[str, object] = field(default_factory=dict)
 
 
-def _builtin(name: str) -> BuiltinModel:
-    key = name.strip().lower().removeprefix("builtin:")
-    if key not in BUILTIN_MODELS:
-        raise unknown_name_error("model", name, BUILTIN_MODELS)
-    return BUILTIN_MODELS[key]
+@dataclass(frozen=True)
+class ModelName:
+    source: str  # builtin | robustbench | torchvision | paper | custom
+    name: str
+
+
+def parse_model_name(raw: str) -> ModelName:
+    """Split a model name into its source and name; bare names: built-in, then the zoo."""
+    from ctrobust.models.custom import is_custom_spec
+
+    text = raw.strip()
+    prefix, sep, rest = text.partition(":")
+    if sep and prefix.lower() in PREFIXES:
+        return ModelName(prefix.lower(), rest)
+    if is_custom_spec(text):
+        return ModelName("custom", text)
+    if sep:
+        raise CtrobustError(f"Unknown model prefix {prefix!r} in {raw!r}; use one of {', '.join(PREFIXES)} or path.py:factory.")
+    if text.lower() in BUILTIN_MODELS:
+        return ModelName("builtin", text.lower())
+    from ctrobust.models.zoo import zoo_datasets_of
+
+    if zoo_datasets_of(text):
+        return ModelName("robustbench", text)
+    known = list(BUILTIN_MODELS) + [f"paper:{n}" for n in PAPER_RESNETS]
+    err = unknown_name_error("model", raw, known)
+    raise CtrobustError(f"{err} Other sources: robustbench:NAME, torchvision:NAME, path/to/file.py:factory.")
 
 
 def resolve_model_dataset(model_name: str, dataset: str | None) -> str:
     """The dataset to use: the one given, or the one the model was trained on."""
-    entry = _builtin(model_name)
-    if dataset is None:
-        return entry.dataset
-    return canonical_dataset(dataset).name
+    if dataset is not None:
+        return canonical_dataset(dataset).name
+    parsed = parse_model_name(model_name)
+    if parsed.source == "builtin":
+        return _builtin(parsed.name).dataset
+    if parsed.source == "robustbench":
+        from ctrobust.models.zoo import zoo_datasets_of
+
+        found = zoo_datasets_of(parsed.name)
+        if not found:
+            raise CtrobustError(f"{parsed.name} is not in the RobustBench zoo.")
+        return next(ds for ds in ZOO_DATASET_ORDER if ds in found)
+    if parsed.source == "torchvision":
+        return "imagenet"
+    raise CtrobustError(f"Pass --dataset for {model_name}: it does not say what it was trained on.")
 
 
-def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """Load a checkpoint safely (weights only), with an error that names the file when it is not one."""
-    if not path.is_file():
-        raise CtrobustError(f"Checkpoint not found: {path}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError... for bad files
-        raise CtrobustError(f"{path} is not a readable PyTorch checkpoint ({type(exc).__name__}).") from None
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict):
-        raise CtrobustError(f"{path} does not hold a state dict.")
-    return state
+def _builtin(name: str) -> BuiltinModel:
+    key = name.strip().lower()
+    if key not in BUILTIN_MODELS:
+        raise unknown_name_error("built-in model", name, BUILTIN_MODELS)
+    return BUILTIN_MODELS[key]
 
 
-def build_model(name: str, dataset: str) -> tuple[BuiltinModel, nn.Module]:
-    """An untrained model of architecture ``name`` for ``dataset``, wrapped with its normalisation."""
-    entry = _builtin(name)
+def build_model(name: str, dataset: str) -> nn.Module:
+    """An untrained built-in or paper model for ``dataset``, wrapped with the dataset's normalisation."""
+    parsed = parse_model_name(name)
     ds = canonical_dataset(dataset)
-    net = entry.factory(in_channels=len(ds.mean), num_classes=ds.num_classes)
-    return entry, Normalized(net, ds.mean, ds.std)
+    if parsed.source == "builtin":
+        net: nn.Module = _builtin(parsed.name).factory(in_channels=ds.input_size[0], num_classes=ds.num_classes)
+    elif parsed.source == "paper":
+        if parsed.name not in PAPER_RESNETS:
+            raise unknown_name_error("paper model", parsed.name, PAPER_RESNETS)
+        net = paper_resnet(parsed.name, ds.num_classes, ds.input_size[0])
+    else:
+        raise CtrobustError(f"{name} cannot be built for training; use builtin: or paper: models.")
+    return Normalized(net, ds.mean, ds.std)
 
 
-def load_model(name: str, dataset: str | None = None, checkpoint: str | os.PathLike[str] | None = None) -> LoadedModel:
-    """Load a built-in model with its shipped weights (or ``checkpoint``), in eval mode."""
-    dataset_name = resolve_model_dataset(name, dataset)
-    entry, model = build_model(name, dataset_name)
-    path = Path(checkpoint) if checkpoint is not None else entry.weights_path
-    if checkpoint is None and dataset_name != entry.dataset:
-        raise CtrobustError(
-            f"{entry.name} ships weights for {entry.dataset} only; train it with "
-            f"`ctrobust train --model {entry.name} --dataset {dataset_name}` and pass --checkpoint."
-        )
-    if checkpoint is None and not path.is_file():
-        raise CtrobustError(
-            f"The shipped weights of {entry.name} are missing ({path}); reinstall ctrobust or make them with "
-            f"`ctrobust train --model {entry.name} --out {path}`."
-        )
-    state = load_state_dict(path)
+def _load_weights(model: nn.Module, path: Path, trust: bool, what: str) -> None:
+    state = state_dict_of(load_checkpoint(path, trust), path)
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[0]
-        raise CtrobustError(f"{path} does not fit {entry.name}: {first}") from None
-    model.eval()
+        raise CtrobustError(f"{path} does not fit {what}: {first}") from None
+
+
+def load_model(
+    name: str,
+    dataset: str | None = None,
+    checkpoint: str | os.PathLike[str] | None = None,
+    *,
+    threat: str = "Linf",
+    zoo_threat: str | None = None,
+    model_dir: str | os.PathLike[str] | None = None,
+    trust_checkpoint: bool = False,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+) -> LoadedModel:
+    """Load any supported model, in eval mode, taking images in [0, 1]."""
+    parsed = parse_model_name(name)
+    dataset_name = resolve_model_dataset(name, dataset)
     ds = canonical_dataset(dataset_name)
-    return LoadedModel(
-        name=entry.name,
-        dataset=dataset_name,
-        model=model,
-        source="builtin",
-        checkpoint=str(path),
-        preprocessing={"mean": list(ds.mean), "std": list(ds.std), "input_size": [len(ds.mean), 32, 32]},
-    )
+    ckpt = Path(checkpoint) if checkpoint is not None else None
+    prep: dict[str, object] = {"mean": list(ds.mean), "std": list(ds.std), "input_size": list(ds.input_size)}
+    if parsed.source == "builtin":
+        entry = _builtin(parsed.name)
+        model = build_model(parsed.name, dataset_name)
+        if ckpt is None:
+            if dataset_name != entry.dataset:
+                raise CtrobustError(
+                    f"{entry.name} ships weights for {entry.dataset} only; train it with "
+                    f"`ctrobust train --model {entry.name} --dataset {dataset_name}` and pass --checkpoint."
+                )
+            ckpt = entry.weights_path
+            if not ckpt.is_file():
+                raise CtrobustError(
+                    f"The shipped weights of {entry.name} are missing ({ckpt}); reinstall ctrobust or make them with "
+                    f"`ctrobust train --model {entry.name} --out {ckpt}`."
+                )
+        _load_weights(model, ckpt, trust_checkpoint, entry.name)
+        return LoadedModel(entry.name, dataset_name, model.eval(), "builtin", str(ckpt), prep)
+    if parsed.source == "paper":
+        if ckpt is None:
+            raise CtrobustError(f"paper:{parsed.name} needs --checkpoint (train one with `ctrobust train --model paper:{parsed.name}`).")
+        model = build_model(name, dataset_name)
+        _load_weights(model, ckpt, trust_checkpoint, f"paper:{parsed.name}")
+        return LoadedModel(f"paper:{parsed.name}", dataset_name, model.eval(), "paper", str(ckpt), prep)
+    if parsed.source == "robustbench":
+        from ctrobust.models.zoo import checkpoint_paths, load_zoo_model
+
+        if ckpt is not None:
+            raise CtrobustError("--checkpoint does not apply to RobustBench models; they live under --model-dir.")
+        zoo_th = zoo_threat or threat
+        zoo_th = {"linf": "Linf", "l2": "L2", "corruptions": "corruptions"}.get(zoo_th.lower(), zoo_th)
+        mdir = resolve_model_dir(model_dir)
+        net = load_zoo_model(parsed.name, dataset_name, zoo_th, mdir, trust_checkpoint)
+        prep = {"normalisation": "inside the RobustBench model", "input_size": list(ds.input_size), "zoo_threat": zoo_th}
+        paths = checkpoint_paths(parsed.name, dataset_name, zoo_th, mdir)
+        return LoadedModel(parsed.name, dataset_name, net, "robustbench", str(paths[0]), prep)
+    if parsed.source == "torchvision":
+        from ctrobust.models.torchvision_source import torchvision_model
+
+        net, weights = torchvision_model(parsed.name)
+        if ckpt is not None:
+            _load_weights(net, ckpt, trust_checkpoint, f"torchvision:{parsed.name}")
+        model = Normalized(net, mean or ds.mean, std or ds.std)
+        prep = {**prep, "weights": weights, "mean": list(mean or ds.mean), "std": list(std or ds.std)}
+        return LoadedModel(f"torchvision:{parsed.name}", dataset_name, model.eval(), "torchvision", str(ckpt) if ckpt else weights, prep)
+    from ctrobust.models.custom import load_factory_model
+
+    net = load_factory_model(parsed.name)
+    if ckpt is not None:
+        _load_weights(net, ckpt, trust_checkpoint, parsed.name)
+    if (mean is None) != (std is None):
+        raise CtrobustError("Pass both --mean and --std, or neither.")
+    if mean is not None and std is not None:
+        net = Normalized(net, mean, std)
+        prep = {**prep, "mean": list(mean), "std": list(std)}
+    else:
+        prep = {"normalisation": "none added (the model normalises itself, or takes [0, 1])", "input_size": list(ds.input_size)}
+    return LoadedModel(parsed.name, dataset_name, net.eval(), "custom", str(ckpt) if ckpt else None, prep)
 
 
 def shipped_weights_info(entry_name: str) -> dict[str, object]:
     """The provenance (command, seed, accuracy) stored beside shipped weights."""
-    entry = _builtin(entry_name)
-    meta = entry.weights_path.with_suffix(".json")
+    import json
+
+    meta = _builtin(entry_name).weights_path.with_suffix(".json")
     return json.loads(meta.read_text()) if meta.is_file() else {}

@@ -1,0 +1,138 @@
+"""CT audit of the RobustBench zoo: build every architecture with random weights (no download),
+apply CT, and report which ReLU sites it reaches and whether beta = 1 is the original function.
+"""
+
+from __future__ import annotations
+
+import csv
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from ctrobust.ct import ct_coverage, curvature_tuned
+from ctrobust.data.registry import canonical_dataset
+
+AUDIT_CSV = Path(__file__).parent / "models" / "zoo_ct_audit.csv"
+
+
+@dataclass
+class AuditRow:
+    dataset: str
+    threat: str
+    model: str
+    architecture: str = ""
+    params_m: float = 0.0
+    status: str = ""  # ok | not applicable | skipped | error
+    relu_module_calls: int = 0
+    relu_functional_calls: int = 0
+    relu_modules: int = 0
+    functional_sites: int = 0
+    other_activations: str = ""
+    max_abs_diff_beta1: float | None = None
+    beta09_changes_output: bool | None = None
+    note: str = ""
+    seconds: float = 0.0
+
+
+FIELDS = list(AuditRow.__dataclass_fields__)
+
+
+def zoo_entries(datasets: list[str] | None = None) -> Iterator[tuple[str, str, str]]:
+    from ctrobust.models.zoo import zoo
+
+    for ds, by_threat in zoo().items():
+        if datasets and ds not in datasets:
+            continue
+        for th, models in by_threat.items():
+            for name in models:
+                yield ds, th, name
+
+
+def audit_one(dataset: str, threat: str, name: str, max_params_m: float, seed: int = 0) -> AuditRow:
+    from ctrobust.models.zoo import build_zoo_architecture
+
+    row = AuditRow(dataset, threat, name)
+    start = time.perf_counter()
+    try:
+        torch.manual_seed(seed)
+        model = build_zoo_architecture(name, dataset, threat)
+        row.architecture = type(getattr(model, "model", model)).__name__
+        n_params = sum(p.numel() for p in model.parameters())
+        row.params_m = round(n_params / 1e6, 2)
+        if row.params_m > max_params_m:
+            row.status, row.note = "skipped", f"over --max-params {max_params_m}M"
+            return row
+        shape = canonical_dataset(dataset).input_size
+        x = torch.rand(2, *shape, generator=torch.Generator().manual_seed(seed))
+        cov = ct_coverage(model, x)
+        row.relu_module_calls, row.relu_functional_calls = cov.module_calls, cov.functional_calls
+        row.relu_modules, row.functional_sites = len(cov.relu_modules), len(cov.functional_sites)
+        row.other_activations = ";".join(sorted(set(cov.other_activations) | set(cov.other_activation_modules.values())))
+        if cov.total == 0:
+            row.status = "not applicable"
+            row.note = "no ReLU"
+            return row
+        with torch.no_grad():
+            original = model(x)
+            row.max_abs_diff_beta1 = float((curvature_tuned(model, 1.0)(x) - original).abs().max())
+            row.beta09_changes_output = bool((curvature_tuned(model, 0.9)(x) - original).abs().max() > 1e-6)
+        row.status = "ok" if row.max_abs_diff_beta1 == 0.0 and row.beta09_changes_output else "check"
+    except Exception as exc:  # an architecture that cannot be built offline is reported, not fatal
+        row.status, row.note = "error", f"{type(exc).__name__}: {str(exc)[:150]}"
+    finally:
+        row.seconds = round(time.perf_counter() - start, 2)
+    return row
+
+
+def run_audit(
+    out: Path, max_params_m: float, datasets: list[str] | None = None, on_row: Callable[[AuditRow], None] | None = None
+) -> list[AuditRow]:
+    """Audit every zoo entry; rows already in ``out`` are kept (the audit resumes), new ones appended."""
+    done: dict[tuple[str, str, str], AuditRow] = {}
+    if out.is_file():
+        with out.open() as fh:
+            for rec in csv.DictReader(fh):
+                done[(rec["dataset"], rec["threat"], rec["model"])] = _row_from_csv(rec)
+    by_arch: dict[tuple[str, str], AuditRow] = {(r.dataset, r.model): r for r in done.values()}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    new_file = not out.is_file()
+    rows = list(done.values())
+    with out.open("a", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=FIELDS)
+        if new_file:
+            writer.writeheader()
+        for ds, th, name in zoo_entries(datasets):
+            if (ds, th, name) in done:
+                continue
+            same = by_arch.get((ds, name))  # the same network listed under another threat
+            row = AuditRow(**{**asdict(same), "threat": th, "seconds": 0.0}) if same else audit_one(ds, th, name, max_params_m)
+            by_arch[(ds, name)] = row
+            writer.writerow(asdict(row))
+            fh.flush()
+            rows.append(row)
+            if on_row:
+                on_row(row)
+    return rows
+
+
+def _row_from_csv(rec: dict[str, str]) -> AuditRow:
+    def opt_float(v: str) -> float | None:
+        return float(v) if v not in ("", "None") else None
+
+    return AuditRow(
+        rec["dataset"], rec["threat"], rec["model"], rec["architecture"], float(rec["params_m"] or 0), rec["status"],
+        int(rec["relu_module_calls"] or 0), int(rec["relu_functional_calls"] or 0), int(rec["relu_modules"] or 0),
+        int(rec["functional_sites"] or 0), rec["other_activations"], opt_float(rec["max_abs_diff_beta1"]),
+        None if rec["beta09_changes_output"] in ("", "None") else rec["beta09_changes_output"] == "True",
+        rec["note"], float(rec["seconds"] or 0),
+    )
+
+
+def read_audit(path: Path = AUDIT_CSV) -> list[AuditRow]:
+    if not path.is_file():
+        return []
+    with path.open() as fh:
+        return [_row_from_csv(rec) for rec in csv.DictReader(fh)]

@@ -1,0 +1,22 @@
+"""Where checkpoints live: ``--model-dir``, else $CTROBUST_MODEL_DIR, else the user cache dir."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import platformdirs
+
+MODEL_DIR_ENV = "CTROBUST_MODEL_DIR"
+OFFLINE_ENV = "CTROBUST_OFFLINE"
+
+
+def resolve_model_dir(model_dir: str | os.PathLike[str] | None) -> Path:
+    if model_dir is not None:
+        return Path(model_dir).expanduser()
+    env = os.environ.get(MODEL_DIR_ENV)
+    return Path(env).expanduser() if env else Path(platformdirs.user_cache_dir("ctrobust")) / "models"
+
+
+def offline() -> bool:
+    return bool(os.environ.get(OFFLINE_ENV))
