@@ -22,17 +22,25 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-params", type=float, default=150.0, metavar="M",
                         help="skip architectures over M million parameters (listed as skipped; default 150)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument("--markdown", action="store_true", help="print a Markdown summary of --out and exit")
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
-    from ctrobust.audit import AUDIT_CSV, run_audit, zoo_entries
+    from ctrobust.audit import AUDIT_CSV, read_audit, run_audit, summarize, zoo_entries
     from ctrobust.data.registry import canonical_dataset
+    from ctrobust.errors import CtrobustError
 
     datasets = [canonical_dataset(d).name for d in args.dataset] if args.dataset else None
     out = Path(args.out) if args.out else AUDIT_CSV
+    if args.markdown:
+        rows = read_audit(out)
+        if not rows:
+            raise CtrobustError(f"No audit at {out}; run `ctrobust audit-ct --out {out}` first.")
+        print(summarize(rows))
+        return 0
     total = sum(1 for _ in zoo_entries(datasets))
     with tqdm(total=total, desc="audit-ct", disable=args.no_progress, unit="model") as bar:
         rows = run_audit(out, args.max_params, datasets, on_row=lambda r: (bar.update(1), bar.set_postfix_str(r.model)))

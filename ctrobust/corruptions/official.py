@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from ctrobust.errors import CtrobustError
+from ctrobust.offline import offline
 
 DIR_NAMES = {"cifar10": "CIFAR-10-C", "cifar100": "CIFAR-100-C"}
 ZENODO = {"cifar10": ("2535967", {"CIFAR-10-C.tar"}), "cifar100": ("3555552", {"CIFAR-100-C.tar"})}
@@ -29,7 +30,7 @@ def ensure_official(dataset: str, data_dir: Path, download: bool = True) -> Path
     root = official_dir(dataset, data_dir)
     if (root / "labels.npy").is_file():
         return root
-    if download:
+    if download and not offline():
         from ctrobust.compat.robustbench_import import import_robustbench
 
         import_robustbench()

@@ -7,7 +7,6 @@ paths torchvision uses; when they are missing, torchvision's real download fetch
 
 from __future__ import annotations
 
-import os
 import pickle
 from pathlib import Path
 
@@ -15,8 +14,8 @@ import numpy as np
 import torch
 
 from ctrobust.errors import CtrobustError
+from ctrobust.offline import offline
 
-OFFLINE_ENV = "CTROBUST_OFFLINE"
 LAYOUT = {
     "cifar10": ("cifar-10-batches-py", {"test": ["test_batch"], "train": [f"data_batch_{i}" for i in range(1, 6)]}, b"labels"),
     "cifar100": ("cifar-100-python", {"test": ["test"], "train": ["train"]}, b"fine_labels"),
@@ -48,7 +47,7 @@ def load_cifar(name: str, split: str, data_dir: Path, download: bool = True) -> 
     folder, files, label_key = LAYOUT[name]
     root = data_dir / folder
     paths = [root / f for f in files[split]]
-    if not all(p.is_file() for p in paths) and download and not os.environ.get(OFFLINE_ENV):
+    if not all(p.is_file() for p in paths) and download and not offline():
         try:
             _download(name, data_dir)
         except Exception as exc:  # network errors come in many types; the message says what to do

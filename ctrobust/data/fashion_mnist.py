@@ -11,10 +11,10 @@ import torch
 import torch.nn.functional as F
 
 from ctrobust.errors import CtrobustError
+from ctrobust.offline import offline
 
 SYSTEM_DIR_ENV = "CTROBUST_FASHION_MNIST_SYSTEM_DIR"
 SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
-OFFLINE_ENV = "CTROBUST_OFFLINE"  # set to skip download attempts
 MEAN = (0.2860,)
 STD = (0.3530,)
 FILES = {
@@ -69,7 +69,7 @@ def load_fashion_mnist(split: str, data_dir: Path, download: bool = True) -> tup
                 labels = torch.from_numpy(_read_idx(label_path).astype(np.int64))
                 images = F.pad(images.unsqueeze(1), (2, 2, 2, 2))
                 return images, labels
-        if attempt == 0 and download and not os.environ.get(OFFLINE_ENV):
+        if attempt == 0 and download and not offline():
             try:
                 _download(data_dir)
             except Exception as exc:  # network errors come in many types; the message says what to do

@@ -8,7 +8,6 @@ from pathlib import Path
 import platformdirs
 
 MODEL_DIR_ENV = "CTROBUST_MODEL_DIR"
-OFFLINE_ENV = "CTROBUST_OFFLINE"
 
 
 def resolve_model_dir(model_dir: str | os.PathLike[str] | None) -> Path:
@@ -17,6 +16,3 @@ def resolve_model_dir(model_dir: str | os.PathLike[str] | None) -> Path:
     env = os.environ.get(MODEL_DIR_ENV)
     return Path(env).expanduser() if env else Path(platformdirs.user_cache_dir("ctrobust")) / "models"
 
-
-def offline() -> bool:
-    return bool(os.environ.get(OFFLINE_ENV))

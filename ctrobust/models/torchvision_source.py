@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch.nn as nn
 
 from ctrobust.errors import CtrobustError, unknown_name_error
-from ctrobust.models.paths import offline
+from ctrobust.offline import offline
 
 
 def torchvision_model(name: str, weights: str = "DEFAULT") -> tuple[nn.Module, str]:

@@ -18,7 +18,7 @@ import torch.nn as nn
 
 from ctrobust.errors import CtrobustError, unknown_name_error
 from ctrobust.models.checkpoint import load_checkpoint
-from ctrobust.models.paths import offline
+from ctrobust.offline import offline
 
 ZOO_DATASETS = ("cifar10", "cifar100", "imagenet")
 ZOO_THREATS = ("Linf", "L2", "corruptions")
