@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import torch.nn as nn
 
 from ctrobust.errors import CtrobustError, unknown_name_error
@@ -22,8 +24,6 @@ def torchvision_model(name: str, weights: str = "DEFAULT") -> tuple[nn.Module, s
     except KeyError:
         raise unknown_name_error(f"weights of torchvision:{name}", weights, [m.name for m in weight_enum]) from None
     cached = torch.hub.get_dir() + "/checkpoints/" + w.url.rsplit("/", 1)[-1]
-    import os
-
     if offline() and not os.path.isfile(cached):
         raise CtrobustError(f"Weights {w} not in torch's cache and downloads are off: put {w.url.rsplit('/', 1)[-1]} at {cached}")
     try:

@@ -117,7 +117,7 @@ def load_zoo_model(name: str, dataset: str, threat: str, model_dir: Path, trust:
     except Exception as exc:  # download failures (requests, gdown, timm hub) surface as many types
         target = checkpoint_paths(name, dataset, threat, model_dir)[0] if _needs_files(name, dataset, threat) else None
         where = f"put it at {target}" if target else "it comes from timm/torchvision: fill their cache while online"
-        raise CtrobustError(f"Could not load RobustBench model {name} ({type(exc).__name__}: {str(exc)[:120]}); {where}.") from None
+        raise CtrobustError(f"Could not load RobustBench model {name} ({type(exc).__name__}); {where}.") from None
     return model.eval()
 
 
