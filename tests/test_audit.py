@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from conftest import run_cli
-from ctrobust.audit import AUDIT_CSV, audit_one, read_audit, run_audit, zoo_entries
+from ctrobust.audit import AUDIT_CSV, AuditRow, audit_one, read_audit, run_audit, zoo_entries
 
 
 def test_audit_one_relu_and_non_relu_architectures() -> None:
@@ -20,13 +20,25 @@ def test_audit_one_relu_and_non_relu_architectures() -> None:
     assert big.status == "skipped"
 
 
-def test_audit_resumes_without_redoing_rows(tmp_path: Path) -> None:
+def test_audit_resumes_without_redoing_rows(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Stored rows are kept and not recomputed; one network listed under several threats is built once."""
+    import ctrobust.audit as audit
+
+    built: list[tuple[str, str]] = []
+
+    def fake_audit_one(dataset: str, threat: str, name: str, max_params_m: float, seed: int = 0) -> AuditRow:
+        built.append((dataset, name))
+        return AuditRow(dataset, threat, name, status="skipped", note="stub")
+
+    monkeypatch.setattr(audit, "audit_one", fake_audit_one)
     out = tmp_path / "audit.csv"
-    first = run_audit(out, max_params_m=0.001, datasets=["cifar100"])  # everything skipped: fast
-    assert len(first) == sum(1 for _ in zoo_entries(["cifar100"]))
+    first = run_audit(out, max_params_m=1, datasets=["cifar100"])
+    entries = list(zoo_entries(["cifar100"]))
+    assert len(first) == len(entries) and len(built) == len({(d, n) for d, _, n in entries})
     lines = out.read_text().count("\n")
-    again = run_audit(out, max_params_m=0.001, datasets=["cifar100"])
+    again = run_audit(out, max_params_m=1, datasets=["cifar100"])
     assert len(again) == len(first) and out.read_text().count("\n") == lines
+    assert len(built) == len({(d, n) for d, _, n in entries})  # nothing recomputed
 
 
 def test_committed_audit_covers_the_zoo() -> None:
