@@ -24,8 +24,8 @@ REQUIRED_KEYS = {
 def test_cli_eval_autoattack(tmp_path: Path, threat: str) -> None:
     out = tmp_path / "run"
     proc = run_cli(
-        "eval", "--model", "smallcnn", "--dataset", "fashion-mnist", "--threat", threat, "--n-examples", "16",
-        "--n-select", "16", "--betas", "0.85,0.95", "--out", str(out), "--no-progress",
+        "eval", "--model", "smallcnn", "--dataset", "fashion-mnist", "--threat", threat, "--n-examples", "10",
+        "--n-select", "10", "--betas", "0.85,0.95", "--out", str(out), "--no-progress",
     )
     assert proc.returncode == 0, proc.stderr
     assert "base (ReLU)" in proc.stdout and "chosen beta" in proc.stdout
@@ -36,7 +36,7 @@ def test_cli_eval_autoattack(tmp_path: Path, threat: str) -> None:
     assert set(result["select_curve"]) == {"0.85", "0.95"}
     assert result["beta"] in (0.85, 0.95)
     assert not set(result["eval_indices"]) & set(result["select_indices"])
-    assert result["eval_indices"] == list(range(16))
+    assert result["eval_indices"] == list(range(10))
     for part in ("base", "ct"):
         assert 0 <= result[part]["robust_accuracy"] <= result[part]["clean_accuracy"] <= 1
     assert (out / "result.csv").read_text().count("\n") == 3
