@@ -23,13 +23,6 @@ from ctrobust.data.splits import Splits
 from ctrobust.threats import ThreatModel
 
 
-class Score(Protocol):
-    clean_accuracy: float
-    robust_accuracy: float
-
-    def summary(self) -> dict[str, object]: ...
-
-
 @dataclass
 class Scored:
     """One scored run: its headline numbers, its summary and per-example correctness."""

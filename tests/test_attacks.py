@@ -39,7 +39,7 @@ def linear_problem(threat: ThreatModel, eps: float, n: int = 300, seed: int = 0)
     model = Linear2(w / d, 0.0)
     x = 0.3 + 0.4 * torch.rand(n * 2, 1, 8, 8, generator=gen)  # box never binds for these eps
     f = model.f(x).detach()
-    y = (torch.rand(n * 2, generator=gen) < 0.8).long()  # most labels agree with sign(f): many correct
+    # 80% of labels agree with sign(f): many correct points, some wrong ones
     y = torch.where(torch.rand(n * 2, generator=gen) < 0.8, (f > 0).long(), 1 - (f > 0).long())
     dual = w.abs().sum() / d if threat is ThreatModel.LINF else (w / d).norm()
     margin = f.abs() / dual

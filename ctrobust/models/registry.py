@@ -211,10 +211,3 @@ def load_model(
         prep = {"normalisation": "none added (the model normalises itself, or takes [0, 1])", "input_size": list(ds.input_size)}
     return LoadedModel(parsed.name, dataset_name, net.eval(), "custom", str(ckpt) if ckpt else None, prep)
 
-
-def shipped_weights_info(entry_name: str) -> dict[str, object]:
-    """The provenance (command, seed, accuracy) stored beside shipped weights."""
-    import json
-
-    meta = _builtin(entry_name).weights_path.with_suffix(".json")
-    return json.loads(meta.read_text()) if meta.is_file() else {}
