@@ -82,6 +82,10 @@ class EvalConfig:
     device: str = opt("auto", "auto (CUDA when present), cpu or cuda", "run", choices=["auto", "cpu", "cuda"])
     batch_size: int = opt(500, "attack batch size", "run", type=int)
     out: str | None = opt(None, "output directory (default: reports/<run-name>/)", "output", metavar="DIR")
+    store: str | None = opt(
+        None, "results store (SQLite) that every finished cell is written to and looked up in, so an interrupted "
+        "run resumes (env CTROBUST_STORE; default: reports/ctrobust.sqlite)", "output", metavar="PATH",
+    )
     json: bool = opt(False, "print the result JSON on stdout instead of the table", "output", action="store_true")
     no_progress: bool = opt(False, "hide the progress bar", "output", action="store_true")
 

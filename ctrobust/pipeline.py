@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from typing import Any
 
 import torch
@@ -14,9 +16,10 @@ from ctrobust.data import load_test_set, make_splits
 from ctrobust.errors import CtrobustError
 from ctrobust.models import load_model
 from ctrobust.provenance import provenance
-from ctrobust.scoring import CorruptionScorer, NormScorer, Scorer
+from ctrobust.scoring import CorruptionScorer, NormScorer, Scored, Scorer
 from ctrobust.seeding import seed_everything
 from ctrobust.selection import choose_beta
+from ctrobust.store import Store, StoredCell
 from ctrobust.threats import check_eps, default_eps, parse_threat
 
 ProgressFn = Callable[[str], None]
@@ -40,8 +43,63 @@ def planned_steps(cfg: EvalConfig) -> int:
     return len(cfg.beta_grid()) + 2
 
 
-def run_eval(cfg: EvalConfig, on_step: ProgressFn | None = None) -> dict[str, Any]:
-    """Run the whole protocol and return the result as a JSON-ready dict."""
+RESULT_SETTINGS = (
+    "model", "dataset", "checkpoint", "zoo_threat", "mean", "std", "threat", "eps", "attack", "aa_version", "steps",
+    "restarts", "step_size", "corruptions", "severities", "select_attack", "select_steps", "betas", "protocol",
+    "n_examples", "n_select", "seed", "batch_size",
+)
+
+
+def run_identity(cfg: EvalConfig) -> dict[str, Any]:
+    """The settings that determine a run's numbers (not where files live, not the device, not output)."""
+    settings = asdict(cfg)
+    identity = {name: settings[name] for name in RESULT_SETTINGS}
+    identity["betas"] = cfg.beta_grid()
+    return identity
+
+
+def weights_digest(model: torch.nn.Module) -> str:
+    """Digest of every parameter and buffer: cells are reused only for the very same weights."""
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:20]
+
+
+class CellCache:
+    """Looks each (stage, beta) cell up in the store before computing it, and stores it when done."""
+
+    def __init__(self, store: Store | None, common: dict[str, Any], scorer: Scorer, device: torch.device) -> None:
+        self.store, self.common, self.scorer = store, common, scorer
+        self.prov = provenance(device)
+        self.computed = self.reused = 0
+
+    def get(self, stage: str, beta: float, compute: Callable[[], Scored]) -> Scored:
+        identity = {**self.common, **self.scorer.cell_identity(stage), "beta": round(float(beta), 6)}
+        if self.store is not None:
+            hit = self.store.get_cell(identity)
+            if hit is not None:
+                self.reused += 1
+                return Scored(hit.clean_accuracy, hit.robust_accuracy, hit.summary, hit.per_example)
+        scored = compute()
+        self.computed += 1
+        if self.store is not None:
+            meta = {"seconds": scored.summary.get("seconds"), "versions": self.prov["versions"],
+                    "device": self.prov["device"], "git_commit": self.prov["git_commit"]}
+            self.store.put_cell(identity, StoredCell(scored.clean_accuracy, scored.robust_accuracy, scored.summary,
+                                                     scored.per_example), meta)
+        return scored
+
+
+def run_eval(
+    cfg: EvalConfig, on_step: ProgressFn | None = None, store: Store | None = None, command: str | None = None
+) -> dict[str, Any]:
+    """Run the whole protocol and return the result as a JSON-ready dict.
+
+    With a store, every cell is looked up before it is computed and written as soon as it is done,
+    and the finished run is recorded with ``command``.
+    """
     cfg.validate()
     step = on_step or (lambda _label: None)
     start = time.perf_counter()
@@ -71,20 +129,23 @@ def run_eval(cfg: EvalConfig, on_step: ProgressFn | None = None) -> dict[str, An
     else:
         scorer = CorruptionScorer(cfg, loaded.dataset, x_all, y_all, splits, device, step)
     ct = curvature_tuned(model, 1.0)
+    common = {"model": loaded.name, "source": loaded.source, "weights": weights_digest(loaded.model),
+              "preprocessing": loaded.preprocessing, "dataset": loaded.dataset, "seed": cfg.seed}
+    cache = CellCache(store, common, scorer, device)
 
     select_curve: dict[float, float] = {}
     select_clean: dict[float, float] = {}
     for beta in cfg.beta_grid():
         step(f"select beta={beta:.2f}")
-        scored = scorer.select(ct, beta)
+        scored = cache.get("select", beta, lambda b=beta: scorer.select(ct, b))
         select_curve[beta] = scored.robust_accuracy
         select_clean[beta] = scored.clean_accuracy
     beta = choose_beta(select_curve)
 
     step("base (ReLU) on eval split")
-    base = scorer.final(ct, 1.0)
+    base = cache.get("final", 1.0, lambda: scorer.final(ct, 1.0))
     step(f"CT beta={beta:.2f} on eval split")
-    ct_res = scorer.final(ct, beta)
+    ct_res = cache.get("final", beta, lambda: scorer.final(ct, beta))
 
     ct_summary = dict(ct_res.summary)
     clipped = False
@@ -92,7 +153,7 @@ def run_eval(cfg: EvalConfig, on_step: ProgressFn | None = None) -> dict[str, An
         ct_summary = {**base.summary, "clipped_to_base_from": ct_res.robust_accuracy}
         clipped = True
 
-    return {
+    result = {
         "model": loaded.name,
         "dataset": loaded.dataset,
         "threat": threat.value,
@@ -119,5 +180,9 @@ def run_eval(cfg: EvalConfig, on_step: ProgressFn | None = None) -> dict[str, An
         "model_source": {"source": loaded.source, "checkpoint": loaded.checkpoint, **loaded.preprocessing},
         "batch_size": cfg.batch_size,
         "wall_seconds": round(time.perf_counter() - start, 2),
-        "provenance": provenance(device),
+        "cells": {"computed": cache.computed, "reused": cache.reused},
+        "provenance": cache.prov,
     }
+    if store is not None:
+        store.put_run(run_identity(cfg), result, command)
+    return result

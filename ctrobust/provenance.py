@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-_PACKAGES = ("ctrobust", "torch", "torchvision", "pyautoattack", "numpy")
+_PACKAGES = ("ctrobust", "torch", "torchvision", "pyautoattack", "robustbench", "imagecorruptions-imaug", "numpy")
 
 
 def git_commit() -> str | None:
@@ -23,14 +23,15 @@ def git_commit() -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
+def package_version(name: str) -> str | None:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
 def versions() -> dict[str, str | None]:
-    found: dict[str, str | None] = {}
-    for name in _PACKAGES:
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            found[name] = None
-    return found
+    return {name: package_version(name) for name in _PACKAGES}
 
 
 def device_name(device: torch.device) -> str:

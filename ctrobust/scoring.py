@@ -20,6 +20,8 @@ from ctrobust.corruptions.source import Cells, corrupted_cells
 from ctrobust.ct import CurvatureTuned
 from ctrobust.data.paths import resolve_data_dir
 from ctrobust.data.splits import Splits
+from ctrobust.provenance import package_version
+from ctrobust.store import indices_digest
 from ctrobust.threats import ThreatModel
 
 
@@ -37,6 +39,10 @@ class Scorer(Protocol):
     select_label: str
     final_label: str
     settings: dict[str, Any]
+
+    def cell_identity(self, stage: str) -> dict[str, Any]:
+        """What determines a cell's numbers besides model, beta and seed (stage: select or final)."""
+        ...
 
     def select(self, ct: CurvatureTuned, beta: float) -> Scored: ...
 
@@ -56,6 +62,15 @@ class NormScorer:
         self.x_eval, self.y_eval = x[splits.eval_indices], y[splits.eval_indices]
         self.settings = {"eps": eps, "attack_config": self.final_spec.to_dict(),
                          "select_attack_config": self.select_spec.to_dict()}
+        self._indices = {"select": splits.select_indices, "final": splits.eval_indices}
+
+    def cell_identity(self, stage: str) -> dict[str, Any]:
+        spec = self.select_spec if stage == "select" else self.final_spec
+        indices = self._indices[stage]
+        return {"threat": self.threat.value, "eps": self.eps, "attack": spec.to_dict(),
+                "library_version": f"pyautoattack {package_version('pyautoattack')}",
+                "split": "select" if stage == "select" else "eval", "n": len(indices),
+                "indices": indices_digest(indices), "batch_size": self.cfg.batch_size}
 
     def _run(self, ct: CurvatureTuned, beta: float, x: torch.Tensor, y: torch.Tensor, spec: AttackSpec) -> Scored:
         ct.beta = beta
@@ -87,6 +102,16 @@ class CorruptionScorer:
         self.eval_cells = _subset(cells, [pos[i] for i in splits.eval_indices])
         self.select_label = self.final_label = "corruptions"
         self.settings = {"eps": None, "corruptions": corruptions, "severities": severities, "corruption_data": info}
+        self._indices = {"select": splits.select_indices, "final": splits.eval_indices}
+        library = "official files" if info["source"] == "official" else (
+            f"imagecorruptions-imaug {package_version('imagecorruptions-imaug')}")
+        self._identity = {"threat": "corruptions", "eps": None, "attack": {"corruptions": corruptions,
+                          "severities": severities}, "library_version": library}
+
+    def cell_identity(self, stage: str) -> dict[str, Any]:
+        indices = self._indices[stage]
+        return {**self._identity, "split": "select" if stage == "select" else "eval", "n": len(indices),
+                "indices": indices_digest(indices)}
 
     def _run(self, ct: CurvatureTuned, beta: float, x: torch.Tensor, y: torch.Tensor, cells: Cells) -> Scored:
         ct.beta = beta

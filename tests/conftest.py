@@ -16,6 +16,14 @@ from ctrobust.data import load_test_set
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(autouse=True)
+def _private_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test writes to its own results store, never to the repo's reports/."""
+    path = tmp_path / "store.sqlite"
+    monkeypatch.setenv("CTROBUST_STORE", str(path))
+    return path
+
+
 @pytest.fixture(scope="session")
 def fmnist_test() -> tuple[torch.Tensor, torch.Tensor]:
     return load_test_set("fashion-mnist")

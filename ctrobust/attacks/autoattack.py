@@ -2,15 +2,42 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 import torch.nn as nn
-from pyautoattack import AutoAttack
+from pyautoattack import AutoAttack, checks
 from pyautoattack.autopgd_base import APGDAttack
 
 from ctrobust.errors import CtrobustError
 from ctrobust.threats import ThreatModel
 
 AUTOATTACK_VERSIONS = ("standard", "plus", "rand")
+_capture_lock = threading.Lock()
+
+
+@contextmanager
+def _robust_accuracy_per_attack() -> Iterator[dict[str, float]]:
+    """Catch AutoAttack's own 'robust accuracy after each attack' dict.
+
+    pyautoattack computes it but only logs it; it hands the dict to ``checks.check_square_sr``
+    at the end of a run, so that call is wrapped for the duration of one run.
+    """
+    captured: dict[str, float] = {}
+    with _capture_lock:
+        original = checks.check_square_sr
+
+        def capture(acc_dict: dict[str, float], *args: object, **kwargs: object) -> object:
+            captured.update(acc_dict)
+            return original(acc_dict, *args, **kwargs)
+
+        checks.check_square_sr = capture
+        try:
+            yield captured
+        finally:
+            checks.check_square_sr = original
 
 
 def autoattack(
@@ -23,8 +50,12 @@ def autoattack(
     seed: int,
     batch_size: int,
     version: str = "standard",
-) -> torch.Tensor:
-    """Adversarial candidates from AutoAttack; APGD-T/FAB-T targets capped at num_classes - 1."""
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Adversarial candidates from AutoAttack, and the fraction of ``x`` still robust after each attack.
+
+    APGD-T/FAB-T targets are capped at num_classes - 1. Attacks skipped because no point was
+    left get the last fraction (0).
+    """
     if num_classes < 4:
         raise CtrobustError(
             f"AutoAttack needs at least 4 classes (its targeted DLR loss compares four logits); the model has {num_classes}. "
@@ -35,8 +66,10 @@ def autoattack(
     n_targets = min(9, num_classes - 1)
     adversary.apgd_targeted.n_target_classes = n_targets
     adversary.fab.n_target_classes = n_targets
-    x_adv, _ = adversary.run_standard_evaluation(x, y, batch_size=batch_size)
-    return x_adv
+    with _robust_accuracy_per_attack() as captured:
+        x_adv, _ = adversary.run_standard_evaluation(x, y, batch_size=batch_size)
+    breakdown = {name: captured.get(name, 0.0) for name in ["clean", *adversary.attacks_to_run]}
+    return x_adv, breakdown
 
 
 def apgd_ce(

@@ -51,6 +51,7 @@ class EvalResult:
             "n": self.n,
             "rejected_adversarials": self.rejected,
             "seconds": round(self.seconds, 3),
+            **self.extra,
         }
 
 
@@ -103,8 +104,12 @@ def evaluate(
     clean_correct = clean_pred == y
     x_adv = x.clone()
     idx = torch.nonzero(clean_correct).flatten()
+    extra: dict[str, object] = {}
     if len(idx):
-        x_adv[idx] = _attack(model, x[idx], y[idx], eps, threat, spec, seed, batch_size)
+        x_adv[idx], per_attack = _attack(model, x[idx], y[idx], eps, threat, spec, seed, batch_size)
+        if per_attack is not None:
+            # AutoAttack's own claims, as fractions of all n points (before ctrobust's re-check).
+            extra["robust_accuracy_after"] = {k: v * len(idx) / len(x) for k, v in per_attack.items()}
     check = verify_adversarial(model, x, x_adv, y, eps, threat, claimed=clean_correct & (x_adv != x).flatten(1).any(1))
     robust_correct = clean_correct & ~check.fooled
     return EvalResult(
@@ -116,6 +121,7 @@ def evaluate(
         seed=seed,
         seconds=time.perf_counter() - start,
         rejected=check.rejected,
+        extra=extra,
     )
 
 
@@ -128,7 +134,8 @@ def _attack(
     spec: AttackSpec,
     seed: int,
     batch_size: int,
-) -> torch.Tensor:
+) -> tuple[torch.Tensor, dict[str, float] | None]:
+    """Adversarial candidates, and AutoAttack's robust fraction after each of its attacks (else None)."""
     if spec.name == "autoattack":
         return autoattack(model, x, y, eps, threat, _num_classes(model, x), seed, batch_size, spec.version)
     steps = spec.steps or 20
@@ -139,4 +146,4 @@ def _attack(
             parts.append(pgd_attack(model, xb, yb, eps, threat, steps, spec.step_size, spec.restarts, seed + i))
         else:
             parts.append(apgd_ce(model, xb, yb, eps, threat, steps, seed, spec.restarts))
-    return torch.cat(parts)
+    return torch.cat(parts), None

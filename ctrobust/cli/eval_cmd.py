@@ -40,16 +40,20 @@ def run(args: argparse.Namespace) -> int:
     from ctrobust.pipeline import planned_steps, run_eval
     from ctrobust.progress import StepBar
     from ctrobust.results import run_name, summary_table, write_result
+    from ctrobust.store import open_store
 
     cfg = EvalConfig(**{name: getattr(args, name) for name, _, _ in config_fields()})
     cfg.validate()
-    with StepBar(total=planned_steps(cfg), disable=cfg.no_progress, desc="ctrobust eval") as bar:
-        result = run_eval(cfg, on_step=bar.step)
+    with open_store(cfg.store) as store, StepBar(total=planned_steps(cfg), disable=cfg.no_progress,
+                                                   desc="ctrobust eval") as bar:
+        result = run_eval(cfg, on_step=bar.step, store=store, command=args.command_line)
     out_dir = Path(cfg.out) if cfg.out else Path("reports") / run_name(result)
     json_path, csv_path = write_result(result, out_dir)
     if cfg.json:
         sys.stdout.write(json.dumps(result) + "\n")
     else:
         print(summary_table(result))
-        print(f"\nwrote {json_path} and {csv_path}")
+        cells = result["cells"]
+        print(f"\nwrote {json_path} and {csv_path}; store {store.path}: "
+              f"{cells['computed']} cells computed, {cells['reused']} reused")
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 
 from ctrobust import __version__
@@ -31,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.command_line = shlex.join(["ctrobust", *(sys.argv[1:] if argv is None else argv)])
     if not getattr(args, "handler", None):
         parser.print_help()
         return EXIT_USER_ERROR

@@ -1,0 +1,192 @@
+"""The results store: an SQLite file with one row per evaluated cell and one per finished run.
+
+Why a database and not JSON files: a sweep must survive Ctrl-C and kill -9 without losing or
+duplicating work, and two processes may write to one store. Each cell is committed in its own
+transaction under a primary key derived from everything that determines its numbers (model,
+data indices, threat, eps, attack and library version, beta, split, seed), so a rerun finds it
+and computes nothing twice. WAL mode and a busy timeout let several writers share the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ctrobust.errors import CtrobustError
+
+DEFAULT_STORE = Path("reports") / "ctrobust.sqlite"
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS cells (
+    key TEXT PRIMARY KEY,
+    identity TEXT NOT NULL,
+    model TEXT NOT NULL, dataset TEXT NOT NULL, threat TEXT NOT NULL, eps REAL,
+    attack TEXT NOT NULL, attack_version TEXT, beta REAL NOT NULL, split TEXT NOT NULL,
+    seed INTEGER NOT NULL, n INTEGER NOT NULL,
+    clean_accuracy REAL NOT NULL, robust_accuracy REAL NOT NULL,
+    summary TEXT NOT NULL, per_example TEXT NOT NULL,
+    seconds REAL, versions TEXT, device TEXT, git_commit TEXT, created TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS runs (
+    key TEXT PRIMARY KEY,
+    identity TEXT NOT NULL,
+    model TEXT NOT NULL, dataset TEXT NOT NULL, threat TEXT NOT NULL, protocol TEXT NOT NULL,
+    attack TEXT NOT NULL, seed INTEGER NOT NULL, n_examples INTEGER NOT NULL, beta REAL NOT NULL,
+    base_robust REAL NOT NULL, ct_robust REAL NOT NULL,
+    result TEXT NOT NULL, command TEXT, created TEXT NOT NULL
+);
+"""
+
+
+def identity_key(identity: dict[str, Any]) -> str:
+    """A stable key for a JSON-able identity: sorted keys, floats as written by json."""
+    text = json.dumps(identity, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def indices_digest(indices: list[int]) -> str:
+    """Short digest of a split's indices, so two splits with equal n but other points differ."""
+    return hashlib.sha256(",".join(map(str, indices)).encode()).hexdigest()[:16]
+
+
+@dataclass
+class StoredCell:
+    clean_accuracy: float
+    robust_accuracy: float
+    summary: dict[str, Any]
+    per_example: dict[str, list[int]]
+
+
+def resolve_store_path(path: str | os.PathLike[str] | None) -> Path:
+    if path is not None:
+        return Path(path)
+    env = os.environ.get("CTROBUST_STORE")
+    return Path(env) if env else DEFAULT_STORE
+
+
+class Store:
+    """One SQLite store. Open with :func:`open_store`; safe to use from several processes."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(path, timeout=60.0, isolation_level=None)
+            self._db.execute("PRAGMA busy_timeout = 60000")
+            self._db.execute("PRAGMA journal_mode = WAL")
+            self._db.execute("PRAGMA synchronous = NORMAL")
+            with self._transaction():
+                for statement in _statements():
+                    self._db.execute(statement)
+                self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            found = self._db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise CtrobustError(
+                f"Cannot use {path} as a ctrobust store ({exc}); pass another --store or move that file away."
+            ) from None
+        if found is None or int(found[0]) != SCHEMA_VERSION:
+            raise CtrobustError(f"{path} has store schema {found and found[0]}, this ctrobust reads {SCHEMA_VERSION}.")
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # cells -----------------------------------------------------------------------------------
+
+    def get_cell(self, identity: dict[str, Any]) -> StoredCell | None:
+        row = self._db.execute(
+            "SELECT clean_accuracy, robust_accuracy, summary, per_example FROM cells WHERE key = ?",
+            (identity_key(identity),),
+        ).fetchone()
+        if row is None:
+            return None
+        return StoredCell(row[0], row[1], json.loads(row[2]), json.loads(row[3]))
+
+    def put_cell(self, identity: dict[str, Any], cell: StoredCell, meta: dict[str, Any]) -> bool:
+        """Store a cell unless one with this identity is there; True when this call added it."""
+        values = (
+            identity_key(identity), json.dumps(identity, sort_keys=True),
+            identity["model"], identity["dataset"], identity["threat"], identity.get("eps"),
+            json.dumps(identity["attack"], sort_keys=True), identity.get("library_version"),
+            identity["beta"], identity["split"], identity["seed"], identity["n"],
+            cell.clean_accuracy, cell.robust_accuracy, json.dumps(cell.summary), json.dumps(cell.per_example),
+            meta.get("seconds"), json.dumps(meta.get("versions")), meta.get("device"), meta.get("git_commit"),
+            _now(),
+        )
+        with self._transaction():
+            cur = self._db.execute(f"INSERT OR IGNORE INTO cells VALUES ({','.join('?' * len(values))})", values)
+        return cur.rowcount == 1
+
+    def count_cells(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM cells").fetchone()[0])
+
+    def cell_rows(self) -> list[dict[str, Any]]:
+        cur = self._db.execute("SELECT * FROM cells ORDER BY created, key")
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, row)) for row in cur.fetchall()]
+
+    # runs ------------------------------------------------------------------------------------
+
+    def get_run(self, identity: dict[str, Any]) -> dict[str, Any] | None:
+        row = self._db.execute("SELECT result FROM runs WHERE key = ?", (identity_key(identity),)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def put_run(self, identity: dict[str, Any], result: dict[str, Any], command: str | None) -> bool:
+        values = (
+            identity_key(identity), json.dumps(identity, sort_keys=True),
+            result["model"], result["dataset"], result["threat"], result["protocol"], result["attack"],
+            result["seed"], result["n_examples"], result["beta"],
+            result["base"]["robust_accuracy"], result["ct"]["robust_accuracy"],
+            json.dumps(result), command, _now(),
+        )
+        with self._transaction():
+            cur = self._db.execute(f"INSERT OR IGNORE INTO runs VALUES ({','.join('?' * len(values))})", values)
+        return cur.rowcount == 1
+
+    def runs(self) -> list[dict[str, Any]]:
+        """Every finished run's result, with the command that made it, oldest first."""
+        rows = self._db.execute("SELECT result, command, key FROM runs ORDER BY created, key").fetchall()
+        out = []
+        for result, command, key in rows:
+            run = json.loads(result)
+            run["command"] = command
+            run["run_key"] = key
+            out.append(run)
+        return out
+
+
+def _statements() -> list[str]:
+    return [s.strip() for s in _SCHEMA.split(";") if s.strip()]
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + f".{int(time.time() * 1e6) % 1_000_000:06d}Z"
+
+
+def open_store(path: str | os.PathLike[str] | None = None) -> Store:
+    return Store(resolve_store_path(path))
