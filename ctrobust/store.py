@@ -190,3 +190,29 @@ def _now() -> str:
 
 def open_store(path: str | os.PathLike[str] | None = None) -> Store:
     return Store(resolve_store_path(path))
+
+
+def existing_store(path: str | os.PathLike[str] | None = None) -> Store:
+    """Open a store that must exist already (for commands that only read it)."""
+    resolved = resolve_store_path(path)
+    if not resolved.is_file():
+        raise CtrobustError(
+            f"No results store at {resolved}: run `ctrobust eval` or `ctrobust reproduce` first, or pass --store."
+        )
+    return Store(resolved)
+
+
+def select_runs(store: Store, model: str | None = None, dataset: str | None = None,
+                threat: str | None = None) -> list[dict[str, Any]]:
+    """Finished runs, optionally only those of one model / dataset / threat; an error when none match."""
+    from ctrobust.threats import parse_threat
+
+    wanted_threat = parse_threat(threat).value if threat else None
+    runs = [r for r in store.runs()
+            if (model is None or r["model"] == model) and (dataset is None or r["dataset"] == dataset)
+            and (wanted_threat is None or r["threat"] == wanted_threat)]
+    if not runs:
+        filters = ", ".join(f"{k}={v}" for k, v in (("model", model), ("dataset", dataset), ("threat", threat)) if v)
+        raise CtrobustError(f"No finished runs in {store.path}" + (f" with {filters}" if filters else "")
+                            + ": run `ctrobust eval` or `ctrobust reproduce` first.")
+    return runs

@@ -4,10 +4,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if [ ! -f /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz ]; then
+# Debian packages: the Fashion-MNIST data always; with --test also Chromium and its driver, which the
+# report test uses to render the HTML report in a real headless browser.
+APT_PACKAGES=()
+[ -f /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz ] || APT_PACKAGES+=(dataset-fashion-mnist)
+if [ "${1:-}" = "--test" ]; then
+    command -v chromium >/dev/null || APT_PACKAGES+=(chromium)
+    command -v chromedriver >/dev/null || APT_PACKAGES+=(chromium-driver)
+fi
+if [ ${#APT_PACKAGES[@]} -gt 0 ]; then
     SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
     $SUDO apt-get update -qq
-    $SUDO DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null
+    $SUDO DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${APT_PACKAGES[@]}" >/dev/null
 fi
 
 PY="${PYTHON:-python3.11}"

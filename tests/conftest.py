@@ -40,3 +40,14 @@ def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = No
 
 def read_json(path: Path) -> dict:
     return json.loads(path.read_text())
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess[str], *needles: str) -> None:
+    """A user error: exit 2, one line on stderr that starts with 'ctrobust: error:', no traceback."""
+    assert proc.returncode == 2, proc.stderr
+    lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("ctrobust: error:")
+    assert "Traceback" not in proc.stderr
+    for needle in needles:
+        assert needle in lines[0]

@@ -6,20 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_cli
+from conftest import assert_one_line_error, run_cli
 
 FAST = ["--n-examples", "10", "--n-select", "10", "--betas", "0.9", "--attack", "pgd", "--steps", "2",
         "--select-steps", "2", "--no-progress"]
-
-
-def assert_one_line_error(proc, *needles: str) -> None:  # type: ignore[no-untyped-def]
-    assert proc.returncode == 2, proc.stderr
-    lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
-    assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith("ctrobust: error:")
-    assert "Traceback" not in proc.stderr
-    for needle in needles:
-        assert needle in lines[0]
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ import shlex
 import sys
 
 from ctrobust import __version__
-from ctrobust.cli import audit_cmd, eval_cmd, models_cmd, train_cmd
+from ctrobust.cli import audit_cmd, eval_cmd, leaderboard_cmd, models_cmd, report_cmd, reproduce_cmd, train_cmd
 from ctrobust.errors import CtrobustError
 
 EXIT_USER_ERROR = 2
@@ -23,6 +23,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"ctrobust {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     eval_cmd.add_parser(sub)
+    reproduce_cmd.add_parser(sub)
+    report_cmd.add_parser(sub)
+    leaderboard_cmd.add_parser(sub)
     train_cmd.add_parser(sub)
     models_cmd.add_parser(sub)
     audit_cmd.add_parser(sub)

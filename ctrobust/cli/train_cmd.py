@@ -44,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ctrobust.errors import CtrobustError
     from ctrobust.models.registry import parse_model_name, resolve_model_dataset
+    from ctrobust.models.paths import paper_checkpoint_path
     from ctrobust.pipeline import resolve_device
     from ctrobust.train import TrainConfig, train_model
 
@@ -60,8 +61,12 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     cfg = TrainConfig(args.model, dataset, epochs, args.batch_size, lr, args.seed, args.n_train, args.data_dir,
                       "paper" if paper else "adam", args.max_batches, str(device))
-    slug = args.model.replace(":", "-")
-    out = Path(args.out) if args.out else Path(platformdirs.user_cache_dir("ctrobust")) / "checkpoints" / f"{slug}_{dataset}.pt"
+    if args.out:
+        out = Path(args.out)
+    elif paper:
+        out = paper_checkpoint_path(args.model.split(":", 1)[1], dataset)
+    else:
+        out = Path(platformdirs.user_cache_dir("ctrobust")) / "checkpoints" / f"{args.model.replace(':', '-')}_{dataset}.pt"
     command = "ctrobust " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     meta = train_model(cfg, out, command=command, progress=not args.no_progress)
     print(f"test accuracy {meta['test_accuracy']:.2%} after {meta['epochs']} epochs ({meta['train_seconds']} s)")

@@ -16,3 +16,8 @@ def resolve_model_dir(model_dir: str | os.PathLike[str] | None) -> Path:
     env = os.environ.get(MODEL_DIR_ENV)
     return Path(env).expanduser() if env else Path(platformdirs.user_cache_dir("ctrobust")) / "models"
 
+
+
+def paper_checkpoint_path(name: str, dataset: str, model_dir: str | os.PathLike[str] | None = None) -> Path:
+    """Where `ctrobust train` puts a paper: ResNet and where `eval` looks for it without --checkpoint."""
+    return resolve_model_dir(model_dir) / "paper" / f"{name}_{dataset}.pt"

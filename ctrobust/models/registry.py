@@ -20,7 +20,7 @@ from ctrobust.errors import CtrobustError, unknown_name_error
 from ctrobust.models.checkpoint import load_checkpoint, state_dict_of
 from ctrobust.models.normalize import Normalized
 from ctrobust.models.paper_resnet import PAPER_RESNETS, paper_resnet
-from ctrobust.models.paths import resolve_model_dir
+from ctrobust.models.paths import paper_checkpoint_path, resolve_model_dir
 from ctrobust.models.smallcnn import SmallCNN
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
@@ -172,7 +172,12 @@ def load_model(
         return LoadedModel(entry.name, dataset_name, model.eval(), "builtin", str(ckpt), prep)
     if parsed.source == "paper":
         if ckpt is None:
-            raise CtrobustError(f"paper:{parsed.name} needs --checkpoint (train one with `ctrobust train --model paper:{parsed.name}`).")
+            ckpt = paper_checkpoint_path(parsed.name, dataset_name, model_dir)
+            if not ckpt.is_file():
+                raise CtrobustError(
+                    f"paper:{parsed.name} on {dataset_name} needs weights: put them at {ckpt}, pass --checkpoint, or "
+                    f"train them with `ctrobust train --model paper:{parsed.name} --dataset {dataset_name}`."
+                )
         model = build_model(name, dataset_name)
         _load_weights(model, ckpt, trust_checkpoint, f"paper:{parsed.name}")
         return LoadedModel(f"paper:{parsed.name}", dataset_name, model.eval(), "paper", str(ckpt), prep)

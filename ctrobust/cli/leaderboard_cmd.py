@@ -1,0 +1,41 @@
+"""``ctrobust leaderboard``: per-model JSON entries from the store, and a ranked page (HTML and Markdown)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+EPILOG = """examples:
+  ctrobust leaderboard                               # reports/ctrobust.sqlite -> leaderboards/
+  ctrobust leaderboard --store runs.sqlite --out leaderboards
+
+Writes <out>/<dataset>/<threat>/<model>.json per model (held-out runs preferred, then AutoAttack, then the
+largest n; mean over seeds), then <out>/README.md and <out>/index.html from every entry under <out>.
+"""
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("leaderboard", help="write leaderboard entries and pages from the results store",
+                            description=__doc__, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--store", default=None, metavar="PATH",
+                        help="results store (env CTROBUST_STORE; default: reports/ctrobust.sqlite)")
+    parser.add_argument("--out", default="leaderboards", metavar="DIR", help="leaderboard folder (default: leaderboards)")
+    parser.add_argument("--model", default=None, help="only entries of this model")
+    parser.add_argument("--dataset", default=None, help="only entries on this dataset")
+    parser.add_argument("--threat", default=None, help="only entries under this threat")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ctrobust.report.leaderboard import entries_from_runs, write_entries, write_leaderboard_pages
+    from ctrobust.store import existing_store, select_runs
+
+    out = Path(args.out)
+    with existing_store(args.store) as store:
+        runs = select_runs(store, model=args.model, dataset=args.dataset, threat=args.threat)
+    paths = write_entries(entries_from_runs(runs), out)
+    md, html = write_leaderboard_pages(out)
+    for path in paths:
+        print(f"wrote {path}")
+    print(f"wrote {md} and {html}")
+    return 0

@@ -1,0 +1,37 @@
+"""``ctrobust report``: an HTML page with figures, and CSV files, from the runs in a results store."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+EPILOG = """examples:
+  ctrobust report                                   # reports/ctrobust.sqlite -> reports/html/index.html
+  ctrobust report --store runs.sqlite --out site/ --threat linf
+
+The page works offline (figures are PNG files next to it, no scripts, no CDN). CSV files: summary.csv,
+paper_table.csv, and per run csv/<run>-beta.csv, -autoattack.csv, -corruptions.csv.
+"""
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("report", help="write an HTML report and CSV files from the results store",
+                            description=__doc__, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--store", default=None, metavar="PATH",
+                        help="results store (env CTROBUST_STORE; default: reports/ctrobust.sqlite)")
+    parser.add_argument("--out", default="reports/html", metavar="DIR", help="output directory (default: reports/html)")
+    parser.add_argument("--model", default=None, help="only runs of this model")
+    parser.add_argument("--dataset", default=None, help="only runs on this dataset")
+    parser.add_argument("--threat", default=None, help="only runs under this threat (linf, l2, corruptions)")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ctrobust.report.html import write_report
+    from ctrobust.store import existing_store, select_runs
+
+    with existing_store(args.store) as store:
+        runs = select_runs(store, model=args.model, dataset=args.dataset, threat=args.threat)
+        page = write_report(runs, Path(args.out), str(store.path))
+    print(f"wrote {page} ({len(runs)} runs)")
+    return 0

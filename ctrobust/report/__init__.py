@@ -1,0 +1,1 @@
+"""Reports from the results store: tables, figures, the HTML page, leaderboards."""

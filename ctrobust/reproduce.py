@@ -1,0 +1,170 @@
+"""A grid of evaluation runs (models x datasets x threats x seeds x protocols) from a TOML file.
+
+Each unit of the grid is one ``eval`` run through the results store: a unit already finished in
+the store is not run again, and an interrupted unit resumes from its stored cells.
+
+Config layout::
+
+    name = "small"
+    [defaults]            # any `ctrobust eval` option, by its field name (n_examples, betas, attack, ...)
+    n_examples = 200
+    [threats.corruptions] # options for one threat only
+    corruptions = "fog,snow"
+    [[grid]]              # one or more blocks; each is the product of its lists
+    models = ["smallcnn"]
+    datasets = ["fashion-mnist"]
+    threats = ["linf", "l2"]
+    seeds = [42, 43]
+    protocols = ["heldout", "paper"]
+"""
+
+from __future__ import annotations
+
+import itertools
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from ctrobust.config import EvalConfig
+from ctrobust.errors import CtrobustError, unknown_name_error
+from ctrobust.store import Store
+
+GRID_KEYS = {"models": "model", "datasets": "dataset", "threats": "threat", "seeds": "seed", "protocols": "protocol"}
+NOT_IN_CONFIG = {"out", "json", "no_progress", "store"}
+SHIPPED = ("paper", "small")
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One run of the grid."""
+
+    config: EvalConfig
+
+    @property
+    def label(self) -> str:
+        c = self.config
+        return f"{c.model} {c.dataset or ''} {c.threat} seed {c.seed} {c.protocol}".replace("  ", " ")
+
+
+@dataclass
+class ReproduceConfig:
+    name: str
+    description: str
+    path: str
+    units: list[Unit]
+
+
+def config_path(name_or_path: str) -> Path:
+    """A file path, or the name of a shipped config (paper, small)."""
+    path = Path(name_or_path)
+    if path.exists():
+        return path
+    if name_or_path in SHIPPED:
+        return Path(str(resources.files("ctrobust") / "configs" / f"{name_or_path}.toml"))
+    raise CtrobustError(
+        f"Config {name_or_path!r} not found: pass a TOML file or one of the shipped configs ({', '.join(SHIPPED)})."
+    )
+
+
+def load_config(name_or_path: str, overrides: dict[str, Any] | None = None) -> ReproduceConfig:
+    path = config_path(name_or_path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise CtrobustError(f"{path} is not valid TOML: {exc}") from None
+    allowed = {f.name for f in fields(EvalConfig)} - NOT_IN_CONFIG
+    defaults = dict(raw.get("defaults", {}))
+    _check_keys(defaults, allowed, f"{path} [defaults]")
+    per_threat: dict[str, dict[str, Any]] = raw.get("threats", {})
+    for threat, opts in per_threat.items():
+        _check_keys(opts, allowed, f"{path} [threats.{threat}]")
+    blocks = raw.get("grid", [])
+    if not blocks:
+        raise CtrobustError(f"{path} has no [[grid]] block: add one with models, datasets, threats and seeds.")
+    units: list[Unit] = []
+    for number, block in enumerate(blocks, 1):
+        block = dict(block)
+        lists = {key: _as_list(block.pop(key, None), key) for key in GRID_KEYS}
+        _check_keys(block, allowed, f"{path} [[grid]] block {number}")
+        if not lists["models"]:
+            raise CtrobustError(f"{path} [[grid]] block {number} names no models.")
+        lists["datasets"] = lists["datasets"] or [None]
+        lists["threats"] = lists["threats"] or ["linf"]
+        lists["seeds"] = lists["seeds"] or [0]
+        lists["protocols"] = lists["protocols"] or ["heldout"]
+        for combo in itertools.product(*(lists[key] for key in GRID_KEYS)):
+            chosen = dict(zip(GRID_KEYS.values(), combo))
+            settings = {**defaults, **per_threat.get(str(chosen["threat"]).lower(), {}), **block, **chosen,
+                        **(overrides or {})}
+            cfg = EvalConfig(**_typed(settings, path))
+            cfg.validate()
+            units.append(Unit(cfg))
+    return ReproduceConfig(str(raw.get("name", path.stem)), str(raw.get("description", "")), str(path), units)
+
+
+def _typed(settings: dict[str, Any], path: Path) -> dict[str, Any]:
+    """Convert values to the types `ctrobust eval` would parse them to, with a clear error."""
+    kinds = {f.name: f.metadata.get("type") for f in fields(EvalConfig)}
+    out = dict(settings)
+    for key, value in settings.items():
+        kind = kinds.get(key)
+        if kind is None or value is None:
+            continue
+        try:
+            out[key] = kind(value)
+        except (TypeError, ValueError):
+            raise CtrobustError(f"{path}: expected {key} to be {kind.__name__}, but got {value!r}.") from None
+    return out
+
+
+def _as_list(value: Any, key: str) -> list[Any]:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list) else [value]
+
+
+def _check_keys(table: dict[str, Any], allowed: set[str], where: str) -> None:
+    for key in table:
+        if key not in allowed:
+            raise unknown_name_error(f"option in {where}", key, sorted(allowed))
+
+
+@dataclass
+class GridOutcome:
+    results: list[dict[str, Any]]
+    failures: list[tuple[str, str]]  # (unit label, error)
+    ran: int
+    already_stored: int
+    cells_computed: int
+    cells_reused: int
+
+
+def run_grid(
+    config: ReproduceConfig, store: Store, command: str | None = None, on_unit: Callable[[str], None] | None = None,
+    on_step: Callable[[str], None] | None = None,
+) -> GridOutcome:
+    """Run every unit not yet finished in ``store``; a unit that fails is recorded and the rest go on."""
+    from ctrobust.pipeline import run_eval, run_identity
+
+    outcome = GridOutcome([], [], 0, 0, 0, 0)
+    for unit in config.units:
+        if on_unit:
+            on_unit(unit.label)
+        stored = store.get_run(run_identity(unit.config))
+        if stored is not None:
+            outcome.results.append(stored)
+            outcome.already_stored += 1
+            continue
+        try:
+            result = run_eval(unit.config, on_step=on_step, store=store, command=command)
+        except CtrobustError as exc:
+            outcome.failures.append((unit.label, str(exc)))
+            continue
+        outcome.ran += 1
+        outcome.cells_computed += result["cells"]["computed"]
+        outcome.cells_reused += result["cells"]["reused"]
+        outcome.results.append(result)
+    return outcome

@@ -1,0 +1,134 @@
+"""``report`` and ``leaderboard`` on a store filled by real runs, checked in headless Chromium."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from conftest import run_cli
+
+EVIL = "<script>alert(1)"
+MODEL_SRC = """
+from ctrobust.models import load_model
+
+def build():
+    return load_model("smallcnn", "fashion-mnist").model
+"""
+
+
+@pytest.fixture(scope="module")
+def filled_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two real runs: a model whose name holds '<script>' under AutoAttack, and a corruption run."""
+    root = tmp_path_factory.mktemp("report")
+    store = root / "store.sqlite"
+    model_dir = root / EVIL
+    model_dir.mkdir()
+    (model_dir / "net.py").write_text(MODEL_SRC)
+    env = {"CTROBUST_STORE": str(store)}
+    proc = run_cli("eval", "--model", f"{model_dir / 'net.py'}:build", "--dataset", "fashion-mnist", "--threat", "linf",
+                   "--n-examples", "12", "--n-select", "12", "--betas", "0.8,0.9", "--select-steps", "5",
+                   "--out", str(root / "r1"), "--no-progress", env=env)
+    assert proc.returncode == 0, proc.stderr
+    proc = run_cli("eval", "--model", "smallcnn", "--threat", "corruptions", "--corruptions", "fog,contrast",
+                   "--severities", "1,5", "--n-examples", "20", "--n-select", "20", "--betas", "0.8,0.9",
+                   "--data-dir", str(root / "data"), "--out", str(root / "r2"), "--no-progress", env=env)
+    assert proc.returncode == 0, proc.stderr
+    return store
+
+
+@pytest.fixture(scope="module")
+def report_dir(filled_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("html")
+    proc = run_cli("report", "--store", str(filled_store), "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    return out
+
+
+@pytest.mark.slow
+def test_report_files_and_tables(report_dir: Path) -> None:
+    summary = list(csv.DictReader((report_dir / "summary.csv").open()))
+    assert [r["threat"] for r in summary] == ["Linf", "corruptions"]
+    for row in summary:
+        for variant in ("base", "ct"):
+            low, acc, high = (float(row[f"{variant}_robust_accuracy{s}"]) for s in ("_low", "", "_high"))
+            assert low <= acc <= high
+        assert 0.0 <= float(row["mcnemar_p"]) <= 1.0
+    csvs = {p.name.split("-", 1)[1] for p in (report_dir / "csv").iterdir()}
+    autoattack = next(p for p in (report_dir / "csv").iterdir() if p.name.endswith("-autoattack.csv"))
+    steps = [r["attack"] for r in csv.DictReader(autoattack.open())]
+    assert steps == ["clean", "apgd-ce", "apgd-t", "fab-t", "square"]
+    grid = next(p for p in (report_dir / "csv").iterdir() if p.name.endswith("-corruptions.csv"))
+    rows = list(csv.DictReader(grid.open()))
+    assert {r["corruption"] for r in rows} == {"fog", "contrast"} and set(rows[0]) == {"corruption", "severity_1", "severity_5"}
+    assert any(name.endswith("-beta.csv") for name in csvs)
+
+
+@pytest.mark.slow
+def test_user_strings_are_escaped_and_file_names_sanitised(report_dir: Path) -> None:
+    html = (report_dir / "index.html").read_text()
+    assert "<script" not in html.lower()
+    assert "&lt;script&gt;alert(1)" in html
+    assert all("<" not in p.name and ">" not in p.name for p in report_dir.rglob("*"))
+    assert "http://" not in html and "https://" not in html  # nothing fetched from the network
+
+
+def _browser():  # type: ignore[no-untyped-def]
+    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not chromium or not driver:
+        if os.environ.get("CI"):
+            pytest.fail("chromium and chromedriver must be installed in CI (scripts/setup.sh --test installs them)")
+        pytest.skip("chromium/chromedriver not installed: run `bash scripts/setup.sh --test`")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
+        options.add_argument(arg)
+    options.binary_location = chromium
+    return webdriver.Chrome(service=Service(driver), options=options)
+
+
+@pytest.mark.slow
+def test_report_renders_in_headless_chromium(report_dir: Path) -> None:
+    browser = _browser()
+    try:
+        browser.get((report_dir / "index.html").as_uri())
+        images = browser.execute_script(
+            "return Array.from(document.images).map(i => [i.getAttribute('src'), i.complete, i.naturalWidth])")
+        tables = browser.execute_script(
+            "return Array.from(document.querySelectorAll('table')).map(t => [t.id || t.className, t.rows.length])")
+        alerts = browser.execute_script("return typeof window.alert")  # page ran no injected script
+        title = browser.title
+    finally:
+        browser.quit()
+    assert title == "ctrobust report"
+    assert len(images) == 3  # beta curve x 2 runs + one corruption grid
+    assert all(complete and width > 0 for _, complete, width in images), images
+    names = dict(tables)
+    assert names["summary-table"] == 3 and names["paper-table-rows"] == 3  # header + 2 rows each
+    assert names["breakdown"] == 6 and names["corruption-grid"] == 3
+    assert alerts == "function"
+
+
+@pytest.mark.slow
+def test_leaderboard_entries_and_pages(filled_store: Path, tmp_path: Path) -> None:
+    out = tmp_path / "leaderboards"
+    proc = run_cli("leaderboard", "--store", str(filled_store), "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    entries = sorted(out.glob("*/*/*.json"))
+    assert [p.relative_to(out).parts[:2] for p in entries] == [("fashion-mnist", "corruptions"), ("fashion-mnist", "linf")]
+    linf = json.loads(entries[1].read_text())
+    assert linf["name"].endswith("net.py:build") and EVIL in linf["name"]
+    assert linf["autoattack_acc"] == linf["robust_acc"] and linf["protocol"] == "heldout"
+    assert linf["gain"] == pytest.approx(linf["ct_robust_acc"] - linf["robust_acc"], abs=0.011)
+    assert linf["commands"][0].startswith("ctrobust eval --model")
+    corr = json.loads(entries[0].read_text())
+    assert corr["corruptions_acc"] == corr["robust_acc"] and "autoattack_acc" not in corr
+    html = (out / "index.html").read_text()
+    assert "<script" not in html.lower() and "&lt;script&gt;" in html
+    assert "## fashion-mnist / Linf" in (out / "README.md").read_text()
