@@ -10,16 +10,17 @@ from typing import Any
 
 import torch
 
+from ctrobust.cell import Scored
 from ctrobust.config import EvalConfig
 from ctrobust.ct import ct_coverage, curvature_tuned
 from ctrobust.data import load_test_set, make_splits
 from ctrobust.errors import CtrobustError
 from ctrobust.models import load_model
 from ctrobust.provenance import provenance
-from ctrobust.scoring import CorruptionScorer, NormScorer, Scored, Scorer
+from ctrobust.scoring import CorruptionScorer, NormScorer, Scorer
 from ctrobust.seeding import seed_everything
 from ctrobust.selection import choose_beta
-from ctrobust.store import Store, StoredCell
+from ctrobust.store import Store
 from ctrobust.threats import check_eps, default_eps, parse_threat
 
 ProgressFn = Callable[[str], None]
@@ -81,14 +82,13 @@ class CellCache:
             hit = self.store.get_cell(identity)
             if hit is not None:
                 self.reused += 1
-                return Scored(hit.clean_accuracy, hit.robust_accuracy, hit.summary, hit.per_example)
+                return hit
         scored = compute()
         self.computed += 1
         if self.store is not None:
             meta = {"seconds": scored.summary.get("seconds"), "versions": self.prov["versions"],
                     "device": self.prov["device"], "git_commit": self.prov["git_commit"]}
-            self.store.put_cell(identity, StoredCell(scored.clean_accuracy, scored.robust_accuracy, scored.summary,
-                                                     scored.per_example), meta)
+            self.store.put_cell(identity, scored, meta)
         return scored
 
 

@@ -7,12 +7,12 @@ corrupted images and the split tensors.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 import torch
 
 from ctrobust.attacks.evaluation import evaluate
+from ctrobust.cell import Scored
 from ctrobust.attacks.spec import AttackSpec
 from ctrobust.config import EvalConfig
 from ctrobust.corruptions.evaluate import corruption_accuracy
@@ -23,16 +23,6 @@ from ctrobust.data.splits import Splits
 from ctrobust.provenance import package_version
 from ctrobust.store import indices_digest
 from ctrobust.threats import ThreatModel
-
-
-@dataclass
-class Scored:
-    """One scored run: its headline numbers, its summary and per-example correctness."""
-
-    clean_accuracy: float
-    robust_accuracy: float
-    summary: dict[str, object]
-    per_example: dict[str, list[int]]
 
 
 class Scorer(Protocol):

@@ -16,10 +16,10 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ctrobust.cell import Scored
 from ctrobust.errors import CtrobustError
 
 DEFAULT_STORE = Path("reports") / "ctrobust.sqlite"
@@ -57,14 +57,6 @@ def identity_key(identity: dict[str, Any]) -> str:
 def indices_digest(indices: list[int]) -> str:
     """Short digest of a split's indices, so two splits with equal n but other points differ."""
     return hashlib.sha256(",".join(map(str, indices)).encode()).hexdigest()[:16]
-
-
-@dataclass
-class StoredCell:
-    clean_accuracy: float
-    robust_accuracy: float
-    summary: dict[str, Any]
-    per_example: dict[str, list[int]]
 
 
 def resolve_store_path(path: str | os.PathLike[str] | None) -> Path:
@@ -118,16 +110,16 @@ class Store:
 
     # cells -----------------------------------------------------------------------------------
 
-    def get_cell(self, identity: dict[str, Any]) -> StoredCell | None:
+    def get_cell(self, identity: dict[str, Any]) -> Scored | None:
         row = self._db.execute(
             "SELECT clean_accuracy, robust_accuracy, summary, per_example FROM cells WHERE key = ?",
             (identity_key(identity),),
         ).fetchone()
         if row is None:
             return None
-        return StoredCell(row[0], row[1], json.loads(row[2]), json.loads(row[3]))
+        return Scored(row[0], row[1], json.loads(row[2]), json.loads(row[3]))
 
-    def put_cell(self, identity: dict[str, Any], cell: StoredCell, meta: dict[str, Any]) -> bool:
+    def put_cell(self, identity: dict[str, Any], cell: Scored, meta: dict[str, Any]) -> bool:
         """Store a cell unless one with this identity is there; True when this call added it."""
         values = (
             identity_key(identity), json.dumps(identity, sort_keys=True),

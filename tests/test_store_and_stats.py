@@ -10,9 +10,10 @@ import pytest
 from scipy.stats import binomtest
 
 from conftest import assert_one_line_error, run_cli
+from ctrobust.cell import Scored
 from ctrobust.errors import CtrobustError
 from ctrobust.stats import mcnemar_exact, mean_std, relative_improvement, wilson_interval
-from ctrobust.store import Store, StoredCell, identity_key, open_store
+from ctrobust.store import Store, identity_key, open_store
 
 
 def _identity(beta: float, split: str = "eval", seed: int = 0) -> dict:
@@ -20,8 +21,8 @@ def _identity(beta: float, split: str = "eval", seed: int = 0) -> dict:
             "library_version": "x 1", "beta": beta, "split": split, "seed": seed, "n": 3}
 
 
-def _cell(acc: float) -> StoredCell:
-    return StoredCell(1.0, acc, {"robust_accuracy": acc}, {"robust": [1, 0, 1]})
+def _cell(acc: float) -> Scored:
+    return Scored(1.0, acc, {"robust_accuracy": acc}, {"robust": [1, 0, 1]})
 
 
 def test_identity_key_ignores_order_but_not_values() -> None:

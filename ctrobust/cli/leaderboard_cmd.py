@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ctrobust.cli.store_args import add_run_filters, add_store_option
+
 EPILOG = """examples:
   ctrobust leaderboard                               # reports/ctrobust.sqlite -> leaderboards/
   ctrobust leaderboard --store runs.sqlite --out leaderboards
@@ -17,12 +19,9 @@ largest n; mean over seeds), then <out>/README.md and <out>/index.html from ever
 def add_parser(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("leaderboard", help="write leaderboard entries and pages from the results store",
                             description=__doc__, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--store", default=None, metavar="PATH",
-                        help="results store (env CTROBUST_STORE; default: reports/ctrobust.sqlite)")
+    add_store_option(parser)
     parser.add_argument("--out", default="leaderboards", metavar="DIR", help="leaderboard folder (default: leaderboards)")
-    parser.add_argument("--model", default=None, help="only entries of this model")
-    parser.add_argument("--dataset", default=None, help="only entries on this dataset")
-    parser.add_argument("--threat", default=None, help="only entries under this threat")
+    add_run_filters(parser, "entries")
     parser.set_defaults(handler=run)
 
 

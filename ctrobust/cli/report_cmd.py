@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ctrobust.cli.store_args import add_run_filters, add_store_option
+
 EPILOG = """examples:
   ctrobust report                                   # reports/ctrobust.sqlite -> reports/html/index.html
   ctrobust report --store runs.sqlite --out site/ --threat linf
@@ -17,12 +19,9 @@ paper_table.csv, and per run csv/<run>-beta.csv, -autoattack.csv, -corruptions.c
 def add_parser(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("report", help="write an HTML report and CSV files from the results store",
                             description=__doc__, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--store", default=None, metavar="PATH",
-                        help="results store (env CTROBUST_STORE; default: reports/ctrobust.sqlite)")
+    add_store_option(parser)
     parser.add_argument("--out", default="reports/html", metavar="DIR", help="output directory (default: reports/html)")
-    parser.add_argument("--model", default=None, help="only runs of this model")
-    parser.add_argument("--dataset", default=None, help="only runs on this dataset")
-    parser.add_argument("--threat", default=None, help="only runs under this threat (linf, l2, corruptions)")
+    add_run_filters(parser, "runs")
     parser.set_defaults(handler=run)
 
 

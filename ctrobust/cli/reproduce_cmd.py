@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ctrobust.cli.store_args import add_store_option
+
 EPILOG = """examples:
   ctrobust reproduce --config small                   # offline, Fashion-MNIST, minutes on a CPU
   ctrobust reproduce --config paper --device cuda     # the paper's grid (needs checkpoints, data, GPU-days)
@@ -24,8 +26,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                             description=__doc__, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", required=True, metavar="FILE",
                         help="grid config (TOML), or a shipped one: small, paper")
-    parser.add_argument("--store", default=None, metavar="PATH",
-                        help="results store (env CTROBUST_STORE; default: reports/ctrobust.sqlite)")
+    add_store_option(parser)
     parser.add_argument("--out", default=None, metavar="DIR", help="where the tables go (default: reports/reproduce-<name>)")
     parser.add_argument("--protocol", choices=["heldout", "paper"], action="append", default=None,
                         help="only these protocols of the config (repeatable; default: all it lists)")
