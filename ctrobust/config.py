@@ -81,6 +81,11 @@ class EvalConfig:
     seed: int = opt(0, "seed for the selection split and every attack", "run", type=int)
     device: str = opt("auto", "auto (CUDA when present), cpu or cuda", "run", choices=["auto", "cpu", "cuda"])
     batch_size: int = opt(500, "attack batch size", "run", type=int)
+    ctu: str = opt(
+        "auto", "CT unit: fused (torch.compile, beta as a tensor: compiled once per process, about 10-20 s on a "
+        "CPU), eager (the plain formula), or auto (fused unless env CTROBUST_CTU says eager)", "run",
+        choices=["auto", "fused", "eager"],
+    )
     out: str | None = opt(None, "output directory (default: reports/<run-name>/)", "output", metavar="DIR")
     store: str | None = opt(
         None, "results store (SQLite) that every finished cell is written to and looked up in, so an interrupted "

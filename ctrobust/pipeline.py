@@ -13,6 +13,7 @@ import torch
 from ctrobust.cell import Scored
 from ctrobust.config import EvalConfig
 from ctrobust.ct import ct_coverage, curvature_tuned
+from ctrobust.ct.fused import ctu_backend
 from ctrobust.data import load_test_set, make_splits
 from ctrobust.errors import CtrobustError
 from ctrobust.models import load_model
@@ -128,7 +129,7 @@ def run_eval(
         scorer = NormScorer(cfg, threat, eps, x_all, y_all, splits, device)
     else:
         scorer = CorruptionScorer(cfg, loaded.dataset, x_all, y_all, splits, device, step)
-    ct = curvature_tuned(model, 1.0)
+    ct = curvature_tuned(model, 1.0, impl=cfg.ctu)
     common = {"model": loaded.name, "source": loaded.source, "weights": weights_digest(loaded.model),
               "preprocessing": loaded.preprocessing, "dataset": loaded.dataset, "seed": cfg.seed}
     cache = CellCache(store, common, scorer, device)
@@ -179,6 +180,7 @@ def run_eval(
         "ct_coverage": coverage.to_dict(),
         "model_source": {"source": loaded.source, "checkpoint": loaded.checkpoint, **loaded.preprocessing},
         "batch_size": cfg.batch_size,
+        "ctu": ctu_backend(cfg.ctu),
         "wall_seconds": round(time.perf_counter() - start, 2),
         "cells": {"computed": cache.computed, "reused": cache.reused},
         "provenance": cache.prov,

@@ -18,9 +18,14 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(autouse=True)
 def _private_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Each test writes to its own results store, never to the repo's reports/."""
+    """Each test writes to its own results store, never to the repo's reports/.
+
+    Tests also run the eager CT unit unless they ask for the fused one: compiling it costs 10-20 s
+    per process, paid by every CLI test otherwise; tests/test_fused_ctu.py covers the fused unit.
+    """
     path = tmp_path / "store.sqlite"
     monkeypatch.setenv("CTROBUST_STORE", str(path))
+    monkeypatch.setenv("CTROBUST_CTU", "eager")
     return path
 
 

@@ -4,20 +4,30 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import torch
 import torch.nn as nn
 from torch.overrides import TorchFunctionMode
 
+from ctrobust.ct.fused import FusedCTU, resolve_impl
 from ctrobust.ct.sites import is_relu_call
 from ctrobust.ct.unit import check_beta, ctu
 
+Unit = Callable[[torch.Tensor], torch.Tensor]
+
+
+def make_unit(beta: float, c: float, impl: str) -> Unit:
+    """The CTU at (beta, c) as a one-argument function: fused (compiled) or eager."""
+    if resolve_impl(impl) == "fused":
+        return FusedCTU(beta, c)
+    return lambda x: ctu(x, beta, c)
+
 
 class _ReluToCTU(TorchFunctionMode):
-    """Replace every ReLU call made under this mode by the CT unit at (beta, c)."""
+    """Replace every ReLU call made under this mode by the CT unit."""
 
-    def __init__(self, beta: float, c: float) -> None:
+    def __init__(self, unit: Unit) -> None:
         super().__init__()
-        self.beta = beta
-        self.c = c
+        self.unit = unit
 
     def __torch_function__(self, func: Callable, types, args=(), kwargs=None):  # type: ignore[override]
         kwargs = kwargs or {}
@@ -26,10 +36,10 @@ class _ReluToCTU(TorchFunctionMode):
             return func(*args, **kwargs)
         x = args[0]
         if not in_place:
-            return ctu(x, self.beta, self.c)
+            return self.unit(x)
         # In place: compute on a copy (autograd keeps the pre-activation) and write it back,
         # so code that ignores the return value of relu_ still sees the CT output.
-        out = ctu(x.clone(), self.beta, self.c)
+        out = self.unit(x.clone())
         x.copy_(out)
         return x
 
@@ -39,13 +49,16 @@ class CurvatureTuned(nn.Module):
 
     ``beta`` and ``c`` can be changed in place (``ct.beta = 0.9``) without rebuilding: a beta
     sweep reuses one set of weights. ``beta = 1`` computes exactly the original function.
+    ``impl``: 'fused' (compiled once, see :mod:`ctrobust.ct.fused`), 'eager', or 'auto' (fused
+    unless $CTROBUST_CTU says otherwise).
     """
 
-    def __init__(self, model: nn.Module, beta: float, c: float = 0.5) -> None:
+    def __init__(self, model: nn.Module, beta: float, c: float = 0.5, impl: str = "auto") -> None:
         super().__init__()
         self.model = model
-        self.beta = beta
-        self.c = c
+        self.impl = resolve_impl(impl)
+        self._beta, self._c = check_beta(beta), check_beta(c, "c")
+        self._unit = make_unit(self._beta, self._c, self.impl)
 
     @property
     def beta(self) -> float:
@@ -54,6 +67,7 @@ class CurvatureTuned(nn.Module):
     @beta.setter
     def beta(self, value: float) -> None:
         self._beta = check_beta(value)
+        self._unit = make_unit(self._beta, self._c, self.impl)
 
     @property
     def c(self) -> float:
@@ -62,17 +76,18 @@ class CurvatureTuned(nn.Module):
     @c.setter
     def c(self, value: float) -> None:
         self._c = check_beta(value, "c")
+        self._unit = make_unit(self._beta, self._c, self.impl)
 
     def forward(self, *args, **kwargs):  # type: ignore[no-untyped-def]
         if self._beta == 1.0:
             return self.model(*args, **kwargs)
-        with _ReluToCTU(self._beta, self._c):
+        with _ReluToCTU(self._unit):
             return self.model(*args, **kwargs)
 
     def extra_repr(self) -> str:
-        return f"beta={self._beta}, c={self._c}"
+        return f"beta={self._beta}, c={self._c}, impl={self.impl}"
 
 
-def curvature_tuned(model: nn.Module, beta: float, c: float = 0.5) -> CurvatureTuned:
+def curvature_tuned(model: nn.Module, beta: float, c: float = 0.5, impl: str = "auto") -> CurvatureTuned:
     """Return ``model`` with every ReLU (module or functional) computed as the CTU at ``beta``."""
-    return CurvatureTuned(model, beta, c)
+    return CurvatureTuned(model, beta, c, impl)
