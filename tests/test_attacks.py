@@ -74,7 +74,7 @@ def test_claimed_success_outside_ball_is_rejected(monkeypatch: pytest.MonkeyPatc
         f = model.f(x).detach()
         return (x - torch.sign(f).view(-1, 1, 1, 1) * 10 * eps).clamp(0, 1)  # far outside the ball
 
-    monkeypatch.setattr(evaluate_module, "_attack", cheating_attack)
+    monkeypatch.setattr(evaluate_module, "_gradient_attack", cheating_attack)
     res = evaluate(model, x, y, "linf", eps=0.02, attack="pgd")
     assert res.rejected > 0
     assert torch.equal(res.robust_correct, res.clean_correct)

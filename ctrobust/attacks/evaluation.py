@@ -103,13 +103,17 @@ def evaluate(
     clean_pred = _predict(model, x, batch_size)
     clean_correct = clean_pred == y
     x_adv = x.clone()
-    idx = torch.nonzero(clean_correct).flatten()
     extra: dict[str, object] = {}
-    if len(idx):
-        x_adv[idx], per_attack = _attack(model, x[idx], y[idx], eps, threat, spec, seed, batch_size)
-        if per_attack is not None:
-            # AutoAttack's own claims, as fractions of all n points (before ctrobust's re-check).
-            extra["robust_accuracy_after"] = {k: v * len(idx) / len(x) for k, v in per_attack.items()}
+    if spec.name == "autoattack":
+        # All points go to AutoAttack, which skips the misclassified ones itself: the flags are then
+        # exactly those of calling pyautoattack directly with the same seed (its random starts are
+        # drawn per batch, so a different subset would draw different starts).
+        x_adv, per_attack = autoattack(model, x, y, eps, threat, _num_classes(model, x), seed, batch_size, spec.version)
+        extra["robust_accuracy_after"] = per_attack  # AutoAttack's own count, before ctrobust's re-check
+    else:
+        idx = torch.nonzero(clean_correct).flatten()
+        if len(idx):
+            x_adv[idx] = _gradient_attack(model, x[idx], y[idx], eps, threat, spec, seed, batch_size)
     check = verify_adversarial(model, x, x_adv, y, eps, threat, claimed=clean_correct & (x_adv != x).flatten(1).any(1))
     robust_correct = clean_correct & ~check.fooled
     return EvalResult(
@@ -125,7 +129,7 @@ def evaluate(
     )
 
 
-def _attack(
+def _gradient_attack(
     model: nn.Module,
     x: torch.Tensor,
     y: torch.Tensor,
@@ -134,10 +138,8 @@ def _attack(
     spec: AttackSpec,
     seed: int,
     batch_size: int,
-) -> tuple[torch.Tensor, dict[str, float] | None]:
-    """Adversarial candidates, and AutoAttack's robust fraction after each of its attacks (else None)."""
-    if spec.name == "autoattack":
-        return autoattack(model, x, y, eps, threat, _num_classes(model, x), seed, batch_size, spec.version)
+) -> torch.Tensor:
+    """PGD or APGD-CE candidates, batch by batch."""
     steps = spec.steps or 20
     parts = []
     for i in range(0, len(x), batch_size):
@@ -146,4 +148,4 @@ def _attack(
             parts.append(pgd_attack(model, xb, yb, eps, threat, steps, spec.step_size, spec.restarts, seed + i))
         else:
             parts.append(apgd_ce(model, xb, yb, eps, threat, steps, seed, spec.restarts))
-    return torch.cat(parts), None
+    return torch.cat(parts)
