@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import itertools
 import tomllib
-from collections.abc import Callable
 from dataclasses import dataclass, fields
 from importlib import resources
 from pathlib import Path
@@ -30,7 +29,6 @@ from typing import Any
 
 from ctrobust.config import EvalConfig
 from ctrobust.errors import CtrobustError, unknown_name_error
-from ctrobust.store import Store
 
 GRID_KEYS = {"models": "model", "datasets": "dataset", "threats": "threat", "seeds": "seed", "protocols": "protocol"}
 NOT_IN_CONFIG = {"out", "json", "no_progress", "store"}
@@ -131,40 +129,3 @@ def _check_keys(table: dict[str, Any], allowed: set[str], where: str) -> None:
         if key not in allowed:
             raise unknown_name_error(f"option in {where}", key, sorted(allowed))
 
-
-@dataclass
-class GridOutcome:
-    results: list[dict[str, Any]]
-    failures: list[tuple[str, str]]  # (unit label, error)
-    ran: int
-    already_stored: int
-    cells_computed: int
-    cells_reused: int
-
-
-def run_grid(
-    config: ReproduceConfig, store: Store, command: str | None = None, on_unit: Callable[[str], None] | None = None,
-    on_step: Callable[[str], None] | None = None,
-) -> GridOutcome:
-    """Run every unit not yet finished in ``store``; a unit that fails is recorded and the rest go on."""
-    from ctrobust.pipeline import run_eval, run_identity
-
-    outcome = GridOutcome([], [], 0, 0, 0, 0)
-    for unit in config.units:
-        if on_unit:
-            on_unit(unit.label)
-        stored = store.get_run(run_identity(unit.config))
-        if stored is not None:
-            outcome.results.append(stored)
-            outcome.already_stored += 1
-            continue
-        try:
-            result = run_eval(unit.config, on_step=on_step, store=store, command=command)
-        except CtrobustError as exc:
-            outcome.failures.append((unit.label, str(exc)))
-            continue
-        outcome.ran += 1
-        outcome.cells_computed += result["cells"]["computed"]
-        outcome.cells_reused += result["cells"]["reused"]
-        outcome.results.append(result)
-    return outcome

@@ -45,6 +45,9 @@ CREATE TABLE IF NOT EXISTS runs (
     base_robust REAL NOT NULL, ct_robust REAL NOT NULL,
     result TEXT NOT NULL, command TEXT, created TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS failures (
+    run_key TEXT NOT NULL, unit TEXT NOT NULL, error TEXT NOT NULL, executor TEXT, created TEXT NOT NULL
+);
 """
 
 
@@ -134,6 +137,28 @@ class Store:
             cur = self._db.execute(f"INSERT OR IGNORE INTO cells VALUES ({','.join('?' * len(values))})", values)
         return cur.rowcount == 1
 
+    def put_cell_rows(self, rows: list[dict[str, Any]]) -> int:
+        """Store cells as returned by :meth:`cell_rows` of another store (a worker's); returns how many were new."""
+        added = 0
+        with self._transaction():
+            for row in rows:
+                names = list(row)
+                cur = self._db.execute(
+                    f"INSERT OR IGNORE INTO cells ({','.join(names)}) VALUES ({','.join('?' * len(names))})",
+                    [row[n] for n in names],
+                )
+                added += cur.rowcount
+        return added
+
+    def put_failure(self, identity: dict[str, Any], unit: str, error: str, executor: str) -> None:
+        with self._transaction():
+            self._db.execute("INSERT INTO failures VALUES (?, ?, ?, ?, ?)",
+                             (identity_key(identity), unit, error, executor, _now()))
+
+    def failures(self) -> list[dict[str, Any]]:
+        cur = self._db.execute("SELECT unit, error, executor, created FROM failures ORDER BY created")
+        return [dict(zip(("unit", "error", "executor", "created"), row)) for row in cur.fetchall()]
+
     def count_cells(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM cells").fetchone()[0])
 
@@ -143,6 +168,9 @@ class Store:
         return [dict(zip(names, row)) for row in cur.fetchall()]
 
     # runs ------------------------------------------------------------------------------------
+
+    def count_runs(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM runs").fetchone()[0])
 
     def get_run(self, identity: dict[str, Any]) -> dict[str, Any] | None:
         row = self._db.execute("SELECT result FROM runs WHERE key = ?", (identity_key(identity),)).fetchone()
@@ -182,6 +210,11 @@ def _now() -> str:
 
 def open_store(path: str | os.PathLike[str] | None = None) -> Store:
     return Store(resolve_store_path(path))
+
+
+def memory_store() -> Store:
+    """A store that lives in memory: what a remote worker fills and sends back to the driver."""
+    return Store(Path(":memory:"))
 
 
 def existing_store(path: str | os.PathLike[str] | None = None) -> Store:

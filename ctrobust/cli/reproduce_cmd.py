@@ -7,6 +7,7 @@ machine) continues where it stopped when started again with the same config and 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from ctrobust.cli.store_args import add_store_option
@@ -33,6 +34,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", default=None, choices=["auto", "cpu", "cuda"], help="override the config's device")
     parser.add_argument("--data-dir", default=None, metavar="DIR", help="override the config's data dir")
     parser.add_argument("--model-dir", default=None, metavar="DIR", help="override the config's model dir")
+    parser.add_argument("--executor", choices=["local", "ray"], default="local",
+                        help="local: units one after another here; ray: one Ray task per unit (pip install 'ctrobust[ray]')")
+    parser.add_argument("--ray-address", default=None, metavar="auto|HOST:PORT",
+                        help="with --executor ray: the cluster to join (default: start a local one)")
     parser.add_argument("--dry-run", action="store_true", help="list the units and whether each is stored, run nothing")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.set_defaults(handler=run)
@@ -41,11 +46,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
+    from ctrobust.errors import CtrobustError
+    from ctrobust.executors import Progress, run_grid
     from ctrobust.pipeline import run_identity
     from ctrobust.report.tables import paper_table, paper_table_markdown, summary_rows, write_csv
-    from ctrobust.reproduce import load_config, run_grid
+    from ctrobust.reproduce import load_config
     from ctrobust.store import open_store
 
+    if args.ray_address and args.executor != "ray":
+        raise CtrobustError("--ray-address goes with --executor ray.")
     overrides = {k: v for k, v in (("device", args.device), ("data_dir", args.data_dir),
                                    ("model_dir", args.model_dir)) if v is not None}
     config = load_config(args.config, overrides)
@@ -60,17 +69,14 @@ def run(args: argparse.Namespace) -> int:
             return 0
         with tqdm(total=len(config.units), desc=f"reproduce {config.name}", unit="run", disable=args.no_progress,
                   dynamic_ncols=True) as bar:
-            started = [False]
 
-            def on_unit(label: str) -> None:
-                if started[0]:
-                    bar.update(1)
-                started[0] = True
-                bar.set_postfix_str(label)
+            def on_progress(p: Progress) -> None:
+                bar.n = p.done + p.failed
+                bar.set_postfix_str(p.postfix(), refresh=False)
+                bar.refresh()
 
-            outcome = run_grid(config, store, command=args.command_line, on_unit=on_unit,
-                               on_step=lambda step: bar.set_postfix_str(step))
-            bar.update(1 if started[0] else 0)
+            outcome = run_grid(config, store, args.executor, command=args.command_line, on_progress=on_progress,
+                               ray_address=args.ray_address)
         out = Path(args.out) if args.out else Path("reports") / f"reproduce-{config.name}"
         rows = paper_table(outcome.results)
         out.mkdir(parents=True, exist_ok=True)
@@ -82,5 +88,5 @@ def run(args: argparse.Namespace) -> int:
               f"computed, {outcome.cells_reused} reused from {store.path}")
         print(f"wrote {out / 'table.md'}, {out / 'table.csv'}, {out / 'runs.csv'}")
     for label, error in outcome.failures:
-        print(f"ctrobust: error: unit {label} failed: {error}")
+        print(f"ctrobust: error: unit {label} failed: {error}", file=sys.stderr)
     return 2 if outcome.failures else 0

@@ -1,0 +1,46 @@
+"""Run a grid's units one after another in this process, every cell written to the store as it finishes."""
+
+from __future__ import annotations
+
+from ctrobust.errors import CtrobustError
+from ctrobust.executors import GridOutcome, Progress, ProgressFn
+from ctrobust.pipeline import run_eval, run_identity
+from ctrobust.reproduce import ReproduceConfig
+from ctrobust.store import Store
+
+
+def run_local(config: ReproduceConfig, store: Store, command: str | None, on_progress: ProgressFn | None) -> GridOutcome:
+    outcome = GridOutcome()
+    progress = Progress(total=len(config.units))
+    notify = on_progress or (lambda _p: None)
+    for unit in config.units:
+        identity = run_identity(unit.config)
+        stored = store.get_run(identity)
+        if stored is not None:
+            outcome.results.append(stored)
+            outcome.already_stored += 1
+            progress.done += 1
+            notify(progress)
+            continue
+        progress.running, progress.current = 1, unit.label
+        notify(progress)
+
+        def on_step(step: str, label: str = unit.label) -> None:
+            progress.current = f"{label}: {step}"
+            notify(progress)
+
+        try:
+            result = run_eval(unit.config, on_step=on_step, store=store, command=command)
+        except CtrobustError as exc:
+            outcome.failures.append((unit.label, str(exc)))
+            store.put_failure(identity, unit.label, str(exc), "local")
+            progress.failed += 1
+        else:
+            outcome.ran += 1
+            outcome.cells_computed += result["cells"]["computed"]
+            outcome.cells_reused += result["cells"]["reused"]
+            outcome.results.append(result)
+            progress.done += 1
+        progress.running, progress.current = 0, ""
+        notify(progress)
+    return outcome

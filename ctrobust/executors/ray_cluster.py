@@ -1,0 +1,176 @@
+"""Run a grid's units as Ray tasks; the driver alone writes the store.
+
+Each unit (one model x dataset x threat x seed x protocol) is a task that asks for one GPU when the
+run is on CUDA and ``CTROBUST_RAY_CPUS`` CPUs (default 1) otherwise. The worker evaluates the unit
+into an in-memory store and returns its cells and result; the driver writes them in one transaction,
+so the store needs no shared filesystem and a unit is stored whole or not at all. A worker that dies
+is retried by Ray (``CTROBUST_RAY_RETRIES`` times, default 3); a unit that fails with a user error (a
+bad config, a missing checkpoint) is not retried: its error is recorded and the other units go on.
+
+Models and data: the driver loads each distinct (model, dataset) once before submitting, so that any
+download happens once, there; workers then read the same ``--model-dir`` / ``--data-dir``, which must
+be a shared filesystem on a multi-node cluster (or prefetched to the same path on every node).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from ctrobust.config import EvalConfig
+from ctrobust.errors import CtrobustError
+from ctrobust.executors import GridOutcome, Progress, ProgressFn
+from ctrobust.pipeline import run_eval, run_identity
+from ctrobust.reproduce import ReproduceConfig, Unit
+from ctrobust.store import Store, memory_store
+
+INSTALL_HINT = "--executor ray needs Ray: pip install 'ctrobust[ray]' (or: pip install ray==2.58.0)."
+
+
+@dataclass
+class UnitResult:
+    """What a worker sends back: the run's result and its cells, or the user error that stopped it."""
+
+    label: str
+    result: dict[str, Any] | None
+    cells: list[dict[str, Any]]
+    error: str | None
+
+
+def evaluate_unit(cfg: EvalConfig, label: str, command: str | None) -> UnitResult:
+    """The worker's job: one unit into an in-memory store. User errors come back as values, not raised."""
+    with memory_store() as store:
+        try:
+            result = run_eval(cfg, store=store, command=command)
+        except CtrobustError as exc:
+            return UnitResult(label, None, [], str(exc))
+        return UnitResult(label, result, store.cell_rows(), None)
+
+
+def prefetch(units: list[Unit]) -> dict[str, str]:
+    """Load each distinct model and test set once on the driver; returns the errors by unit label."""
+    from ctrobust.data import load_test_set
+    from ctrobust.models import load_model
+
+    errors: dict[tuple[Any, ...], str | None] = {}
+    failed: dict[str, str] = {}
+    for unit in units:
+        c = unit.config
+        key = (c.model, c.dataset, c.checkpoint, c.threat, c.zoo_threat, c.model_dir, c.data_dir)
+        if key not in errors:
+            try:
+                mean, std = c.normalisation()
+                loaded = load_model(c.model, c.dataset, c.checkpoint, threat=c.threat, zoo_threat=c.zoo_threat,
+                                    model_dir=c.model_dir, trust_checkpoint=c.trust_checkpoint, mean=mean, std=std)
+                load_test_set(loaded.dataset, c.data_dir)
+                errors[key] = None
+            except CtrobustError as exc:
+                errors[key] = str(exc)
+        if errors[key] is not None:
+            failed[unit.label] = str(errors[key])
+    return failed
+
+
+def _import_ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise CtrobustError(INSTALL_HINT) from None
+    return ray
+
+
+def _resources(cfg: EvalConfig, cluster_gpus: float) -> dict[str, float]:
+    wants_gpu = cfg.device == "cuda" or (cfg.device == "auto" and cluster_gpus > 0)
+    if wants_gpu:
+        return {"num_gpus": 1, "num_cpus": 1}
+    return {"num_cpus": float(os.environ.get("CTROBUST_RAY_CPUS", "1"))}
+
+
+def _worker_env() -> dict[str, str]:
+    """ctrobust's environment settings travel to the workers (data dirs, offline mode, CT unit)."""
+    env = {k: v for k, v in os.environ.items() if k.startswith("CTROBUST_") and k != "CTROBUST_STORE"}
+    env.setdefault("CTROBUST_CTU", os.environ.get("CTROBUST_CTU", "auto"))
+    return env
+
+
+def run_ray(config: ReproduceConfig, store: Store, command: str | None, on_progress: ProgressFn | None,
+            address: str | None) -> GridOutcome:
+    ray = _import_ray()
+    outcome = GridOutcome()
+    progress = Progress(total=len(config.units))
+    notify = on_progress or (lambda _p: None)
+    todo: list[Unit] = []
+    for unit in config.units:
+        stored = store.get_run(run_identity(unit.config))
+        if stored is None:
+            todo.append(unit)
+            continue
+        outcome.results.append(stored)
+        outcome.already_stored += 1
+        progress.done += 1
+    notify(progress)
+    if not todo:
+        return outcome
+
+    def fail(unit: Unit, error: str) -> None:
+        outcome.failures.append((unit.label, error))
+        store.put_failure(run_identity(unit.config), unit.label, error, "ray")
+        progress.failed += 1
+
+    progress.current = "loading models and data on the driver"
+    notify(progress)
+    unfixable = prefetch(todo)
+    for unit in [u for u in todo if u.label in unfixable]:
+        fail(unit, unfixable[unit.label])
+    todo = [u for u in todo if u.label not in unfixable]
+    if not todo:
+        return outcome
+
+    started_here = not ray.is_initialized()
+    if started_here:
+        try:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level="ERROR",
+                     runtime_env={"env_vars": _worker_env()})
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            raise CtrobustError(f"Could not reach the Ray cluster at {address or 'a new local one'}: {exc}") from None
+    try:
+        retries = int(os.environ.get("CTROBUST_RAY_RETRIES", "3"))
+        task = ray.remote(max_retries=retries, retry_exceptions=False)(evaluate_unit)
+        gpus = float(ray.cluster_resources().get("GPU", 0))
+        if any(u.config.device == "cuda" for u in todo) and gpus == 0:
+            raise CtrobustError("--device cuda was asked for but the Ray cluster has no GPU; use --device auto or cpu.")
+        pending = {task.options(**_resources(u.config, gpus)).remote(u.config, u.label, command): u for u in todo}
+        progress.running, progress.current = len(pending), ""
+        notify(progress)
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            unit = pending.pop(ready[0])
+            try:
+                returned: UnitResult = ray.get(ready[0])
+            except ray.exceptions.RayError as exc:  # the worker died more often than the retries allow
+                fail(unit, f"{type(exc).__name__}: {str(exc).splitlines()[0]}")
+            else:
+                if returned.error is not None:
+                    fail(unit, returned.error)
+                else:
+                    _store_unit(store, unit, returned, command)
+                    outcome.ran += 1
+                    cells = returned.result["cells"] if returned.result else {}
+                    outcome.cells_computed += int(cells.get("computed", 0))
+                    outcome.cells_reused += int(cells.get("reused", 0))
+                    outcome.results.append(returned.result or {})
+                    progress.done += 1
+            progress.running = len(pending)
+            notify(progress)
+    finally:
+        if started_here:
+            ray.shutdown()
+    return outcome
+
+
+def _store_unit(store: Store, unit: Unit, returned: UnitResult, command: str | None) -> None:
+    """A unit's cells, then its run: a driver killed in between stores the run again on the next start."""
+    store.put_cell_rows(returned.cells)
+    assert returned.result is not None
+    store.put_run(run_identity(unit.config), returned.result, command)
