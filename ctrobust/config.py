@@ -81,6 +81,12 @@ class EvalConfig:
     seed: int = opt(0, "seed for the selection split and every attack", "run", type=int)
     device: str = opt("auto", "auto (CUDA when present), cpu or cuda", "run", choices=["auto", "cpu", "cuda"])
     batch_size: int = opt(500, "attack batch size", "run", type=int)
+    executor: str = opt(
+        "local", "local: run here; ray: run as one task on a Ray cluster (pip install 'ctrobust[ray]')", "run",
+        choices=["local", "ray"],
+    )
+    ray_address: str | None = opt(None, "with --executor ray: the cluster to join, auto or HOST:PORT "
+                                  "(default: start a local one)", "run", metavar="ADDRESS")
     ctu: str = opt(
         "auto", "CT unit: fused (torch.compile, beta as a tensor: compiled once per process, about 10-20 s on a "
         "CPU), eager (the plain formula), or auto (fused unless env CTROBUST_CTU says eager)", "run",

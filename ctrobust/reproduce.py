@@ -31,7 +31,7 @@ from ctrobust.config import EvalConfig
 from ctrobust.errors import CtrobustError, unknown_name_error
 
 GRID_KEYS = {"models": "model", "datasets": "dataset", "threats": "threat", "seeds": "seed", "protocols": "protocol"}
-NOT_IN_CONFIG = {"out", "json", "no_progress", "store"}
+NOT_IN_CONFIG = {"out", "json", "no_progress", "store", "executor", "ray_address"}
 SHIPPED = ("paper", "small")
 
 

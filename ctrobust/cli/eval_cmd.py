@@ -6,8 +6,12 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from ctrobust.config import EvalConfig, config_fields
+
+if TYPE_CHECKING:
+    from ctrobust.store import Store
 
 EPILOG = """examples:
   ctrobust eval --model smallcnn --threat linf
@@ -40,13 +44,19 @@ def run(args: argparse.Namespace) -> int:
     from ctrobust.pipeline import planned_steps, run_eval
     from ctrobust.progress import StepBar
     from ctrobust.results import run_name, summary_table, write_result
+    from ctrobust.errors import CtrobustError
     from ctrobust.store import open_store
 
     cfg = EvalConfig(**{name: getattr(args, name) for name, _, _ in config_fields()})
     cfg.validate()
-    with open_store(cfg.store) as store, StepBar(total=planned_steps(cfg), disable=cfg.no_progress,
-                                                   desc="ctrobust eval") as bar:
-        result = run_eval(cfg, on_step=bar.step, store=store, command=args.command_line)
+    if cfg.ray_address and cfg.executor != "ray":
+        raise CtrobustError("--ray-address goes with --executor ray.")
+    with open_store(cfg.store) as store:
+        if cfg.executor == "ray":
+            result = _run_on_ray(cfg, store, args.command_line)
+        else:
+            with StepBar(total=planned_steps(cfg), disable=cfg.no_progress, desc="ctrobust eval") as bar:
+                result = run_eval(cfg, on_step=bar.step, store=store, command=args.command_line)
     out_dir = Path(cfg.out) if cfg.out else Path("reports") / run_name(result)
     json_path, csv_path = write_result(result, out_dir)
     if cfg.json:
@@ -57,3 +67,16 @@ def run(args: argparse.Namespace) -> int:
         print(f"\nwrote {json_path} and {csv_path}; store {store.path}: "
               f"{cells['computed']} cells computed, {cells['reused']} reused")
     return 0
+
+
+def _run_on_ray(cfg: EvalConfig, store: Store, command: str) -> dict[str, Any]:
+    """The run as one unit on a Ray cluster; the store here receives its cells and result."""
+    from ctrobust.errors import CtrobustError
+    from ctrobust.executors import run_grid
+    from ctrobust.reproduce import ReproduceConfig, Unit
+
+    grid = ReproduceConfig("eval", "", "(command line)", [Unit(cfg)])
+    outcome = run_grid(grid, store, "ray", command=command, ray_address=cfg.ray_address)
+    if outcome.failures:
+        raise CtrobustError(outcome.failures[0][1])
+    return outcome.results[0]
