@@ -19,8 +19,8 @@ def machine(device: torch.device) -> str:
 
 
 def interleaved(fns: dict[str, Callable[[], object]], repeats: int, sync: Callable[[], None] = lambda: None,
-                warmup: int = 1) -> dict[str, float]:
-    """Median seconds per call of each function, measured in turns (A B C A B C ...), so drift hits all alike."""
+                warmup: int = 1) -> dict[str, list[float]]:
+    """Seconds of each call of each function, measured in turns (A B C A B C ...), so drift hits all alike."""
     for fn in fns.values():
         for _ in range(warmup):
             fn()
@@ -33,7 +33,11 @@ def interleaved(fns: dict[str, Callable[[], object]], repeats: int, sync: Callab
             fn()
             sync()
             times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(ts) for name, ts in times.items()}
+    return times
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values)
 
 
 def sync_for(device: torch.device) -> Callable[[], None]:

@@ -14,7 +14,7 @@ import time
 import torch
 import torch.nn as nn
 
-from common import device_arg, interleaved, machine, print_table, setup_device, sync_for, wrn_28_10
+from common import device_arg, interleaved, machine, median, print_table, setup_device, sync_for, wrn_28_10
 from ctrobust.ct import curvature_tuned
 from ctrobust.ct.fused import ctu_backend
 from ctrobust.ct.unit import ctu
@@ -57,12 +57,14 @@ def bench_model(name: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, r
             model.zero_grad(set_to_none=True)
         return run
 
-    times = interleaved({k: step(m) for k, m in variants.items()}, repeats, sync_for(device))
+    samples = interleaved({k: step(m) for k, m in variants.items()}, repeats, sync_for(device))
+    times = {k: median(v) for k, v in samples.items()}
+    best = {k: min(v) for k, v in samples.items()}
     weights = param_bytes(model)
     mem = {k: saved_bytes(lambda xi, m=m: m(xi), x.clone().requires_grad_(True)) - weights for k, m in variants.items()}
     rows = []
     for k in variants:
-        rows.append([name, k, f"{times[k]:.4f}", f"{times[k] / times['relu']:.3f}",
+        rows.append([name, k, f"{times[k]:.4f}", f"{times[k] / times['relu']:.3f}", f"{best[k] / best['relu']:.3f}",
                      f"{mem[k] / 2**20:.1f}", f"{mem[k] / mem['relu']:.2f}"])
     print(f"  ({name}: first fused call incl. compile {compile_s:.1f} s)")
     return rows
@@ -71,11 +73,11 @@ def bench_model(name: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, r
 def unit_memory(device: torch.device) -> list[list[object]]:
     x = torch.randn(32, 160, 32, 32, device=device)
     relu = saved_bytes(torch.relu, x.clone().requires_grad_(True))
-    rows = [["one unit 32x160x32x32", "relu", "", "", f"{relu / 2**20:.1f}", "1.00"]]
+    rows = [["one unit 32x160x32x32", "relu", "", "", "", f"{relu / 2**20:.1f}", "1.00"]]
     fused_unit = curvature_tuned(nn.ReLU(), 0.9, impl="fused")
     for name, fn in (("ct-eager", lambda t: ctu(t, 0.9)), ("ct-fused", fused_unit)):
         b = saved_bytes(fn, x.clone().requires_grad_(True))
-        rows.append(["one unit 32x160x32x32", name, "", "", f"{b / 2**20:.1f}", f"{b / relu:.2f}"])
+        rows.append(["one unit 32x160x32x32", name, "", "", "", f"{b / 2**20:.1f}", f"{b / relu:.2f}"])
     return rows
 
 
@@ -83,7 +85,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     device_arg(parser)
     parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--skip-wrn", action="store_true")
     args = parser.parse_args()
     device = setup_device(args)
@@ -99,7 +101,7 @@ def main() -> None:
     y = torch.randint(0, 10, (len(x),), device=device)
     rows += bench_model(f"smallcnn (batch {len(x)})", SmallCNN(), x, y, args.repeats, device)
     rows += unit_memory(device)
-    print_table(rows, ["model", "variant", "seconds", "time / relu", "saved MiB", "saved / relu"])
+    print_table(rows, ["model", "variant", "median s", "median / relu", "best / relu", "saved MiB", "saved / relu"])
     print(f"fused unit backend: {ctu_backend('fused')}")
     print("saved MiB: activations autograd keeps for backward (parameters excluded).")
 

@@ -15,6 +15,24 @@ from ctrobust.data import load_test_set
 
 REPO = Path(__file__).resolve().parents[1]
 
+# A reproduce grid of 8 small units (2 threats x 2 seeds x 2 protocols) that runs in seconds per unit.
+TINY_GRID = """
+name = "tiny"
+[defaults]
+n_examples = 30
+n_select = 30
+betas = "0.8,0.9"
+attack = "apgd-ce"
+steps = 5
+select_steps = 3
+[[grid]]
+models = ["smallcnn"]
+datasets = ["fashion-mnist"]
+threats = ["linf", "l2"]
+seeds = [1, 2]
+protocols = ["heldout", "paper"]
+"""
+
 
 @pytest.fixture(autouse=True)
 def _private_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_cli
+from conftest import TINY_GRID as TINY, run_cli
 from ctrobust.cli.main import main
 
 if os.environ.get("CI"):
@@ -20,22 +20,6 @@ if os.environ.get("CI"):
 else:
     ray = pytest.importorskip("ray")
 
-TINY = """
-name = "tiny"
-[defaults]
-n_examples = 30
-n_select = 30
-betas = "0.8,0.9"
-attack = "apgd-ce"
-steps = 5
-select_steps = 3
-[[grid]]
-models = ["smallcnn"]
-datasets = ["fashion-mnist"]
-threats = ["linf", "l2"]
-seeds = [1, 2]
-protocols = ["heldout", "paper"]
-"""
 
 
 @pytest.fixture(scope="module")

@@ -13,25 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, assert_one_line_error, run_cli
+from conftest import REPO, TINY_GRID as TINY, assert_one_line_error, run_cli
 from ctrobust.reproduce import load_config
 
-TINY = """
-name = "tiny"
-[defaults]
-n_examples = 30
-n_select = 30
-betas = "0.8,0.9"
-attack = "apgd-ce"
-steps = 5
-select_steps = 3
-[[grid]]
-models = ["smallcnn"]
-datasets = ["fashion-mnist"]
-threats = ["linf", "l2"]
-seeds = [1, 2]
-protocols = ["heldout", "paper"]
-"""
 SUMMARY = re.compile(r"(\d+) runs made, (\d+) already stored; cells: (\d+) computed, (\d+) reused")
 
 
