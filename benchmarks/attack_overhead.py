@@ -66,6 +66,7 @@ def main() -> None:
                 torch.cuda.synchronize()
             times[name].append(time.perf_counter() - start)
     d, c = min(times["direct"]), min(times["ctrobust"])
+    print("all times (s): " + "; ".join(f"{k} " + ", ".join(f"{t:.2f}" for t in v) for k, v in times.items()))
     same = bool(torch.equal(flags["direct"], flags["ctrobust"]))
     print(f"robust accuracy: direct {flags['direct'].float().mean():.4f}, ctrobust {flags['ctrobust'].float().mean():.4f}")
     print(f"identical robust flags: {same}")
