@@ -53,7 +53,7 @@ def main() -> None:
           f"(base {ref['base']['robust_accuracy']:.4f})")
     print(f"wall-time ratio reference / ctrobust: {ref_s / ours_s:.1f}x")
     print(f"final CT robust accuracy, ctrobust - reference: {100 * (ours['ct']['robust_accuracy'] - ref_ct):+.2f} points "
-          f"(the reference's is the max over 30 betas on the same points, biased upward)")
+          f"(the reference's is the max over the grid on the same points, biased upward)")
 
 
 if __name__ == "__main__":
