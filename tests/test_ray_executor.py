@@ -60,13 +60,21 @@ def _reproduce(config: Path, store: Path, out: Path) -> int:
 
 
 @pytest.mark.slow
-def test_ray_table_equals_the_local_one(cluster: None, tiny_config: Path, local_table: tuple[str, int],
-                                        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert _reproduce(tiny_config, tmp_path / "s.sqlite", tmp_path) == 0
-    assert (tmp_path / "table.csv").read_text() == local_table[0]
-    assert _count(tmp_path / "s.sqlite", "cells") == local_table[1]  # every cell came back to the driver's store
-    assert _reproduce(tiny_config, tmp_path / "s.sqlite", tmp_path) == 0  # stored units are not submitted again
-    assert "0 runs made, 8 already stored" in capsys.readouterr().out
+def test_ray_runs_the_small_config_to_the_local_table(cluster: None, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """The shipped offline config (12 units: Linf, L2, corruptions; seeds 42-43; both protocols)."""
+    local = tmp_path / "local"
+    proc = run_cli("reproduce", "--config", "small", "--store", str(local / "s.sqlite"), "--out", str(local),
+                   "--no-progress", env={"CTROBUST_CTU": "eager"})
+    assert proc.returncode == 0, proc.stderr
+    store = tmp_path / "ray.sqlite"
+    assert main(["reproduce", "--config", "small", "--store", str(store), "--out", str(tmp_path / "ray"),
+                 "--executor", "ray", "--no-progress"]) == 0
+    assert (tmp_path / "ray" / "table.csv").read_text() == (local / "table.csv").read_text()
+    assert _count(store, "cells") == _count(local / "s.sqlite", "cells")  # every cell came back to the driver
+    assert main(["reproduce", "--config", "small", "--store", str(store), "--out", str(tmp_path / "ray"),
+                 "--executor", "ray", "--no-progress"]) == 0
+    assert "0 runs made, 12 already stored" in capsys.readouterr().out  # stored units are not submitted again
 
 
 def _running_worker_pid(deadline: float) -> int | None:
