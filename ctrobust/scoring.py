@@ -52,15 +52,16 @@ class NormScorer:
         self.x_eval, self.y_eval = x[splits.eval_indices], y[splits.eval_indices]
         self.settings = {"eps": eps, "attack_config": self.final_spec.to_dict(),
                          "select_attack_config": self.select_spec.to_dict()}
-        self._indices = {"select": splits.select_indices, "final": splits.eval_indices}
+        library = f"pyautoattack {package_version('pyautoattack')}"
+        self._identity = {
+            stage: {"threat": threat.value, "eps": eps, "attack": spec.to_dict(), "library_version": library,
+                    **_split_identity(stage, indices), "batch_size": cfg.batch_size}
+            for stage, spec, indices in (("select", self.select_spec, splits.select_indices),
+                                         ("final", self.final_spec, splits.eval_indices))
+        }
 
     def cell_identity(self, stage: str) -> dict[str, Any]:
-        spec = self.select_spec if stage == "select" else self.final_spec
-        indices = self._indices[stage]
-        return {"threat": self.threat.value, "eps": self.eps, "attack": spec.to_dict(),
-                "library_version": f"pyautoattack {package_version('pyautoattack')}",
-                "split": "select" if stage == "select" else "eval", "n": len(indices),
-                "indices": indices_digest(indices), "batch_size": self.cfg.batch_size}
+        return dict(self._identity[stage])
 
     def _run(self, ct: CurvatureTuned, beta: float, x: torch.Tensor, y: torch.Tensor, spec: AttackSpec) -> Scored:
         ct.beta = beta
@@ -92,16 +93,15 @@ class CorruptionScorer:
         self.eval_cells = _subset(cells, [pos[i] for i in splits.eval_indices])
         self.select_label = self.final_label = "corruptions"
         self.settings = {"eps": None, "corruptions": corruptions, "severities": severities, "corruption_data": info}
-        self._indices = {"select": splits.select_indices, "final": splits.eval_indices}
         library = "official files" if info["source"] == "official" else (
             f"imagecorruptions-imaug {package_version('imagecorruptions-imaug')}")
-        self._identity = {"threat": "corruptions", "eps": None, "attack": {"corruptions": corruptions,
-                          "severities": severities}, "library_version": library}
+        common = {"threat": "corruptions", "eps": None, "attack": {"corruptions": corruptions,
+                  "severities": severities}, "library_version": library}
+        self._identity = {"select": {**common, **_split_identity("select", splits.select_indices)},
+                          "final": {**common, **_split_identity("final", splits.eval_indices)}}
 
     def cell_identity(self, stage: str) -> dict[str, Any]:
-        indices = self._indices[stage]
-        return {**self._identity, "split": "select" if stage == "select" else "eval", "n": len(indices),
-                "indices": indices_digest(indices)}
+        return dict(self._identity[stage])
 
     def _run(self, ct: CurvatureTuned, beta: float, x: torch.Tensor, y: torch.Tensor, cells: Cells) -> Scored:
         ct.beta = beta
@@ -115,6 +115,11 @@ class CorruptionScorer:
 
     def final(self, ct: CurvatureTuned, beta: float) -> Scored:
         return self._run(ct, beta, self.x_eval, self.y_eval, self.eval_cells)
+
+
+def _split_identity(stage: str, indices: list[int]) -> dict[str, Any]:
+    """Which points a cell scored: the split's name, size and a digest of its indices."""
+    return {"split": "select" if stage == "select" else "eval", "n": len(indices), "indices": indices_digest(indices)}
 
 
 def _subset(cells: Cells, positions: list[int]) -> Cells:

@@ -89,9 +89,7 @@ def _resources(cfg: EvalConfig, cluster_gpus: float) -> dict[str, float]:
 
 def _worker_env() -> dict[str, str]:
     """ctrobust's environment settings travel to the workers (data dirs, offline mode, CT unit)."""
-    env = {k: v for k, v in os.environ.items() if k.startswith("CTROBUST_") and k != "CTROBUST_STORE"}
-    env.setdefault("CTROBUST_CTU", os.environ.get("CTROBUST_CTU", "auto"))
-    return env
+    return {k: v for k, v in os.environ.items() if k.startswith("CTROBUST_") and k != "CTROBUST_STORE"}
 
 
 def run_ray(config: ReproduceConfig, store: Store, command: str | None, on_progress: ProgressFn | None,

@@ -20,7 +20,7 @@ from ctrobust.report.tables import (
 )
 
 
-def _environment() -> Environment:
+def template_environment() -> Environment:
     env = Environment(loader=PackageLoader("ctrobust.report", "templates"),
                       autoescape=select_autoescape(enabled_extensions=("html", "j2"), default=True))
     env.filters["pct"] = lambda v, digits=2: "" if v is None else f"{100 * float(v):.{digits}f}"
@@ -64,7 +64,7 @@ def write_report(runs: Sequence[dict[str, Any]], out: Path, store_path: str) -> 
         sections.append({"index": index, "anchor": slug, "run": run, "row": row, "figures": figures,
                          "breakdown": breakdown, "grid": grid,
                          "grid_severities": sorted({s for r in grid for s in r if s != "corruption"})})
-    html = _environment().get_template("report.html.j2").render(
+    html = template_environment().get_template("report.html.j2").render(
         generated=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         store_path=store_path, summary=summary, table=table, sections=sections,
     )

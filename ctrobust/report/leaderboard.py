@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ctrobust.report.html import _environment, safe_slug
+from ctrobust.report.html import safe_slug, template_environment
 from ctrobust.stats import mean_std, relative_improvement
 
 ENTRY_VERSION = 1
@@ -131,5 +131,5 @@ def write_leaderboard_pages(root: Path) -> tuple[Path, Path]:
     md = root / "README.md"
     md.write_text(leaderboard_markdown(boards))
     html = root / "index.html"
-    html.write_text(_environment().get_template("leaderboard.html.j2").render(boards=boards), encoding="utf-8")
+    html.write_text(template_environment().get_template("leaderboard.html.j2").render(boards=boards), encoding="utf-8")
     return md, html
