@@ -29,9 +29,9 @@ if [ "${GPU_CHECK_SMOKE:-0}" = 1 ]; then  # a CPU smoke test of this script with
     exit $status
 fi
 "$PY" -c "import torch; assert torch.cuda.is_available(), 'no CUDA device'; print('torch', torch.__version__, torch.cuda.get_device_name())" || exit 1
-N_SWEEP="${N_SWEEP:-200}"
-run 120 benchmarks/ct_overhead.py --device cuda --batch 128 --repeats 10
-run 90 benchmarks/attack_overhead.py --device cuda --model smallcnn --n 1000 --repeats 2
-run 90 benchmarks/apgd_throughput.py --device cuda --n 500 --batch-size 500 --steps 100
-run 170 benchmarks/sweep_cost.py --device cuda --n "$N_SWEEP" --n-select "$((N_SWEEP / 2))"
+N_SWEEP="${N_SWEEP:-100}"
+run 110 benchmarks/ct_overhead.py --device cuda --batch 128 --repeats 10
+run 80 benchmarks/attack_overhead.py --device cuda --model smallcnn --n 500 --repeats 2
+run 70 benchmarks/apgd_throughput.py --device cuda --n 500 --batch-size 500 --steps 100
+run 200 benchmarks/sweep_cost.py --device cuda --n "$N_SWEEP" --n-select "$((N_SWEEP / 2))"
 exit $status
