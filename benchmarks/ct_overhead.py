@@ -102,7 +102,7 @@ def main() -> None:
     rows += bench_model(f"smallcnn (batch {len(x)})", SmallCNN(), x, y, args.repeats, device)
     rows += unit_memory(device)
     print_table(rows, ["model", "variant", "median s", "median / relu", "best / relu", "saved MiB", "saved / relu"])
-    print(f"fused unit backend: {ctu_backend('fused')}")
+    print(f"fused unit backend: {ctu_backend('fused', device)}")
     print("saved MiB: activations autograd keeps for backward (parameters excluded).")
 
 

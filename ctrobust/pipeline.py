@@ -180,7 +180,7 @@ def run_eval(
         "ct_coverage": coverage.to_dict(),
         "model_source": {"source": loaded.source, "checkpoint": loaded.checkpoint, **loaded.preprocessing},
         "batch_size": cfg.batch_size,
-        "ctu": ctu_backend(cfg.ctu),
+        "ctu": ctu_backend(cfg.ctu, device),
         "wall_seconds": round(time.perf_counter() - start, 2),
         "cells": {"computed": cache.computed, "reused": cache.reused},
         "provenance": cache.prov,

@@ -106,3 +106,55 @@ def test_impl_names_are_checked(monkeypatch: pytest.MonkeyPatch) -> None:
     assert curvature_tuned(nn.ReLU(), 0.9).impl == "fused"
     monkeypatch.setenv("CTROBUST_CTU", "eager")
     assert curvature_tuned(nn.ReLU(), 0.9).impl == "eager"
+
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (run on the GPU machine)")
+
+
+@cuda
+@pytest.mark.parametrize("beta", BETAS)
+def test_cuda_kernels_equal_the_formula_in_float64(beta: float) -> None:
+    x_ref = _points().cuda().requires_grad_(True)
+    x_fused = _points().cuda().requires_grad_(True)
+    ref = ctu(x_ref, beta)
+    out = FusedCTU(beta, 0.5)(x_fused)
+    assert torch.allclose(out, ref, rtol=1e-10, atol=1e-12)
+    weights = torch.linspace(-1, 1, len(ref), dtype=torch.float64, device="cuda")
+    (ref * weights).sum().backward()
+    (out * weights).sum().backward()
+    assert torch.allclose(x_fused.grad, x_ref.grad, rtol=1e-9, atol=1e-12)
+    assert ctu_backend("fused", "cuda") == "fused (CUDA kernels)"
+
+
+@cuda
+def test_cuda_kernels_in_float32_on_a_network_match_the_cpu_formula() -> None:
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 6 * 6, 5)).eval()
+    x = torch.rand(16, 3, 8, 8) * 4 - 2
+    results = []
+    for impl, device in (("eager", "cpu"), ("fused", "cuda")):
+        xx = x.clone().to(device).requires_grad_(True)
+        out = curvature_tuned(net.to(device), 0.85, impl=impl)(xx)
+        out.square().sum().backward()
+        results.append((out.detach().cpu(), xx.grad.cpu()))
+    assert torch.allclose(results[0][0], results[1][0], rtol=1e-4, atol=1e-5)
+    assert torch.allclose(results[0][1], results[1][1], rtol=1e-3, atol=1e-5)
+    x_cuda = torch.randn(64, 32, 16, 16, device="cuda")
+    relu = _saved_bytes(torch.relu, x_cuda.clone().requires_grad_(True))
+    assert _saved_bytes(FusedCTU(0.9, 0.5), x_cuda.clone().requires_grad_(True)) == relu  # the input alone
+
+
+@cuda
+def test_when_the_cuda_kernels_fail_torch_compile_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch.cuda.jiterator as jiterator
+
+    def broken(*args: object, **kwargs: object) -> object:
+        raise RuntimeError("nvrtc: error: failed to open libnvrtc-builtins.so")
+
+    monkeypatch.setattr(fused, "_CUDA", fused._CudaKernels())
+    monkeypatch.setattr(jiterator, "_create_jit_fn", broken)
+    x = torch.randn(1000, device="cuda", dtype=torch.float64)
+    with pytest.warns(UserWarning, match="CUDA kernels of the CT unit failed"):
+        out = FusedCTU(0.8, 0.5)(x)
+    assert torch.allclose(out, ctu(x, 0.8), rtol=1e-10, atol=1e-12)
+    assert ctu_backend("fused", "cuda") == "fused (torch.compile)"
