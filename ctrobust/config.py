@@ -88,8 +88,9 @@ class EvalConfig:
     ray_address: str | None = opt(None, "with --executor ray: the cluster to join, auto or HOST:PORT "
                                   "(default: start a local one)", "run", metavar="ADDRESS")
     ctu: str = opt(
-        "auto", "CT unit: fused (torch.compile, beta as a tensor: compiled once per process, about 10-20 s on a "
-        "CPU), eager (the plain formula), or auto (fused unless env CTROBUST_CTU says eager)", "run",
+        "auto", "CT unit: fused (one kernel each way, compiled once per process: CUDA kernels on a GPU, about 1 s; "
+        "torch.compile on a CPU, about 10-20 s), eager (the plain formula), or auto (fused unless env CTROBUST_CTU "
+        "says eager)", "run",
         choices=["auto", "fused", "eager"],
     )
     out: str | None = opt(None, "output directory (default: reports/<run-name>/)", "output", metavar="DIR")
