@@ -109,10 +109,12 @@ class _CudaKernels:
                 return self.forward(x, beta, c)
             out = _CudaCTUFunction.apply(x, beta, c, self)
             if not self._backward_built:  # build the backward kernel now, where a failure can still fall back
-                probe = x.detach()[:1].clone().requires_grad_(True)
+                probe = x.detach().reshape(-1)[:1].clone().requires_grad_(True)
                 _CudaCTUFunction.apply(probe, beta, c, self).sum().backward()
                 self._backward_built = True
             return out
+        except torch.cuda.OutOfMemoryError:  # the user's batch, not the kernels: say so, keep the kernels
+            raise
         except Exception as exc:  # noqa: BLE001 - any NVRTC/jiterator failure means: use the compiled unit
             self.failed = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
             warnings.warn(f"The CUDA kernels of the CT unit failed ({self.failed}); using torch.compile.",
@@ -175,7 +177,7 @@ class _Compiled:
             out = _FusedCTUFunction.apply(x, beta, c, self._fwd, self._bwd)
             if self._warm_backward:  # compile the backward now, where a failure can still fall back
                 self._warm_backward = False
-                probe = x.detach()[:1].clone().requires_grad_(True)
+                probe = x.detach().reshape(-1)[:1].clone().requires_grad_(True)
                 _FusedCTUFunction.apply(probe, beta, c, self._fwd, self._bwd).sum().backward()
             return out
         except Exception as exc:  # noqa: BLE001 - any compiler failure means: use the eager unit
