@@ -79,111 +79,87 @@ _CUDA_BACKWARD = _CUDA_COMMON + (
 CUDA_DTYPES = (torch.float32, torch.float64)
 
 
-class _CudaKernels:
-    """The two jiterator kernels, created on first use; after one failure the compiled path takes over."""
+class _CTUFunction(torch.autograd.Function):
+    """A forward and a backward function under autograd; only the input is kept for backward.
 
-    def __init__(self) -> None:
-        self._fwd: Callable[..., torch.Tensor] | None = None
-        self._bwd: Callable[..., torch.Tensor] | None = None
-        self.failed: str | None = None
-        self._backward_built = False
-
-    def forward(self, x: torch.Tensor, beta: float, c: float) -> torch.Tensor:
-        assert self._fwd is not None
-        return self._fwd(x, beta=beta, c=c)
-
-    def backward(self, x: torch.Tensor, grad: torch.Tensor, beta: float, c: float) -> torch.Tensor:
-        assert self._bwd is not None
-        return self._bwd(x, grad, beta=beta, c=c)
-
-    def __call__(self, x: torch.Tensor, beta: float, c: float) -> torch.Tensor | None:
-        if self.failed is not None:
-            return None
-        try:
-            if self._fwd is None or self._bwd is None:
-                from torch.cuda.jiterator import _create_jit_fn
-
-                self._fwd = _create_jit_fn(_CUDA_FORWARD, beta=0.5, c=0.5)
-                self._bwd = _create_jit_fn(_CUDA_BACKWARD, beta=0.5, c=0.5)
-            if not (torch.is_grad_enabled() and x.requires_grad):
-                return self.forward(x, beta, c)
-            out = _CudaCTUFunction.apply(x, beta, c, self)
-            if not self._backward_built:  # build the backward kernel now, where a failure can still fall back
-                probe = x.detach().reshape(-1)[:1].clone().requires_grad_(True)
-                _CudaCTUFunction.apply(probe, beta, c, self).sum().backward()
-                self._backward_built = True
-            return out
-        except torch.cuda.OutOfMemoryError:  # the user's batch, not the kernels: say so, keep the kernels
-            raise
-        except Exception as exc:  # noqa: BLE001 - any NVRTC/jiterator failure means: use the compiled unit
-            self.failed = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-            warnings.warn(f"The CUDA kernels of the CT unit failed ({self.failed}); using torch.compile.",
-                          stacklevel=3)
-            return None
-
-
-class _CudaCTUFunction(torch.autograd.Function):
-    """The jiterator kernels under autograd; beta and c are Python floats, only the input is saved."""
+    beta and c are 0-dim tensors (compiled unit) or Python floats (CUDA kernels), held on ctx.
+    """
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, beta: float, c: float,  # type: ignore[override]
-                kernels: _CudaKernels) -> torch.Tensor:
-        ctx.save_for_backward(x)
-        ctx.beta, ctx.c, ctx.kernels = beta, c, kernels
-        return kernels.forward(x, beta, c)
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
-        (x,) = ctx.saved_tensors
-        return ctx.kernels.backward(x, grad, ctx.beta, ctx.c), None, None, None
-
-
-class _FusedCTUFunction(torch.autograd.Function):
-    """Forward and backward each one compiled loop; only the input is kept for backward."""
-
-    @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, beta: torch.Tensor, c: torch.Tensor,  # type: ignore[override]
+    def forward(ctx: Any, x: torch.Tensor, beta: Any, c: Any,  # type: ignore[override]
                 fwd: Callable[..., torch.Tensor], bwd: Callable[..., torch.Tensor]) -> torch.Tensor:
-        ctx.save_for_backward(x, beta, c)
-        ctx.bwd = bwd
+        ctx.save_for_backward(x)
+        ctx.beta, ctx.c, ctx.bwd = beta, c, bwd
         return fwd(x, beta, c)
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
-        x, beta, c = ctx.saved_tensors
-        return ctx.bwd(x, grad, beta, c), None, None, None, None
+        (x,) = ctx.saved_tensors
+        return ctx.bwd(x, grad, ctx.beta, ctx.c), None, None, None, None
 
 
-class _Compiled:
-    """The compiled unit, built on first use; after one failure every call goes to the eager unit."""
+class _Backend:
+    """A forward/backward pair built on first use; after one failure every call returns None, so the
+    caller takes the next unit down, and :func:`ctu_backend` reports why."""
+
+    name = ""  # for the warning: "<name> of the CT unit failed (...); using <fallback>."
+    fallback = ""
 
     def __init__(self) -> None:
-        self._fwd: Callable[..., torch.Tensor] | None = None
-        self._bwd: Callable[..., torch.Tensor] | None = None
+        self._pair: tuple[Callable[..., torch.Tensor], Callable[..., torch.Tensor]] | None = None
         self.failed: str | None = None
-        self._warm_backward = True
+        self._backward_built = False
 
-    def __call__(self, x: torch.Tensor, beta: torch.Tensor, c: torch.Tensor) -> torch.Tensor | None:
+    def _build(self) -> tuple[Callable[..., torch.Tensor], Callable[..., torch.Tensor]]:
+        raise NotImplementedError
+
+    def __call__(self, x: torch.Tensor, beta: Any, c: Any) -> torch.Tensor | None:
         if self.failed is not None:
             return None
         try:
-            if self._fwd is None or self._bwd is None:
-                # The CPU build of torch warns about a missing CUDA runtime when it compiles: not our user's concern.
-                logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
-                self._fwd = torch.compile(_ctu_forward, dynamic=True, fullgraph=True)
-                self._bwd = torch.compile(_ctu_backward, dynamic=True, fullgraph=True)
+            if self._pair is None:
+                self._pair = self._build()
+            fwd, bwd = self._pair
             if not (torch.is_grad_enabled() and x.requires_grad):
-                return self._fwd(x, beta, c)
-            out = _FusedCTUFunction.apply(x, beta, c, self._fwd, self._bwd)
-            if self._warm_backward:  # compile the backward now, where a failure can still fall back
-                self._warm_backward = False
+                return fwd(x, beta, c)
+            out = _CTUFunction.apply(x, beta, c, fwd, bwd)
+            if not self._backward_built:  # build the backward now, where a failure can still fall back
                 probe = x.detach().reshape(-1)[:1].clone().requires_grad_(True)
-                _FusedCTUFunction.apply(probe, beta, c, self._fwd, self._bwd).sum().backward()
+                _CTUFunction.apply(probe, beta, c, fwd, bwd).sum().backward()
+                self._backward_built = True
             return out
-        except Exception as exc:  # noqa: BLE001 - any compiler failure means: use the eager unit
+        except torch.cuda.OutOfMemoryError:  # the user's batch, not the unit: say so, keep the unit
+            raise
+        except Exception as exc:  # noqa: BLE001 - any compiler failure means: use the next unit down
             self.failed = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-            warnings.warn(f"torch.compile of the CT unit failed ({self.failed}); using the eager unit.", stacklevel=2)
+            warnings.warn(f"{self.name} of the CT unit failed ({self.failed}); using {self.fallback}.", stacklevel=3)
             return None
+
+
+class _CudaKernels(_Backend):
+    """The two jiterator kernels (beta and c as Python floats)."""
+
+    name, fallback = "The CUDA kernels", "torch.compile"
+
+    def _build(self) -> tuple[Callable[..., torch.Tensor], Callable[..., torch.Tensor]]:
+        from torch.cuda.jiterator import _create_jit_fn
+
+        forward = _create_jit_fn(_CUDA_FORWARD, beta=0.5, c=0.5)
+        backward = _create_jit_fn(_CUDA_BACKWARD, beta=0.5, c=0.5)
+        return (lambda x, beta, c: forward(x, beta=beta, c=c),
+                lambda x, grad, beta, c: backward(x, grad, beta=beta, c=c))
+
+
+class _Compiled(_Backend):
+    """The formula compiled by torch.compile (beta and c as 0-dim tensors)."""
+
+    name, fallback = "torch.compile", "the eager unit"
+
+    def _build(self) -> tuple[Callable[..., torch.Tensor], Callable[..., torch.Tensor]]:
+        # The CPU build of torch warns about a missing CUDA runtime when it compiles: not our user's concern.
+        logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+        return (torch.compile(_ctu_forward, dynamic=True, fullgraph=True),
+                torch.compile(_ctu_backward, dynamic=True, fullgraph=True))
 
 
 _COMPILED = _Compiled()
