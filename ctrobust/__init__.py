@@ -3,18 +3,30 @@
 Data flow: models and data in (``ctrobust.models``, ``ctrobust.data``), CT applied
 (``ctrobust.ct``), attacks run (``ctrobust.attacks``), beta chosen (``ctrobust.selection``),
 results stored and reported (``ctrobust.results``), driven by ``ctrobust.pipeline`` and the CLI.
+
+Public names are loaded on first use, so ``import ctrobust`` (and ``ctrobust --help``) does not
+import torch.
 """
 
-from ctrobust.ct import CTCoverage, CurvatureTuned, ct_coverage, ctu, curvature_tuned
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ctrobust.attacks.evaluation import evaluate
+    from ctrobust.ct import CTCoverage, CurvatureTuned, ct_coverage, ctu, curvature_tuned
 
 __version__ = "0.1.0"
 
-__all__ = ["CTCoverage", "CurvatureTuned", "__version__", "ct_coverage", "ctu", "curvature_tuned", "evaluate"]
+_EXPORTS = {
+    "CTCoverage": "ctrobust.ct", "CurvatureTuned": "ctrobust.ct", "ct_coverage": "ctrobust.ct",
+    "ctu": "ctrobust.ct", "curvature_tuned": "ctrobust.ct", "evaluate": "ctrobust.attacks.evaluation",
+}
+__all__ = ["__version__", *sorted(_EXPORTS)]
 
 
-def __getattr__(name: str):  # lazy: keep `import ctrobust` light
-    if name == "evaluate":
-        from ctrobust.attacks.evaluation import evaluate
-
-        return evaluate
-    raise AttributeError(name)
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'ctrobust' has no attribute {name!r}")

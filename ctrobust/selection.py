@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from ctrobust.ct.unit import check_beta
+from ctrobust.ct.beta_range import check_beta
 from ctrobust.errors import CtrobustError
 
 PAPER_BETAS: tuple[float, ...] = tuple(round(0.70 + 0.01 * i, 2) for i in range(30))

@@ -1,5 +1,23 @@
-"""Attacks on models that take images in [0, 1]; every counted success is re-checked."""
+"""Attacks on models that take images in [0, 1]; every counted success is re-checked.
 
-from ctrobust.attacks.evaluation import ATTACKS, EvalResult, evaluate
+Loaded on first use, so the torch-free ``ctrobust.attacks.spec`` can be imported by the CLI cheaply.
+"""
 
-__all__ = ["ATTACKS", "EvalResult", "evaluate"]
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ctrobust.attacks.evaluation import EvalResult, evaluate
+    from ctrobust.attacks.spec import ATTACKS
+
+_EXPORTS = {"ATTACKS": "ctrobust.attacks.spec", "EvalResult": "ctrobust.attacks.evaluation",
+            "evaluate": "ctrobust.attacks.evaluation"}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'ctrobust.attacks' has no attribute {name!r}")

@@ -9,24 +9,13 @@ defined everywhere, and softplus switches to the identity above 20. ``beta == 1`
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 
+from ctrobust.ct.beta_range import check_beta
+
 EPS_REFERENCE = 1e-6
 SOFTPLUS_THRESHOLD = 20.0
-
-
-def check_beta(beta: float, name: str = "beta") -> float:
-    """Return ``beta`` as a float, or raise ValueError when it is not in [0, 1]."""
-    try:
-        value = float(beta)
-    except (TypeError, ValueError):
-        raise ValueError(f"Expected `{name}` to be a float in [0, 1], but got {beta!r}.") from None
-    if math.isnan(value) or not 0.0 <= value <= 1.0:
-        raise ValueError(f"Expected `{name}` to be a float in [0, 1], but got {beta!r}.")
-    return value
 
 
 def ctu(x: torch.Tensor, beta: float, c: float = 0.5) -> torch.Tensor:

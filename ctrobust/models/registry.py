@@ -80,9 +80,23 @@ def parse_model_name(raw: str) -> ModelName:
 
     if zoo_datasets_of(text):
         return ModelName("robustbench", text)
-    known = list(BUILTIN_MODELS) + [f"paper:{n}" for n in PAPER_RESNETS]
-    err = unknown_name_error("model", raw, known)
-    raise CtrobustError(f"{err} Other sources: robustbench:NAME, torchvision:NAME, path/to/file.py:factory.")
+    raise unknown_model_error(raw)
+
+
+def unknown_model_error(raw: str) -> CtrobustError:
+    """'Unknown model' with the closest names among the built-ins, paper models and the whole zoo."""
+    import difflib
+
+    from ctrobust.models.zoo import zoo_names
+
+    local = list(BUILTIN_MODELS) + [f"paper:{n}" for n in PAPER_RESNETS]
+    candidates = {name.lower(): name for name in [*local, *zoo_names()]}
+    close = difflib.get_close_matches(raw.strip().lower(), list(candidates), n=3, cutoff=0.6)
+    hint = f" Did you mean {', '.join(repr(candidates[c]) for c in close)}?" if close else ""
+    return CtrobustError(
+        f"Unknown model {raw!r}.{hint} Built-in: {', '.join(local)}; the RobustBench zoo by name "
+        "(`ctrobust models` lists it); or robustbench:NAME, torchvision:NAME, path/to/file.py:factory."
+    )
 
 
 def resolve_model_dataset(model_name: str, dataset: str | None) -> str:

@@ -35,6 +35,20 @@ def zoo() -> dict[str, dict[str, dict[str, Any]]]:
     return {ds.value: {th.value: dict(models) for th, models in by_threat.items()} for ds, by_threat in model_dicts.items()}
 
 
+def zoo_names() -> list[str]:
+    """Every model name in the zoo, each once."""
+    return sorted({name for by_threat in zoo().values() for models in by_threat.values() for name in models})
+
+
+def checkpoint_source(name: str, dataset: str, threat: str) -> str:
+    """Where a zoo checkpoint comes from: the Google Drive file(s) robustbench downloads, and its model page."""
+    ids = zoo_entry(name, dataset, threat).get("gdrive_id")
+    ids = ids if isinstance(ids, list) else [ids] if ids else []
+    drive = ", ".join(f"https://drive.google.com/uc?id={i}" for i in ids)
+    page = f"https://robustbench.github.io/ ({dataset} {threat} leaderboard, model {name})"
+    return f"download it from {drive} (as robustbench does) or via {page}" if drive else f"see {page}"
+
+
 def zoo_datasets_of(name: str) -> list[str]:
     return [ds for ds in ZOO_DATASETS if any(name in models for models in zoo().get(ds, {}).values())]
 
@@ -105,7 +119,10 @@ def load_zoo_model(name: str, dataset: str, threat: str, model_dir: Path, trust:
     if _needs_files(name, dataset, threat):
         missing = [p for p in checkpoint_paths(name, dataset, threat, model_dir) if not p.is_file()]
         if missing and offline():
-            raise CtrobustError(f"Checkpoint of {name} not found and downloads are off: put it at {missing[0]}")
+            raise CtrobustError(
+                f"Checkpoint of {name} not found and downloads are off: {checkpoint_source(name, dataset, threat)}, "
+                f"and put it at {missing[0]}"
+            )
         for path in checkpoint_paths(name, dataset, threat, model_dir):
             if path.is_file():
                 load_checkpoint(path, trust)  # refuses HTML pages, truncated files, unsafe pickles
@@ -116,7 +133,8 @@ def load_zoo_model(name: str, dataset: str, threat: str, model_dir: Path, trust:
         raise
     except Exception as exc:  # download failures (requests, gdown, timm hub) surface as many types
         target = checkpoint_paths(name, dataset, threat, model_dir)[0] if _needs_files(name, dataset, threat) else None
-        where = f"put it at {target}" if target else "it comes from timm/torchvision: fill their cache while online"
+        where = (f"{checkpoint_source(name, dataset, threat)}, and put it at {target}" if target
+                 else "it comes from timm/torchvision: fill their cache while online")
         raise CtrobustError(f"Could not load RobustBench model {name} ({type(exc).__name__}); {where}.") from None
     return model.eval()
 
