@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from ctrobust.attacks.cost import TIME_FACTOR, attack_work, autoattack_remaining
 from ctrobust.cell import Scored
 from ctrobust.config import EvalConfig
 from ctrobust.ct import ct_coverage, curvature_tuned
@@ -17,6 +18,7 @@ from ctrobust.ct.fused import ctu_backend
 from ctrobust.data import load_test_set, make_splits
 from ctrobust.errors import CtrobustError
 from ctrobust.models import load_model
+from ctrobust.progress import AutoAttackWatcher, RunProgress, log
 from ctrobust.provenance import provenance
 from ctrobust.scoring import CorruptionScorer, NormScorer, Scorer
 from ctrobust.seeding import seed_everything
@@ -24,12 +26,11 @@ from ctrobust.selection import choose_beta
 from ctrobust.store import Store
 from ctrobust.threats import check_eps, default_eps, parse_threat
 
-ProgressFn = Callable[[str], None]
-
 OPTIMISTIC_NOTE = (
     "OPTIMISTIC: protocol 'paper' chose beta on the evaluation split itself and clipped CT up to the base; "
-    "these numbers are biased upward (see NOTES fault 1)."
+    "these numbers are biased upward (see docs/protocol.md, fault 1)."
 )
+PRIOR_CLEAN, PRIOR_ROBUST = 0.9, 0.2  # work estimates before anything is measured; revised after one beta
 
 
 def resolve_device(name: str) -> torch.device:
@@ -38,11 +39,6 @@ def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise CtrobustError("--device cuda was asked for but no CUDA device is available; use --device cpu.")
     return torch.device(name)
-
-
-def planned_steps(cfg: EvalConfig) -> int:
-    """Number of progress steps: one per beta, plus base and CT on the evaluation split."""
-    return len(cfg.beta_grid()) + 2
 
 
 RESULT_SETTINGS = (
@@ -70,21 +66,30 @@ def weights_digest(model: torch.nn.Module) -> str:
 
 
 class CellCache:
-    """Looks each (stage, beta) cell up in the store before computing it, and stores it when done."""
+    """Looks each (stage, beta) cell up in the store before computing it, and stores it when done.
 
-    def __init__(self, store: Store | None, common: dict[str, Any], scorer: Scorer, device: torch.device) -> None:
-        self.store, self.common, self.scorer = store, common, scorer
+    A computed cell is a stage of the progress bar: its work is counted while it runs; a reused one
+    is dropped from the plan.
+    """
+
+    def __init__(self, store: Store | None, common: dict[str, Any], scorer: Scorer, device: torch.device,
+                 progress: RunProgress) -> None:
+        self.store, self.common, self.scorer, self.progress = store, common, scorer, progress
         self.prov = provenance(device)
         self.computed = self.reused = 0
 
-    def get(self, stage: str, beta: float, compute: Callable[[], Scored]) -> Scored:
+    def get(self, stage: str, beta: float, label: str, compute: Callable[[], Scored]) -> Scored:
         identity = {**self.common, **self.scorer.cell_identity(stage), "beta": round(float(beta), 6)}
+        key = _stage_key(stage, beta)
         if self.store is not None:
             hit = self.store.get_cell(identity)
             if hit is not None:
                 self.reused += 1
+                self.progress.skip(key)
                 return hit
+        self.progress.start(key, label)
         scored = compute()
+        self.progress.finish()
         self.computed += 1
         if self.store is not None:
             meta = {"seconds": scored.summary.get("seconds"), "versions": self.prov["versions"],
@@ -93,16 +98,76 @@ class CellCache:
         return scored
 
 
+def _stage_key(stage: str, beta: float) -> str:
+    return f"{stage}:{beta:.6f}"
+
+
+class _WorkPlan:
+    """Estimates of each stage's work from the cost model, revised as the run learns its fractions."""
+
+    def __init__(self, scorer: Scorer, progress: RunProgress, betas: list[float], n_select: int, n_eval: int,
+                 n_classes: int) -> None:
+        self.scorer, self.progress, self.betas = scorer, progress, betas
+        self.n_select, self.n_eval, self.n_classes = n_select, n_eval, n_classes
+
+    def _work(self, stage: str, clean: float, robust: float) -> float:
+        spec = self.scorer.attack_spec(stage)
+        n = self.n_select if stage == "select" else self.n_eval
+        if spec is None:  # corruptions: one forward per image and cell
+            return float(n * max(self.scorer.cells_per_image, 1))
+        return attack_work(spec, n, clean, robust, self.n_classes)
+
+    def revise(self, clean: float, robust_ct: float, robust_base: float, betas_left: list[float]) -> None:
+        for beta in betas_left:
+            self.progress.plan(_stage_key("select", beta), self._work("select", clean, robust_ct))
+        self.progress.plan(_stage_key("final", 1.0), self._work("final", clean, robust_base))
+        self.progress.plan("final:ct", self._work("final", clean, robust_ct))
+
+
+def _watch_autoattack(progress: RunProgress, version: str, n: int, n_classes: int,
+                      robust_estimate: float) -> AutoAttackWatcher:
+    """Tell the bar which AutoAttack attack runs and how many points are left, and re-estimate the rest."""
+
+    def on_event(attack: str, left: int, total: int) -> None:
+        started = not attack.startswith("after ")
+        name = attack.removeprefix("after ")
+        if name == "clean":
+            return
+        progress.meter.factor = TIME_FACTOR.get(name, 1.0) if started else 1.0
+        verb = "running" if started else "done"
+        progress.status(f"{name.upper()} {verb}: {left} of {total} still robust")
+        expected = round(robust_estimate * total)
+        progress.revise_stage(autoattack_remaining(version, name, started, left, n_classes, expected))
+        log.debug("AutoAttack %s %s: %d of %d points still robust", name, verb, left, total)
+
+    return AutoAttackWatcher(n, on_event)
+
+
+def _scored_with_progress(progress: RunProgress, scorer: Scorer, ct: Any, stage: str, beta: float,
+                          n: int, n_classes: int, robust_estimate: float = PRIOR_ROBUST) -> Scored:
+    """Run one cell with its work counted, and AutoAttack's own progress read from its log."""
+    spec = scorer.attack_spec(stage)
+    run = scorer.select if stage == "select" else scorer.final
+    with progress.meter.watching(ct):
+        if spec is not None and spec.name == "autoattack":
+            with _watch_autoattack(progress, spec.version, n, n_classes, robust_estimate).attached():
+                scored = run(ct, beta)
+            progress.meter.factor = 1.0
+            return scored
+        return run(ct, beta)
+
+
 def run_eval(
-    cfg: EvalConfig, on_step: ProgressFn | None = None, store: Store | None = None, command: str | None = None
+    cfg: EvalConfig, progress: RunProgress | None = None, store: Store | None = None, command: str | None = None
 ) -> dict[str, Any]:
     """Run the whole protocol and return the result as a JSON-ready dict.
 
     With a store, every cell is looked up before it is computed and written as soon as it is done,
-    and the finished run is recorded with ``command``.
+    and the finished run is recorded with ``command``. ``progress`` (default: none shown) is told
+    each stage and the work done inside it.
     """
     cfg.validate()
-    step = on_step or (lambda _label: None)
+    progress = progress or RunProgress("ctrobust eval", disable=True)
     start = time.perf_counter()
     device = resolve_device(cfg.device)
     threat = parse_threat(cfg.threat)
@@ -121,6 +186,8 @@ def run_eval(
             f"CT reaches no ReLU in {loaded.name}: it has no ReLU to smooth "
             f"(activations found: {coverage.describe_others()})."
         )
+    with torch.no_grad():
+        n_classes = int(model(x_all[:1].to(device)).shape[1])
 
     seed_everything(cfg.seed)
     scorer: Scorer
@@ -128,25 +195,36 @@ def run_eval(
         eps = check_eps(cfg.eps) if cfg.eps is not None else default_eps(loaded.dataset, threat)
         scorer = NormScorer(cfg, threat, eps, x_all, y_all, splits, device)
     else:
-        scorer = CorruptionScorer(cfg, loaded.dataset, x_all, y_all, splits, device, step)
+        scorer = CorruptionScorer(cfg, loaded.dataset, x_all, y_all, splits, device, progress.status)
     ct = curvature_tuned(model, 1.0, impl=cfg.ctu)
     common = {"model": loaded.name, "source": loaded.source, "weights": weights_digest(loaded.model),
               "preprocessing": loaded.preprocessing, "dataset": loaded.dataset, "seed": cfg.seed}
-    cache = CellCache(store, common, scorer, device)
+    cache = CellCache(store, common, scorer, device, progress)
+    betas = cfg.beta_grid()
+    n_sel, n_eval = len(splits.select_indices), len(splits.eval_indices)
+    plan = _WorkPlan(scorer, progress, betas, n_sel, n_eval, n_classes)
+    plan.revise(PRIOR_CLEAN, PRIOR_ROBUST, PRIOR_ROBUST, betas)
 
     select_curve: dict[float, float] = {}
     select_clean: dict[float, float] = {}
-    for beta in cfg.beta_grid():
-        step(f"select beta={beta:.2f}")
-        scored = cache.get("select", beta, lambda b=beta: scorer.select(ct, b))
+    for i, beta in enumerate(betas):
+        scored = cache.get("select", beta, f"select \u03b2={beta:.2f} ({i + 1} of {len(betas)})",
+                           lambda b=beta: _scored_with_progress(progress, scorer, ct, "select", b, n_sel, n_classes))
         select_curve[beta] = scored.robust_accuracy
         select_clean[beta] = scored.clean_accuracy
+        best = max(select_curve, key=lambda b: (select_curve[b], b))
+        plan.revise(select_clean[best], select_curve[best], select_curve[max(select_curve)], betas[i + 1:])
     beta = choose_beta(select_curve)
 
-    step("base (ReLU) on eval split")
-    base = cache.get("final", 1.0, lambda: scorer.final(ct, 1.0))
-    step(f"CT beta={beta:.2f} on eval split")
-    ct_res = cache.get("final", beta, lambda: scorer.final(ct, beta))
+    base_estimate = select_curve[max(select_curve)]  # the beta closest to the original model
+    base = cache.get("final", 1.0, "base (ReLU) on the evaluation split",
+                     lambda: _scored_with_progress(progress, scorer, ct, "final", 1.0, n_eval, n_classes, base_estimate))
+    if _stage_key("final", beta) != "final:ct":
+        progress.plan(_stage_key("final", beta), progress.planned("final:ct"))
+        progress.skip("final:ct")
+    ct_res = cache.get("final", beta, f"CT \u03b2={beta:.2f} on the evaluation split",
+                       lambda: _scored_with_progress(progress, scorer, ct, "final", beta, n_eval, n_classes,
+                                                     select_curve[beta]))
 
     ct_summary = dict(ct_res.summary)
     clipped = False

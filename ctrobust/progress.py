@@ -1,38 +1,218 @@
-"""A progress bar over the named steps of a long run (on stderr, so --json stays clean).
+"""Progress that tells the truth: a bar whose units are work, measured inside the attacks.
 
-The bar appears at the first step, so errors found while loading (bad names, missing files)
-print as one line with no bar above them.
+Work is counted where it happens: a forward pre-hook on the attacked model adds the images of each
+call, weighted by what the call costs (a forward that will be back-propagated counts
+``GRAD_WEIGHT`` forwards). Each stage of a run (one beta of the sweep, one final attack) is planned
+with an estimate of its work from a cost model (:mod:`ctrobust.attacks.cost`), and the estimate of
+the stages still to come is revised as soon as something is learnt (the robust fraction on the
+selection split, the points left after each of AutoAttack's attacks). The bar's total is the work
+done plus the work still estimated, so its rate-based ETA is in seconds of this machine.
+
+Messages (the CT unit compiling, AutoAttack's progress) go through Python's ``logging`` under the
+``ctrobust`` logger and are written above the bar.
 """
 
 from __future__ import annotations
 
+import logging
+import re
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from types import TracebackType
+from typing import Any
 
-from tqdm.auto import tqdm
+log = logging.getLogger("ctrobust")
+
+GRAD_WEIGHT = 3.0  # a forward whose graph is kept for backward: forward + backward ~ 3 forwards
 
 
-class StepBar:
-    def __init__(self, total: int, desc: str, disable: bool = False) -> None:
-        self._total, self._desc, self._disable = total, desc, disable
-        self._bar: tqdm | None = None
+class _TqdmHandler(logging.Handler):
+    """Write log records above any tqdm bar instead of through it."""
 
-    def step(self, label: str) -> None:
-        """Mark the previous step done and show what runs now."""
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            from tqdm import tqdm
+
+            tqdm.write(self.format(record), file=sys.stderr)
+        except Exception:  # noqa: BLE001 - logging must never break a run
+            self.handleError(record)
+
+
+def configure_logging(verbosity: int) -> None:
+    """-q (-1): warnings and errors only; default (0): ctrobust's progress lines; -v (1): AutoAttack's own log too."""
+    handler = _TqdmHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    root = logging.getLogger("ctrobust")
+    root.handlers[:] = [handler]
+    root.propagate = False
+    root.setLevel(logging.WARNING if verbosity < 0 else logging.INFO)
+    aa = logging.getLogger("auto-attack")
+    aa.handlers[:] = [handler] if verbosity > 0 else []
+    aa.propagate = False
+    aa.setLevel(logging.DEBUG)  # its progress lines are DEBUG; _AutoAttackWatcher reads them either way
+
+
+class WorkMeter:
+    """Counts the work a module does: images per call, back-propagated calls weighted by GRAD_WEIGHT."""
+
+    def __init__(self, on_work: Callable[[float], None]) -> None:
+        self._on_work = on_work
+        self.factor = 1.0  # time per unit of the attack running now, relative to a plain gradient attack
+
+    def hook(self, _module: Any, args: tuple[Any, ...]) -> None:
+        import torch
+
+        x = args[0] if args else None
+        if not isinstance(x, torch.Tensor) or x.dim() == 0:
+            return
+        tracked = torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in _module.parameters()))
+        self._on_work(len(x) * (GRAD_WEIGHT if tracked else 1.0) * self.factor)
+
+    @contextmanager
+    def watching(self, module: Any) -> Iterator[None]:
+        handle = module.register_forward_pre_hook(self.hook)
+        try:
+            yield
+        finally:
+            handle.remove()
+
+
+class RunProgress:
+    """One bar over a run's work; stages are planned with estimates that later knowledge revises."""
+
+    def __init__(self, desc: str, disable: bool = False, on_label: Callable[[str], None] | None = None) -> None:
+        self._desc, self._disable, self._on_label = desc, disable, on_label
+        self._bar: Any = None
+        self._done = 0.0  # work of finished stages plus the current stage's work so far
+        self._stage_estimate = 0.0
+        self._stage_done = 0.0
+        self._future: dict[str, float] = {}  # estimates of stages not started, by key
+        self._label = ""
+        self.meter = WorkMeter(self.add_work)
+
+    # planning -------------------------------------------------------------------------------
+    def plan(self, key: str, estimate: float) -> None:
+        """Add or revise the estimate of a stage that has not started yet."""
+        self._future[key] = max(float(estimate), 0.0)
+        self._refresh_total()
+
+    def planned(self, key: str) -> float:
+        return self._future.get(key, 0.0)
+
+    def start(self, key: str, label: str, estimate: float | None = None) -> None:
+        """Begin a planned stage (its estimate leaves the future and becomes the current stage's)."""
+        planned = self._future.pop(key, 0.0)
+        self._stage_estimate = planned if estimate is None else float(estimate)
+        self._stage_done = 0.0
+        self._label = label
+        if self._on_label is not None:
+            self._on_label(label)
+        self._ensure_bar()
+        self._bar.set_postfix_str(label, refresh=False)
+        self._refresh_total()
+
+    def revise_stage(self, remaining: float) -> None:
+        """The current stage now expects ``remaining`` more work than it has done."""
+        self._stage_estimate = self._stage_done + max(float(remaining), 0.0)
+        self._refresh_total()
+
+    def skip(self, key: str) -> None:
+        """A planned stage that will not run (reused from the store)."""
+        self._future.pop(key, None)
+        self._refresh_total()
+
+    def finish(self) -> None:
+        """End the current stage: whatever it estimated but did not use is dropped from the total."""
+        self._stage_estimate = self._stage_done
+        self._refresh_total()
+
+    def status(self, text: str) -> None:
+        """What runs now inside the stage (e.g. 'APGD-T: 143 of 1000 still robust')."""
+        if self._bar is not None:
+            self._bar.set_postfix_str(f"{self._label} | {text}" if self._label else text)
+
+    # work -------------------------------------------------------------------------------------
+    def add_work(self, units: float) -> None:
+        self._stage_done += units
+        self._done += units
+        if self._stage_done > self._stage_estimate:  # the estimate was low: never show > 100%
+            self._stage_estimate = self._stage_done
+        if self._bar is not None:
+            self._refresh_total(refresh=False)
+            self._bar.update(units)
+
+    # bar --------------------------------------------------------------------------------------
+    def _ensure_bar(self) -> None:
         if self._bar is None:
-            self._bar = tqdm(total=self._total, desc=self._desc, disable=self._disable, unit="step",
-                             dynamic_ncols=True, mininterval=0.5)
-        else:
-            self._bar.update(1)
-        self._bar.set_postfix_str(label)
+            from tqdm.auto import tqdm
 
-    def __enter__(self) -> StepBar:
+            self._bar = tqdm(total=1, desc=self._desc, disable=self._disable, unit="work",
+                             dynamic_ncols=True, mininterval=0.5, smoothing=0.05, file=sys.stderr,
+                             bar_format="{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}]{postfix}")
+
+    def _refresh_total(self, refresh: bool = True) -> None:
+        if self._bar is None:
+            return
+        remaining = max(self._stage_estimate - self._stage_done, 0.0) + sum(self._future.values())
+        self._bar.total = max(self._done + remaining, 1.0)
+        if refresh:
+            self._bar.refresh()
+
+    def __enter__(self) -> RunProgress:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         if self._bar is None:
             return
         if exc_type is None:
-            self._bar.update(1)
+            self._bar.total = max(self._done, 1.0)
+            self._bar.n = self._bar.total
+            self._bar.refresh()
         else:
             self._bar.leave = False
         self._bar.close()
+
+
+_AA_RUNNING = re.compile(r"^running (\S+)$")
+_AA_AFTER = re.compile(r"^robust accuracy after (\S+): ([\d.]+)% \(total time")
+_AA_INITIAL = re.compile(r"^initial accuracy: ([\d.]+)%")
+
+
+class AutoAttackWatcher(logging.Handler):
+    """Reads pyautoattack's log ('running apgd-t', 'robust accuracy after APGD-T: 11.80%') as it runs.
+
+    On each line it tells ``on_event(attack, points_left, n)``: which attack runs now and how many of
+    the n points are still robust, so the caller can show it and re-estimate the remaining work.
+    """
+
+    def __init__(self, n: int, on_event: Callable[[str, int, int], None]) -> None:
+        super().__init__(level=logging.DEBUG)
+        self.n, self.on_event = n, on_event
+        self.left = n
+        self.current = "clean"
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if m := _AA_INITIAL.match(message):
+            self.left = round(float(m.group(1)) / 100 * self.n)
+        elif m := _AA_AFTER.match(message):
+            self.left = round(float(m.group(2)) / 100 * self.n)
+            self.current = f"after {m.group(1).lower()}"
+        elif m := _AA_RUNNING.match(message):
+            self.current = m.group(1)
+        else:
+            return
+        self.on_event(self.current, self.left, self.n)
+
+    @contextmanager
+    def attached(self) -> Iterator[AutoAttackWatcher]:
+        logger = logging.getLogger("auto-attack")
+        old_level = logger.level
+        logger.setLevel(logging.DEBUG)
+        logger.addHandler(self)
+        try:
+            yield self
+        finally:
+            logger.removeHandler(self)
+            logger.setLevel(old_level)

@@ -29,6 +29,11 @@ class Scorer(Protocol):
     select_label: str
     final_label: str
     settings: dict[str, Any]
+    cells_per_image: int  # passes per image and beta (corruptions); 1 for attacks
+
+    def attack_spec(self, stage: str) -> AttackSpec | None:
+        """The attack of a stage (select or final); None where no attack runs (corruptions)."""
+        ...
 
     def cell_identity(self, stage: str) -> dict[str, Any]:
         """What determines a cell's numbers besides model, beta and seed (stage: select or final)."""
@@ -60,8 +65,13 @@ class NormScorer:
                                          ("final", self.final_spec, splits.eval_indices))
         }
 
+    cells_per_image = 1
+
     def cell_identity(self, stage: str) -> dict[str, Any]:
         return dict(self._identity[stage])
+
+    def attack_spec(self, stage: str) -> AttackSpec | None:
+        return self.select_spec if stage == "select" else self.final_spec
 
     def _run(self, ct: CurvatureTuned, beta: float, x: torch.Tensor, y: torch.Tensor, spec: AttackSpec) -> Scored:
         ct.beta = beta
@@ -92,6 +102,7 @@ class CorruptionScorer:
         self.sel_cells = _subset(cells, [pos[i] for i in splits.select_indices])
         self.eval_cells = _subset(cells, [pos[i] for i in splits.eval_indices])
         self.select_label = self.final_label = "corruptions"
+        self.cells_per_image = len(cells) + 1
         self.settings = {"eps": None, "corruptions": corruptions, "severities": severities, "corruption_data": info}
         library = "official files" if info["source"] == "official" else (
             f"imagecorruptions-imaug {package_version('imagecorruptions-imaug')}")
@@ -102,6 +113,9 @@ class CorruptionScorer:
 
     def cell_identity(self, stage: str) -> dict[str, Any]:
         return dict(self._identity[stage])
+
+    def attack_spec(self, stage: str) -> AttackSpec | None:
+        return None
 
     def _run(self, ct: CurvatureTuned, beta: float, x: torch.Tensor, y: torch.Tensor, cells: Cells) -> Scored:
         ct.beta = beta

@@ -41,8 +41,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ctrobust.pipeline import planned_steps, run_eval
-    from ctrobust.progress import StepBar
+    from ctrobust.pipeline import run_eval
+    from ctrobust.progress import RunProgress
     from ctrobust.results import run_name, summary_table, write_result
     from ctrobust.errors import CtrobustError
     from ctrobust.store import open_store
@@ -55,8 +55,8 @@ def run(args: argparse.Namespace) -> int:
         if cfg.executor == "ray":
             result = _run_on_ray(cfg, store, args.command_line)
         else:
-            with StepBar(total=planned_steps(cfg), disable=cfg.no_progress, desc="ctrobust eval") as bar:
-                result = run_eval(cfg, on_step=bar.step, store=store, command=args.command_line)
+            with RunProgress("ctrobust eval", disable=cfg.no_progress or args.verbosity < 0) as progress:
+                result = run_eval(cfg, progress=progress, store=store, command=args.command_line)
     out_dir = Path(cfg.out) if cfg.out else Path("reports") / run_name(result)
     json_path, csv_path = write_result(result, out_dir)
     if cfg.json:

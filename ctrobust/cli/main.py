@@ -31,7 +31,19 @@ def build_parser() -> argparse.ArgumentParser:
     train_cmd.add_parser(sub)
     models_cmd.add_parser(sub)
     audit_cmd.add_parser(sub)
+    for command_parser in sub.choices.values():
+        _add_verbosity(command_parser)
     return parser
+
+
+def _add_verbosity(parser: argparse.ArgumentParser) -> None:
+    """-q / -v on every command, through Python's logging (see ctrobust.progress.configure_logging)."""
+    group = parser.add_argument_group("messages")
+    quiet_or_verbose = group.add_mutually_exclusive_group()
+    quiet_or_verbose.add_argument("-q", "--quiet", dest="verbosity", action="store_const", const=-1, default=0,
+                                  help="only warnings and errors (no progress bar)")
+    quiet_or_verbose.add_argument("-v", "--verbose", dest="verbosity", action="store_const", const=1,
+                                  help="more detail, AutoAttack's own log included")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,6 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "handler", None):
         parser.print_help()
         return EXIT_USER_ERROR
+    from ctrobust.progress import configure_logging
+
+    configure_logging(getattr(args, "verbosity", 0))
     try:
         code = int(args.handler(args))
         sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit

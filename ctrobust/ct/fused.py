@@ -20,14 +20,17 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
 
 from ctrobust.ct.unit import EPS_REFERENCE, SOFTPLUS_THRESHOLD, ctu
 
+log = logging.getLogger("ctrobust.ct")
 IMPLS = ("auto", "fused", "eager")
 ENV = "CTROBUST_CTU"
 
@@ -98,6 +101,15 @@ class _CTUFunction(torch.autograd.Function):
         return ctx.bwd(x, grad, ctx.beta, ctx.c), None, None, None, None
 
 
+@contextmanager
+def _compiling(what: str) -> Iterator[None]:
+    """One line before and after a compilation, so a silent wait of seconds is explained."""
+    log.info("compiling the CT unit (%s, once per process) ...", what)
+    start = time.perf_counter()
+    yield
+    log.info("compiled the CT unit (%s) in %.1f s", what, time.perf_counter() - start)
+
+
 class _Backend:
     """A forward/backward pair built on first use; after one failure every call returns None, so the
     caller takes the next unit down, and :func:`ctu_backend` reports why."""
@@ -108,7 +120,7 @@ class _Backend:
     def __init__(self) -> None:
         self._pair: tuple[Callable[..., torch.Tensor], Callable[..., torch.Tensor]] | None = None
         self.failed: str | None = None
-        self._backward_built = False
+        self._forward_built = self._backward_built = False
 
     def _build(self) -> tuple[Callable[..., torch.Tensor], Callable[..., torch.Tensor]]:
         raise NotImplementedError
@@ -120,12 +132,19 @@ class _Backend:
             if self._pair is None:
                 self._pair = self._build()
             fwd, bwd = self._pair
+            if not self._forward_built:  # the first call compiles: say so, and how long it took
+                with _compiling(f"{self.name} forward"):
+                    out = fwd(x, beta, c)
+                self._forward_built = True
+                if not (torch.is_grad_enabled() and x.requires_grad):
+                    return out
             if not (torch.is_grad_enabled() and x.requires_grad):
                 return fwd(x, beta, c)
             out = _CTUFunction.apply(x, beta, c, fwd, bwd)
             if not self._backward_built:  # build the backward now, where a failure can still fall back
                 probe = x.detach().reshape(-1)[:1].clone().requires_grad_(True)
-                _CTUFunction.apply(probe, beta, c, fwd, bwd).sum().backward()
+                with _compiling(f"{self.name} backward"):
+                    _CTUFunction.apply(probe, beta, c, fwd, bwd).sum().backward()
                 self._backward_built = True
             return out
         except torch.cuda.OutOfMemoryError:  # the user's batch, not the unit: say so, keep the unit

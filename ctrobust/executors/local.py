@@ -5,6 +5,7 @@ from __future__ import annotations
 from ctrobust.errors import CtrobustError
 from ctrobust.executors import GridOutcome, Progress, ProgressFn
 from ctrobust.pipeline import run_eval, run_identity
+from ctrobust.progress import RunProgress
 from ctrobust.reproduce import ReproduceConfig
 from ctrobust.store import Store
 
@@ -30,7 +31,8 @@ def run_local(config: ReproduceConfig, store: Store, command: str | None, on_pro
             notify(progress)
 
         try:
-            result = run_eval(unit.config, on_step=on_step, store=store, command=command)
+            tracker = RunProgress(unit.label, disable=True, on_label=on_step)
+            result = run_eval(unit.config, progress=tracker, store=store, command=command)
         except CtrobustError as exc:
             outcome.failures.append((unit.label, str(exc)))
             store.put_failure(identity, unit.label, str(exc), "local")
