@@ -82,7 +82,7 @@ class EvalConfig:
     device: str = opt("auto", "auto (CUDA when present), cpu or cuda", "run", choices=["auto", "cpu", "cuda"])
     batch_size: int = opt(500, "attack batch size", "run", type=int)
     executor: str = opt(
-        "local", "local: run here; ray: run as one task on a Ray cluster (pip install 'ctrobust[ray]')", "run",
+        "local", "local: run here; ray: run as one task on a Ray cluster (from a checkout: pip install -e '.[ray]')", "run",
         choices=["local", "ray"],
     )
     ray_address: str | None = opt(None, "with --executor ray: the cluster to join, auto or HOST:PORT "

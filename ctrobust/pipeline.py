@@ -103,25 +103,50 @@ def _stage_key(stage: str, beta: float) -> str:
 
 
 class _WorkPlan:
-    """Estimates of each stage's work from the cost model, revised as the run learns its fractions."""
+    """Estimates of each stage's work from the cost model, revised as the run learns its fractions.
+
+    The final attack sees fewer survivors than the selection curve suggests when it is stronger
+    (AutoAttack's 100-step APGD-CE against a 10-step one): ``survivor_ratio`` scales the curve's
+    robust fraction to the points left after the final attack's first stage. Its prior was measured
+    on the shipped model (benchmarks/RESULTS.md, "Quickstart"); the base model's final attack then
+    measures it for the run itself, before CT's final attack is estimated.
+    """
+
+    SURVIVOR_RATIO_PRIOR = 0.55
 
     def __init__(self, scorer: Scorer, progress: RunProgress, betas: list[float], n_select: int, n_eval: int,
                  n_classes: int) -> None:
         self.scorer, self.progress, self.betas = scorer, progress, betas
         self.n_select, self.n_eval, self.n_classes = n_select, n_eval, n_classes
+        select, final = scorer.attack_spec("select"), scorer.attack_spec("final")
+        weaker = select is not None and final is not None and (
+            final.name == "autoattack" and select.name != "autoattack" or (select.steps or 0) < (final.steps or 0))
+        self.survivor_ratio = self.SURVIVOR_RATIO_PRIOR if weaker else 1.0
 
-    def _work(self, stage: str, clean: float, robust: float) -> float:
+    def work(self, stage: str, clean: float, robust: float) -> float:
         spec = self.scorer.attack_spec(stage)
         n = self.n_select if stage == "select" else self.n_eval
         if spec is None:  # corruptions: one forward per image and cell
             return float(n * max(self.scorer.cells_per_image, 1))
+        if stage == "final":
+            robust *= self.survivor_ratio
         return attack_work(spec, n, clean, robust, self.n_classes)
+
+    def final_survivors(self, select_robust: float) -> float:
+        """Expected fraction left after the final attack's first stage, from the selection curve."""
+        return select_robust * self.survivor_ratio
 
     def revise(self, clean: float, robust_ct: float, robust_base: float, betas_left: list[float]) -> None:
         for beta in betas_left:
-            self.progress.plan(_stage_key("select", beta), self._work("select", clean, robust_ct))
-        self.progress.plan(_stage_key("final", 1.0), self._work("final", clean, robust_base))
-        self.progress.plan("final:ct", self._work("final", clean, robust_ct))
+            self.progress.plan(_stage_key("select", beta), self.work("select", clean, robust_ct))
+        self.progress.plan(_stage_key("final", 1.0), self.work("final", clean, robust_base))
+        self.progress.plan("final:ct", self.work("final", clean, robust_ct))
+
+    def learn_from_base(self, base: Scored, select_robust_base: float) -> None:
+        """The base model's final attack shows how many points its first stage really leaves."""
+        after = base.summary.get("robust_accuracy_after")
+        if isinstance(after, dict) and "apgd-ce" in after and select_robust_base > 0:
+            self.survivor_ratio = float(after["apgd-ce"]) / select_robust_base
 
 
 def _watch_autoattack(progress: RunProgress, version: str, n: int, n_classes: int,
@@ -144,7 +169,7 @@ def _watch_autoattack(progress: RunProgress, version: str, n: int, n_classes: in
 
 
 def _scored_with_progress(progress: RunProgress, scorer: Scorer, ct: Any, stage: str, beta: float,
-                          n: int, n_classes: int, robust_estimate: float = PRIOR_ROBUST) -> Scored:
+                          n: int, n_classes: int, robust_estimate: float) -> Scored:
     """Run one cell with its work counted, and AutoAttack's own progress read from its log."""
     spec = scorer.attack_spec(stage)
     run = scorer.select if stage == "select" else scorer.final
@@ -209,22 +234,24 @@ def run_eval(
     select_clean: dict[float, float] = {}
     for i, beta in enumerate(betas):
         scored = cache.get("select", beta, f"select \u03b2={beta:.2f} ({i + 1} of {len(betas)})",
-                           lambda b=beta: _scored_with_progress(progress, scorer, ct, "select", b, n_sel, n_classes))
+                           lambda b=beta: _scored_with_progress(progress, scorer, ct, "select", b, n_sel, n_classes,
+                                                                PRIOR_ROBUST))
         select_curve[beta] = scored.robust_accuracy
         select_clean[beta] = scored.clean_accuracy
         best = max(select_curve, key=lambda b: (select_curve[b], b))
         plan.revise(select_clean[best], select_curve[best], select_curve[max(select_curve)], betas[i + 1:])
     beta = choose_beta(select_curve)
 
-    base_estimate = select_curve[max(select_curve)]  # the beta closest to the original model
+    base_select = select_curve[max(select_curve)]  # the beta closest to the original model
     base = cache.get("final", 1.0, "base (ReLU) on the evaluation split",
-                     lambda: _scored_with_progress(progress, scorer, ct, "final", 1.0, n_eval, n_classes, base_estimate))
-    if _stage_key("final", beta) != "final:ct":
-        progress.plan(_stage_key("final", beta), progress.planned("final:ct"))
-        progress.skip("final:ct")
+                     lambda: _scored_with_progress(progress, scorer, ct, "final", 1.0, n_eval, n_classes,
+                                                   plan.final_survivors(base_select)))
+    plan.learn_from_base(base, base_select)
+    progress.skip("final:ct")
+    progress.plan(_stage_key("final", beta), plan.work("final", select_clean[beta], select_curve[beta]))
     ct_res = cache.get("final", beta, f"CT \u03b2={beta:.2f} on the evaluation split",
                        lambda: _scored_with_progress(progress, scorer, ct, "final", beta, n_eval, n_classes,
-                                                     select_curve[beta]))
+                                                     plan.final_survivors(select_curve[beta])))
 
     ct_summary = dict(ct_res.summary)
     clipped = False

@@ -132,6 +132,15 @@ class RunProgress:
         if self._bar is not None:
             self._bar.set_postfix_str(f"{self._label} | {text}" if self._label else text)
 
+    @property
+    def done(self) -> float:
+        return self._done
+
+    @property
+    def total(self) -> float:
+        """Work done plus the work still estimated (what the bar's total shows)."""
+        return self._done + max(self._stage_estimate - self._stage_done, 0.0) + sum(self._future.values())
+
     # work -------------------------------------------------------------------------------------
     def add_work(self, units: float) -> None:
         self._stage_done += units
@@ -154,8 +163,7 @@ class RunProgress:
     def _refresh_total(self, refresh: bool = True) -> None:
         if self._bar is None:
             return
-        remaining = max(self._stage_estimate - self._stage_done, 0.0) + sum(self._future.values())
-        self._bar.total = max(self._done + remaining, 1.0)
+        self._bar.total = max(self.total, 1.0)
         if refresh:
             self._bar.refresh()
 

@@ -149,6 +149,7 @@ def train_model(cfg: TrainConfig, out: Path, command: str = "", progress: bool =
         "lr": cfg.lr,
         "n_train": len(x_train),
         "max_batches": cfg.max_batches,
+        "batches_trained": done_batches,
         "resumed_from_epoch": start_epoch,
         "test_accuracy": test_acc,
         "train_seconds": round(elapsed + time.time() - start, 1),

@@ -13,7 +13,7 @@ def test_audit_one_relu_and_non_relu_architectures() -> None:
     assert std.status == "ok" and std.relu_module_calls == 25 and std.relu_functional_calls == 0
     assert std.max_abs_diff_beta1 == 0.0 and std.beta09_changes_output is True
     preact = audit_one("cifar10", "Linf", "Andriushchenko2020Understanding", max_params_m=100)
-    assert preact.status == "ok" and preact.relu_functional_calls > 0  # F.relu in forward, NOTES fault 3
+    assert preact.status == "ok" and preact.relu_functional_calls > 0  # F.relu in forward, docs/protocol.md fault 3
     swish = audit_one("cifar10", "Linf", "Wang2023Better_WRN-28-10", max_params_m=100)
     assert swish.status == "not applicable" and "silu" in swish.other_activations.lower()
     big = audit_one("cifar10", "Linf", "Standard", max_params_m=1)

@@ -135,4 +135,4 @@ def test_without_ray_the_error_says_how_to_install(tmp_path: Path, tiny_config: 
     code = main(["reproduce", "--config", str(tiny_config), "--store", str(tmp_path / "s.sqlite"),
                  "--out", str(tmp_path), "--executor", "ray", "--no-progress"])
     assert code == 2
-    assert "pip install 'ctrobust[ray]'" in capsys.readouterr().err
+    assert "pip install -e '.[ray]'" in capsys.readouterr().err

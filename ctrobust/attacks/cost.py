@@ -72,4 +72,6 @@ def attack_work(spec: AttackSpec, n: int, clean_fraction: float, robust_fraction
         work += sum(autoattack_attack_work(a, round(survivors), n_classes, spec.version) for a in rest)
         return fixed + checks + work
     steps = spec.steps or 20
+    if spec.name == "pgd":  # each step a gradient, then one forward to keep the best restart
+        return fixed + correct * (steps * GRAD_WEIGHT + 1) * spec.restarts
     return fixed + correct * (steps + 2) * GRAD_WEIGHT * spec.restarts

@@ -69,6 +69,10 @@ def run(args: argparse.Namespace) -> int:
         out = Path(platformdirs.user_cache_dir("ctrobust")) / "checkpoints" / f"{args.model.replace(':', '-')}_{dataset}.pt"
     command = "ctrobust " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     meta = train_model(cfg, out, command=command, progress=not args.no_progress)
-    print(f"test accuracy {meta['test_accuracy']:.2%} after {meta['epochs']} epochs ({meta['train_seconds']} s)")
+    if meta.get("max_batches") is not None:
+        trained = f"{meta['batches_trained']} batches (stopped by --max-batches)"
+    else:
+        trained = f"{meta['epochs']} epochs"
+    print(f"test accuracy {meta['test_accuracy']:.2%} after {trained} ({meta['train_seconds']} s)")
     print(f"wrote {out} and {out.with_suffix('.json')}")
     return 0

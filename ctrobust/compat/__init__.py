@@ -1,1 +1,1 @@
-"""Workarounds for third-party packages that do not work as released (NOTES section 2)."""
+"""Workarounds for third-party packages that do not work as released (see the README, "robustbench as released")."""

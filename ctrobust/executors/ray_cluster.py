@@ -25,7 +25,7 @@ from ctrobust.pipeline import run_eval, run_identity
 from ctrobust.reproduce import ReproduceConfig, Unit
 from ctrobust.store import Store, memory_store
 
-INSTALL_HINT = "--executor ray needs Ray: pip install 'ctrobust[ray]' (or: pip install ray==2.58.0)."
+INSTALL_HINT = "--executor ray needs Ray: pip install -e '.[ray]' in a checkout (or: pip install ray==2.58.0)."
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Normalisation as the model's first layer, so attacks see images in [0, 1] (NOTES fault 2)."""
+"""Normalisation as the model's first layer, so attacks see images in [0, 1] (docs/protocol.md, fault 2)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The paper's CIFAR ResNets (18/50/152): the widely used CIFAR ResNet layout of the reference code.
 
-As in that code, the post-residual ReLU is a functional call in ``forward`` (NOTES fault 3), so CT
+As in that code, the post-residual ReLU is a functional call in ``forward`` (docs/protocol.md, fault 3), so CT
 must reach functional ReLUs for these models to be smoothed at all.
 """
 
