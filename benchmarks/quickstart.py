@@ -98,7 +98,7 @@ def main() -> int:
         print(f"ctrobust eval exited {code}", file=sys.stderr)
         return code
 
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores; command: {' '.join(command[3:7])} {' '.join(args.extra)}")
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores; command: {' '.join(command[3:8])} {' '.join(args.extra)}")
     print(f"total wall time: {total:.1f} s ({total / 60:.1f} min)\n")
 
     # Stage times: a stage runs from its first snapshot to the next stage's first snapshot.

@@ -14,9 +14,19 @@ from ctrobust.threats import THREAT_CHOICES, check_eps, parse_threat
 PROTOCOLS = ("heldout", "paper")
 
 
-def opt(default: Any, help: str, group: str = "run", **argparse_kw: Any) -> Any:
-    """A config field with its CLI help next to it."""
-    return field(default=default, metadata={"help": help, "group": group, **argparse_kw})
+def opt(default: Any, help: str, group: str = "run", *, identity: bool = True, in_config: bool = True,
+        **argparse_kw: Any) -> Any:
+    """A config field with its CLI help next to it.
+
+    ``identity``: whether the field can change a run's numbers, and so belongs to the run's identity
+    (the default: a new option is part of it unless marked otherwise). ``in_config``: whether a
+    ``reproduce`` config file may set it.
+    """
+    return field(default=default, metadata={"help": help, "group": group, "identity": identity,
+                                            "in_config": in_config, **argparse_kw})
+
+
+CLI_ONLY_METADATA = ("identity", "in_config", "group", "help")
 
 
 @dataclass
@@ -35,7 +45,7 @@ class EvalConfig:
     )
     model_dir: str | None = opt(
         None, "RobustBench checkpoints, as <dir>/<dataset>/<threat>/<name>.pt (env CTROBUST_MODEL_DIR; default: user cache)",
-        "model and data", metavar="DIR",
+        "model and data", metavar="DIR", identity=False
     )
     zoo_threat: str | None = opt(
         None, "take the RobustBench model from this threat's zoo (Linf, L2, corruptions); default: --threat",
@@ -43,14 +53,14 @@ class EvalConfig:
     )
     trust_checkpoint: bool = opt(
         False, "allow checkpoints that need arbitrary unpickling (only for files you trust)", "model and data",
-        action="store_true",
+        action="store_true", identity=False
     )
     mean: str | None = opt(None, "custom models: per-channel mean to normalise with inside the model, e.g. 0.5,0.5,0.5",
                            "model and data", metavar="LIST")
     std: str | None = opt(None, "custom models: per-channel std, with --mean", "model and data", metavar="LIST")
     data_dir: str | None = opt(
         None, "where datasets are looked for and downloaded (env CTROBUST_DATA_DIR; default: user cache)",
-        "model and data", metavar="DIR",
+        "model and data", metavar="DIR", identity=False
     )
     threat: str = opt("linf", f"threat model: {', '.join(THREAT_CHOICES)} (case-insensitive)", "attack")
     eps: float | None = opt(None, "perturbation budget; default: the dataset's standard eps", "attack", type=float)
@@ -70,6 +80,10 @@ class EvalConfig:
     )
     select_steps: int = opt(10, "steps of the selection attack when it is pgd or apgd-ce", "beta search", type=int)
     betas: str = opt("0.70:0.99:0.01", "beta grid: 'b1,b2,...' or 'start:stop:step' (the paper's grid)", "beta search")
+    no_base_candidate: bool = opt(
+        False, "heldout protocol: leave beta = 1 (the original ReLU model) out of the candidates and report the best "
+        "beta below 1, even where ReLU did better on the held-out points", "beta search", action="store_true",
+    )
     protocol: str = opt(
         "heldout",
         "heldout: choose beta on a disjoint selection split; paper: choose it on the evaluation split "
@@ -79,27 +93,27 @@ class EvalConfig:
     n_examples: int = opt(1000, "evaluation split: the first N test points", "splits", type=int, metavar="N")
     n_select: int = opt(500, "selection split: N other test points, drawn with --seed", "splits", type=int, metavar="N")
     seed: int = opt(0, "seed for the selection split and every attack", "run", type=int)
-    device: str = opt("auto", "auto (CUDA when present), cpu or cuda", "run", choices=["auto", "cpu", "cuda"])
+    device: str = opt("auto", "auto (CUDA when present), cpu or cuda", "run", choices=["auto", "cpu", "cuda"], identity=False)
     batch_size: int = opt(500, "attack batch size", "run", type=int)
     executor: str = opt(
         "local", "local: run here; ray: run as one task on a Ray cluster (from a checkout: pip install -e '.[ray]')", "run",
-        choices=["local", "ray"],
+        choices=["local", "ray"], identity=False, in_config=False
     )
     ray_address: str | None = opt(None, "with --executor ray: the cluster to join, auto or HOST:PORT "
-                                  "(default: start a local one)", "run", metavar="ADDRESS")
+                                  "(default: start a local one)", "run", metavar="ADDRESS", identity=False, in_config=False)
     ctu: str = opt(
         "auto", "CT unit: fused (one kernel each way, compiled once per process: CUDA kernels on a GPU, about 1 s; "
         "torch.compile on a CPU, about 10-20 s), eager (the plain formula), or auto (fused unless env CTROBUST_CTU "
         "says eager)", "run",
-        choices=["auto", "fused", "eager"],
+        choices=["auto", "fused", "eager"], identity=False
     )
-    out: str | None = opt(None, "output directory (default: reports/<run-name>/)", "output", metavar="DIR")
+    out: str | None = opt(None, "output directory (default: reports/<run-name>/)", "output", metavar="DIR", identity=False, in_config=False)
     store: str | None = opt(
         None, "results store (SQLite) that every finished cell is written to and looked up in, so an interrupted "
-        "run resumes (env CTROBUST_STORE; default: reports/ctrobust.sqlite)", "output", metavar="PATH",
+        "run resumes (env CTROBUST_STORE; default: reports/ctrobust.sqlite)", "output", metavar="PATH", identity=False, in_config=False
     )
-    json: bool = opt(False, "print the result JSON on stdout instead of the table", "output", action="store_true")
-    no_progress: bool = opt(False, "hide the progress bar", "output", action="store_true")
+    json: bool = opt(False, "print the result JSON on stdout instead of the table", "output", action="store_true", identity=False, in_config=False)
+    no_progress: bool = opt(False, "hide the progress bar", "output", action="store_true", identity=False, in_config=False)
 
     def validate(self) -> None:
         """All cross-field checks in one place; raises CtrobustError with what to change."""
@@ -141,6 +155,16 @@ class EvalConfig:
             return self.final_attack()
         name = self.select_attack or "apgd-ce"
         return AttackSpec(name, self.select_steps if name != "autoattack" else None, 1, None, self.aa_version)
+
+
+def identity_fields(config_type: type[EvalConfig] | None = None) -> list[str]:
+    """The fields that make a run's identity: every field not marked ``identity=False``."""
+    return [f.name for f in fields(config_type or EvalConfig) if f.metadata.get("identity", True)]
+
+
+def config_file_fields() -> set[str]:
+    """The fields a ``reproduce`` config file may set."""
+    return {f.name for f in fields(EvalConfig) if f.metadata.get("in_config", True)}
 
 
 def config_fields() -> list[tuple[str, Any, dict[str, Any]]]:

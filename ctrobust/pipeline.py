@@ -12,7 +12,7 @@ import torch
 
 from ctrobust.attacks.cost import TIME_FACTOR, attack_work, autoattack_remaining
 from ctrobust.cell import Scored
-from ctrobust.config import EvalConfig
+from ctrobust.config import EvalConfig, identity_fields
 from ctrobust.ct import ct_coverage, curvature_tuned
 from ctrobust.ct.fused import ctu_backend
 from ctrobust.data import load_test_set, make_splits
@@ -23,7 +23,8 @@ from ctrobust.provenance import provenance
 from ctrobust.scoring import CorruptionScorer, NormScorer, Scorer
 from ctrobust.seeding import seed_everything
 from ctrobust.selection import choose_beta
-from ctrobust.store import Store
+from ctrobust.store import Store, identity_key
+from ctrobust.uncertainty import run_gain, selection_flags
 from ctrobust.threats import check_eps, default_eps, parse_threat
 
 OPTIMISTIC_NOTE = (
@@ -41,19 +42,20 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-RESULT_SETTINGS = (
-    "model", "dataset", "checkpoint", "zoo_threat", "mean", "std", "threat", "eps", "attack", "aa_version", "steps",
-    "restarts", "step_size", "corruptions", "severities", "select_attack", "select_steps", "betas", "protocol",
-    "n_examples", "n_select", "seed", "batch_size",
-)
-
-
 def run_identity(cfg: EvalConfig) -> dict[str, Any]:
-    """The settings that determine a run's numbers (not where files live, not the device, not output)."""
+    """The settings that determine a run's numbers: every config field not marked ``identity=False``.
+
+    Where files live, the device, the CT unit's implementation and output options are not part of it.
+    """
     settings = asdict(cfg)
-    identity = {name: settings[name] for name in RESULT_SETTINGS}
+    identity = {name: settings[name] for name in identity_fields(type(cfg))}
     identity["betas"] = cfg.beta_grid()
     return identity
+
+
+def run_digest(identity: dict[str, Any]) -> str:
+    """A short digest of a run's identity: the same identity is the same run, another never collides."""
+    return identity_key(identity)[:12]
 
 
 def weights_digest(model: torch.nn.Module) -> str:
@@ -226,20 +228,24 @@ def run_eval(
               "preprocessing": loaded.preprocessing, "dataset": loaded.dataset, "seed": cfg.seed}
     cache = CellCache(store, common, scorer, device, progress)
     betas = cfg.beta_grid()
+    # Held-out protocol: the original model (beta = 1) is a candidate too, so CT is used only when it
+    # beats ReLU on the held-out points (the honest analogue of the reference code's clipping).
+    base_candidate = cfg.protocol == "heldout" and not cfg.no_base_candidate
+    candidates = sorted(set(betas) | {1.0}) if base_candidate else list(betas)
     n_sel, n_eval = len(splits.select_indices), len(splits.eval_indices)
     plan = _WorkPlan(scorer, progress, betas, n_sel, n_eval, n_classes)
-    plan.revise(PRIOR_CLEAN, PRIOR_ROBUST, PRIOR_ROBUST, betas)
+    plan.revise(PRIOR_CLEAN, PRIOR_ROBUST, PRIOR_ROBUST, candidates)
 
     select_curve: dict[float, float] = {}
     select_clean: dict[float, float] = {}
-    for i, beta in enumerate(betas):
-        scored = cache.get("select", beta, f"select \u03b2={beta:.2f} ({i + 1} of {len(betas)})",
+    for i, beta in enumerate(candidates):
+        scored = cache.get("select", beta, f"select \u03b2={beta:.2f} ({i + 1} of {len(candidates)})",
                            lambda b=beta: _scored_with_progress(progress, scorer, ct, "select", b, n_sel, n_classes,
                                                                 PRIOR_ROBUST))
         select_curve[beta] = scored.robust_accuracy
         select_clean[beta] = scored.clean_accuracy
         best = max(select_curve, key=lambda b: (select_curve[b], b))
-        plan.revise(select_clean[best], select_curve[best], select_curve[max(select_curve)], betas[i + 1:])
+        plan.revise(select_clean[best], select_curve[best], select_curve[max(select_curve)], candidates[i + 1:])
     beta = choose_beta(select_curve)
 
     base_select = select_curve[max(select_curve)]  # the beta closest to the original model
@@ -247,17 +253,26 @@ def run_eval(
                      lambda: _scored_with_progress(progress, scorer, ct, "final", 1.0, n_eval, n_classes,
                                                    plan.final_survivors(base_select)))
     plan.learn_from_base(base, base_select)
-    progress.skip("final:ct")
-    progress.plan(_stage_key("final", beta), plan.work("final", select_clean[beta], select_curve[beta]))
-    ct_res = cache.get("final", beta, f"CT \u03b2={beta:.2f} on the evaluation split",
-                       lambda: _scored_with_progress(progress, scorer, ct, "final", beta, n_eval, n_classes,
-                                                     plan.final_survivors(select_curve[beta])))
+    if beta == 1.0:  # the original model won the sweep: "CT" is the base model, already scored
+        progress.skip("final:ct")
+        ct_res = base
+    else:  # plan CT's attack under its key before dropping the placeholder: the total never dips
+        progress.plan(_stage_key("final", beta), plan.work("final", select_clean[beta], select_curve[beta]))
+        progress.skip("final:ct")
+        ct_res = cache.get("final", beta, f"CT \u03b2={beta:.2f} on the evaluation split",
+                           lambda: _scored_with_progress(progress, scorer, ct, "final", beta, n_eval, n_classes,
+                                                         plan.final_survivors(select_curve[beta])))
 
     ct_summary = dict(ct_res.summary)
+    ct_outcomes = ct_res.per_example
     clipped = False
     if cfg.protocol == "paper" and ct_res.robust_accuracy < base.robust_accuracy:
         ct_summary = {**base.summary, "clipped_to_base_from": ct_res.robust_accuracy}
+        ct_outcomes = base.per_example
         clipped = True
+    gain = run_gain(threat.value, base.per_example, ct_outcomes)
+    flags = selection_flags(select_curve, beta, candidates, n_sel)
+    identity = run_identity(cfg)
 
     result = {
         "model": loaded.name,
@@ -272,13 +287,20 @@ def run_eval(
         "note": OPTIMISTIC_NOTE if cfg.protocol == "paper" else None,
         "n_examples": len(splits.eval_indices),
         "n_select": len(splits.select_indices),
-        "betas": cfg.beta_grid(),
+        "betas": betas,
+        "base_candidate": base_candidate,
+        "candidates": candidates,
         "select_curve": {f"{b:.4g}": acc for b, acc in select_curve.items()},
         "select_clean": {f"{b:.4g}": acc for b, acc in select_clean.items()},
         "beta": beta,
         "base": base.summary,
         "ct": {**ct_summary, "beta": beta, "clipped": clipped},
         "gain_points": 100.0 * (float(ct_summary["robust_accuracy"]) - base.robust_accuracy),  # type: ignore[arg-type]
+        "gain": gain.to_dict(),
+        "selection_flags": flags.to_dict(),
+        "identity": identity,
+        "run_id": run_digest(identity),
+        "command": command,
         "per_example": {"base": base.per_example, "ct": ct_res.per_example},
         "eval_indices": splits.eval_indices,
         "select_indices": splits.select_indices,
@@ -291,5 +313,5 @@ def run_eval(
         "provenance": cache.prov,
     }
     if store is not None:
-        store.put_run(run_identity(cfg), result, command)
+        store.put_run(identity, result, command)
     return result

@@ -27,11 +27,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from ctrobust.config import EvalConfig
+from ctrobust.config import EvalConfig, config_file_fields
 from ctrobust.errors import CtrobustError, unknown_name_error
 
 GRID_KEYS = {"models": "model", "datasets": "dataset", "threats": "threat", "seeds": "seed", "protocols": "protocol"}
-NOT_IN_CONFIG = {"out", "json", "no_progress", "store", "executor", "ray_address"}
 SHIPPED = ("paper", "small")
 
 
@@ -73,7 +72,7 @@ def load_config(name_or_path: str, overrides: dict[str, Any] | None = None) -> R
         raw = tomllib.loads(path.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise CtrobustError(f"{path} is not valid TOML: {exc}") from None
-    allowed = {f.name for f in fields(EvalConfig)} - NOT_IN_CONFIG
+    allowed = config_file_fields()
     defaults = dict(raw.get("defaults", {}))
     _check_keys(defaults, allowed, f"{path} [defaults]")
     per_threat: dict[str, dict[str, Any]] = raw.get("threats", {})

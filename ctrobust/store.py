@@ -190,12 +190,13 @@ class Store:
 
     def runs(self) -> list[dict[str, Any]]:
         """Every finished run's result, with the command that made it, oldest first."""
-        rows = self._db.execute("SELECT result, command, key FROM runs ORDER BY created, key").fetchall()
+        rows = self._db.execute("SELECT result, command, key, identity FROM runs ORDER BY created, key").fetchall()
         out = []
-        for result, command, key in rows:
+        for result, command, key, identity in rows:
             run = json.loads(result)
             run["command"] = command
             run["run_key"] = key
+            run.setdefault("identity", json.loads(identity))
             out.append(run)
         return out
 

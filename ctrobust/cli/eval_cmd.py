@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ctrobust.config import EvalConfig, config_fields
+from ctrobust.config import CLI_ONLY_METADATA, EvalConfig, config_fields
 
 if TYPE_CHECKING:
     from ctrobust.store import Store
@@ -30,10 +30,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     groups: dict[str, argparse._ArgumentGroup] = {}
     for name, default, meta in config_fields():
-        meta = dict(meta)
-        group_name = meta.pop("group")
-        group = groups.setdefault(group_name, parser.add_argument_group(group_name))
-        help_text = meta.pop("help")
+        group = groups.setdefault(meta["group"], parser.add_argument_group(meta["group"]))
+        help_text = meta["help"]
+        meta = {k: v for k, v in meta.items() if k not in CLI_ONLY_METADATA}
         if meta.get("action") != "store_true" and default is not None:
             help_text += f" (default: {default})"
         group.add_argument(f"--{name.replace('_', '-')}", dest=name, default=default, help=help_text, **meta)

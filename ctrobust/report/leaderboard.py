@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from ctrobust.report.html import safe_slug, template_environment
-from ctrobust.stats import mean_std, relative_improvement
+from ctrobust.report.tables import gain_of
+from ctrobust.stats import mean_std, pooled_gain, relative_improvement
 
 ENTRY_VERSION = 1
 
@@ -44,6 +45,13 @@ def _pct(runs: Sequence[dict[str, Any]], variant: str, metric: str) -> float:
     return round(mean_std([100 * float(r[variant][metric]) for r in runs])[0], 2)
 
 
+def _gain_interval(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The gain's paired 95% interval and McNemar test over the entry's runs (their tables added up)."""
+    gain = pooled_gain([gain_of(r) for r in runs])
+    return {"gain_ci": [round(gain.low, 2), round(gain.high, 2)], "gain_only_base": gain.only_base,
+            "gain_only_ct": gain.only_ct, "gain_mcnemar_p": gain.p_value}
+
+
 def _entry(dataset: str, threat: str, model: str, runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     first = runs[0]
     base_robust, ct_robust = _pct(runs, "base", "robust_accuracy"), _pct(runs, "ct", "robust_accuracy")
@@ -59,6 +67,7 @@ def _entry(dataset: str, threat: str, model: str, runs: Sequence[dict[str, Any]]
         "ct_clean_acc": _pct(runs, "ct", "clean_accuracy"),
         "ct_robust_acc": ct_robust,
         "gain": round(ct_robust - base_robust, 2),
+        **_gain_interval(runs),
         "relative_improvement_pct": _round(relative_improvement(base_robust, ct_robust)),
         "protocol": first["protocol"],
         "optimistic": first["protocol"] == "paper",
@@ -114,16 +123,28 @@ def leaderboard_markdown(boards: Sequence[dict[str, Any]]) -> str:
              ""]
     for board in boards:
         lines += [f"## {board['dataset']} / {board['threat']}", "",
-                  "| Rank | Model | Attack | Protocol | n | Seeds | Clean (%) | Robust (%) | beta | CT clean (%) | CT robust (%) | Gain (pts) |",
-                  "|---:|---|---|---|---:|---|---:|---:|---:|---:|---:|---:|"]
+                  "| Rank | Model | Attack | Protocol | n | Seeds | Clean (%) | Robust (%) | beta | CT clean (%) | CT robust (%) | "
+                  "Gain (pts) [95% CI] | McNemar p |",
+                  "|---:|---|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
         for rank, e in enumerate(board["entries"], 1):
             protocol = e["protocol"] + (" (optimistic)" if e["optimistic"] else "")
             name = str(e["name"]).replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
             lines.append(f"| {rank} | {name} | {e['attack']} | {protocol} | {e['n_examples']} | "
                          f"{','.join(map(str, e['seeds']))} | {e['clean_acc']:.2f} | {e['robust_acc']:.2f} | "
-                         f"{e['ct_beta']:.3f} | {e['ct_clean_acc']:.2f} | {e['ct_robust_acc']:.2f} | {e['gain']:+.2f} |")
+                         f"{e['ct_beta']:.3f} | {e['ct_clean_acc']:.2f} | {e['ct_robust_acc']:.2f} | {e['gain']:+.2f} "
+                         f"{_ci_text(e)} | {_p_text(e)} |")
         lines.append("")
     return "\n".join(lines)
+
+
+def _ci_text(entry: dict[str, Any]) -> str:
+    ci = entry.get("gain_ci")
+    return f"[{ci[0]:+.2f}, {ci[1]:+.2f}]" if ci else "[n/a]"
+
+
+def _p_text(entry: dict[str, Any]) -> str:
+    p = entry.get("gain_mcnemar_p")
+    return "n/a" if p is None else f"{p:.3g}"
 
 
 def write_leaderboard_pages(root: Path) -> tuple[Path, Path]:

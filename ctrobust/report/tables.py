@@ -11,9 +11,24 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ctrobust.stats import McNemar, mcnemar_exact, mean_std, relative_improvement, wilson_interval
+from ctrobust.stats import PairedGain, mean_std, pooled_gain, relative_improvement, wilson_interval
+from ctrobust.store import identity_key
+from ctrobust.uncertainty import run_gain
 
 PAPER_GROUP = ("model", "dataset", "threat", "protocol", "attack", "n_examples")
+
+
+def setting_key(run: dict[str, Any]) -> str:
+    """Runs with the same key differ in the seed alone: the only runs a table may pool."""
+    return identity_key({k: v for k, v in run["identity"].items() if k != "seed"})
+
+
+def gain_of(run: dict[str, Any]) -> PairedGain:
+    """A stored run's gain; runs stored before the gain was recorded get it from their per-example outcomes."""
+    if "gain" in run:
+        return PairedGain.from_dict(run["gain"])
+    ct = run["per_example"]["base"] if run["ct"].get("clipped") else run["per_example"]["ct"]
+    return run_gain(run["threat"], run["per_example"]["base"], ct)
 
 
 def _interval(acc: float, n: int) -> tuple[float, float]:
@@ -36,8 +51,12 @@ def summary_rows(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                     _interval(acc, n * _n_cells(run)))
                 row[f"{variant}_{metric}"], row[f"{variant}_{metric}_low"], row[f"{variant}_{metric}_high"] = acc, low, high
         row["gain_points"] = run["gain_points"]
-        test = paired_test(run)
-        row.update({"only_base": test.only_base, "only_ct": test.only_ct, "mcnemar_p": test.p_value})
+        gain = gain_of(run)
+        row.update({"gain_ci_low": gain.low, "gain_ci_high": gain.high, "only_base": gain.only_base,
+                    "only_ct": gain.only_ct, "mcnemar_p": gain.p_value, "significant": gain.significant})
+        flags = run.get("selection_flags") or {}
+        row.update({"flat_curve": flags.get("flat_curve"), "beta_on_grid_edge": flags.get("beta_on_grid_edge"),
+                    "base_candidate": run.get("base_candidate", False)})
         row["clipped"] = bool(run["ct"].get("clipped"))
         row["command"] = run.get("command")
         rows.append(row)
@@ -48,26 +67,19 @@ def _n_cells(run: dict[str, Any]) -> int:
     return len(run.get("corruptions") or []) * len(run.get("severities") or []) or 1
 
 
-def paired_test(run: dict[str, Any]) -> McNemar:
-    """McNemar on robust correctness (for corruptions: pooled over example x cell pairs)."""
-    base, ct = run["per_example"]["base"], run["per_example"]["ct"]
-    if run["threat"] == "corruptions":
-        keys = [k for k in base if k != "clean"]
-        return mcnemar_exact([v for k in keys for v in base[k]], [v for k in keys for v in ct[k]])
-    return mcnemar_exact(base["robust"], ct["robust"])
-
-
 def paper_table(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """The paper's layout: per model and threat, mean +- std over seeds, mean beta, relative improvement.
 
     Relative improvement is the paper's (CT - base) / base of the mean robust accuracies, in percent.
     """
-    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    groups: dict[str, list[dict[str, Any]]] = {}
     for run in runs:
-        groups.setdefault(tuple(run[k] for k in PAPER_GROUP), []).append(run)
+        groups.setdefault(setting_key(run), []).append(run)
     rows = []
-    for key, members in groups.items():
+    for members in groups.values():
         members = sorted(members, key=lambda r: r["seed"])
+        key = tuple(members[0][k] for k in PAPER_GROUP)
+        gain = pooled_gain([gain_of(r) for r in members])
         base_m, base_s = mean_std([100 * float(r["base"]["robust_accuracy"]) for r in members])
         ct_m, ct_s = mean_std([100 * float(r["ct"]["robust_accuracy"]) for r in members])
         clean_b, _ = mean_std([100 * float(r["base"]["clean_accuracy"]) for r in members])
@@ -82,6 +94,10 @@ def paper_table(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             "mean_beta": round(beta_m, 4),
             "base_clean_mean": round(clean_b, 4), "ct_clean_mean": round(clean_c, 4),
             "optimistic": key[3] == "paper",
+            "gain_points_pooled": round(gain.gain_points, 4), "gain_ci_low": round(gain.low, 4),
+            "gain_ci_high": round(gain.high, 4), "only_base": gain.only_base, "only_ct": gain.only_ct,
+            "mcnemar_p": gain.p_value, "setting": setting_key(members[0])[:12],
+            "base_candidate": bool(members[0].get("base_candidate", False)),
         })
     return sorted(rows, key=lambda r: (r["dataset"], r["model"], r["threat"], r["attack"], r["protocol"]))
 
@@ -91,8 +107,9 @@ def _round(value: float | None) -> float | None:
 
 
 def paper_table_markdown(rows: Sequence[dict[str, Any]]) -> str:
-    head = ("| Model | Dataset | Threat | Protocol | Attack | n | Seeds | Base (%) | CT (%) | Rel. impr. | beta |\n"
-            "|---|---|---|---|---|---:|---|---:|---:|---:|---:|")
+    head = ("| Model | Dataset | Threat | Protocol | Attack | n | Seeds | Base (%) | CT (%) | Gain (pts) [95% CI] | "
+            "McNemar p | Rel. impr. | beta |\n"
+            "|---|---|---|---|---|---:|---|---:|---:|---:|---:|---:|---:|")
     lines = [head]
     for r in rows:
         rel = "n/a" if r["relative_improvement_pct"] is None else f"{r['relative_improvement_pct']:+.2f}%"
@@ -100,7 +117,9 @@ def paper_table_markdown(rows: Sequence[dict[str, Any]]) -> str:
         lines.append(
             f"| {_md(r['model'])} | {r['dataset']} | {r['threat']} | {protocol} | {r['attack']} | {r['n_examples']} | "
             f"{r['seeds']} | {r['base_robust_mean']:.2f} ± {r['base_robust_std']:.2f} | "
-            f"{r['ct_robust_mean']:.2f} ± {r['ct_robust_std']:.2f} | {rel} | {r['mean_beta']:.3f} |"
+            f"{r['ct_robust_mean']:.2f} ± {r['ct_robust_std']:.2f} | "
+            f"{r['gain_points_pooled']:+.2f} [{r['gain_ci_low']:+.2f}, {r['gain_ci_high']:+.2f}] | "
+            f"{r['mcnemar_p']:.3g} | {rel} | {r['mean_beta']:.3f} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -1,0 +1,79 @@
+"""What a run's numbers can and cannot support: the gain's interval and test, and the selection's flags.
+
+Every place a gain is shown (terminal, result.json, result.csv, reports, tables) reads these, so the
+interval, the discordant counts and the warnings are computed once, from the per-example outcomes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from ctrobust.stats import PairedGain, paired_gain, wilson_interval
+
+
+@dataclass(frozen=True)
+class SelectionFlags:
+    """Warnings about the beta sweep: a flat curve, a choice on the grid's edge, the original model chosen."""
+
+    flat: bool  # every beta's robust accuracy lies inside the 95% interval of the best one
+    edge: str | None  # "lowest" / "highest" when the chosen beta is the grid's end (below 1)
+    no_ct: bool  # beta = 1 (the original model) won on the held-out points
+    band_low: float  # the best point's 95% Wilson interval, in points
+    band_high: float
+    suggestion: str | None  # an extended grid to try when the choice is on an edge
+
+    def to_dict(self) -> dict[str, object]:
+        return {"flat_curve": self.flat, "beta_on_grid_edge": self.edge, "no_ct": self.no_ct,
+                "best_band_points": [self.band_low, self.band_high], "suggested_betas": self.suggestion}
+
+    def lines(self, chosen: float) -> list[str]:
+        out = []
+        if self.no_ct:
+            out.append("beta = 1 (the original ReLU model) beat every CT beta on the held-out points: no CT is used")
+        if self.flat:
+            out.append(f"flat selection curve: every beta lies inside the best one's 95% interval "
+                       f"[{self.band_low:.1f}%, {self.band_high:.1f}%], so the chosen beta is not sharply determined")
+        if self.edge:
+            out.append(f"chosen beta {chosen:.2f} is the {self.edge} beta of the grid: the best may lie outside it"
+                       + (f"; try --betas {self.suggestion}" if self.suggestion else ""))
+        return out
+
+
+def selection_flags(curve: Mapping[float, float], chosen: float, grid: Sequence[float], n_select: int) -> SelectionFlags:
+    """Flags of a selection curve (robust accuracy per beta, fractions) on ``n_select`` points."""
+    best = curve[chosen]
+    low, high = wilson_interval(round(best * n_select), n_select)
+    flat = len(curve) > 1 and all(low <= acc <= high for acc in curve.values())
+    below_one = sorted(b for b in grid if b < 1.0)
+    edge = None
+    suggestion = None
+    if len(below_one) >= 3 and chosen < 1.0:
+        step = round(below_one[1] - below_one[0], 6)
+        if chosen == below_one[0] and chosen > 0.0:
+            edge = "lowest"
+            suggestion = f"{max(0.0, round(chosen - 10 * step, 6)):g}:{below_one[-1]:g}:{step:g}"
+        elif chosen == below_one[-1]:
+            edge = "highest"
+            suggestion = f"{below_one[0]:g}:{min(0.999, round(chosen + 10 * step, 6)):g}:{step:g}"
+    return SelectionFlags(flat, edge, chosen == 1.0, 100 * low, 100 * high, suggestion)
+
+
+def run_gain(threat: str, base: Mapping[str, Sequence[int]], ct: Mapping[str, Sequence[int]]) -> PairedGain:
+    """CT minus base on the same points, from the per-example outcomes of both final cells.
+
+    Norm threats: robust correctness per point. Corruptions: correctness per (point, cell) pair,
+    pooled; such pairs are not independent (one image in many cells), so the interval is too narrow.
+    """
+    if threat == "corruptions":
+        keys = [k for k in base if k != "clean"]
+        return paired_gain([v for k in keys for v in base[k]], [v for k in keys for v in ct[k]])
+    return paired_gain(base["robust"], ct["robust"])
+
+
+def gain_lines(gain: PairedGain) -> list[str]:
+    """The gain with its interval and test, then a warning when it is not significant at 5%."""
+    out = [gain.describe()]
+    if not gain.significant:
+        out.append(f"not significant at 5% (McNemar p = {gain.p_value:.3g}): this gain may be noise")
+    return out

@@ -1,0 +1,115 @@
+"""Runs never overwrite or pool each other; every gain comes with its paired interval and test."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from conftest import run_cli
+from ctrobust.config import EvalConfig, opt
+from ctrobust.pipeline import run_digest, run_identity
+from ctrobust.report.tables import paper_table
+from ctrobust.stats import paired_gain, paired_gain_counts, pooled_gain
+from ctrobust.store import existing_store
+from ctrobust.uncertainty import selection_flags
+
+TINY = ["--n-examples", "20", "--n-select", "20", "--attack", "apgd-ce", "--steps", "2", "--select-steps", "2",
+        "--no-progress"]
+
+
+def test_paired_gain_matches_published_example() -> None:
+    """Fagerland, Lydersen & Laake's paired example (59, 6 / 16, 80): -0.0621, 95% CI -0.1186 to -0.0046."""
+    gain = paired_gain_counts(both=59, only_base=16, only_ct=6, neither=80)
+    assert gain.gain_points == pytest.approx(-6.21, abs=0.005)
+    assert gain.low == pytest.approx(-11.86, abs=0.005)
+    assert gain.high == pytest.approx(-0.46, abs=0.005)
+    assert gain.p_value == pytest.approx(0.0525, abs=0.0005)  # exact binomial on 6 vs 16
+    assert not gain.significant
+
+
+def test_paired_gain_from_outcomes_and_pooled() -> None:
+    base = [1, 1, 0, 0, 1, 0]
+    ct = [1, 0, 1, 1, 1, 0]
+    gain = paired_gain(base, ct)
+    assert (gain.only_base, gain.only_ct, gain.n) == (1, 2, 6)
+    assert gain.gain_points == pytest.approx(100 / 6)
+    assert gain.low < gain.gain_points < gain.high
+    pooled = pooled_gain([gain, gain])
+    assert (pooled.only_base, pooled.only_ct, pooled.n) == (2, 4, 12)
+    assert pooled.high - pooled.low < gain.high - gain.low
+
+
+def test_selection_flags() -> None:
+    grid = [0.7, 0.8, 0.9]
+    flat = selection_flags({0.7: 0.20, 0.8: 0.21, 0.9: 0.22, 1.0: 0.20}, 0.9, [*grid, 1.0], 100)
+    assert flat.flat and flat.edge == "highest" and not flat.no_ct
+    assert flat.suggestion is not None and flat.suggestion.startswith("0.7:")
+    sharp = selection_flags({0.7: 0.60, 0.8: 0.20, 0.9: 0.10, 1.0: 0.10}, 0.7, [*grid, 1.0], 500)
+    assert not sharp.flat and sharp.edge == "lowest"
+    relu = selection_flags({0.7: 0.1, 0.8: 0.1, 0.9: 0.1, 1.0: 0.4}, 1.0, [*grid, 1.0], 500)
+    assert relu.no_ct and relu.edge is None
+
+
+def test_new_option_changes_identity_without_touching_a_list() -> None:
+    @dataclass
+    class WithNewOption(EvalConfig):
+        temperature: float = opt(1.0, "a new setting that changes the numbers")
+
+    a, b = WithNewOption(temperature=1.0), WithNewOption(temperature=2.0)
+    assert "temperature" in run_identity(a)
+    assert run_digest(run_identity(a)) != run_digest(run_identity(b))
+    # Options marked as not affecting the numbers stay out of it.
+    assert run_identity(EvalConfig(device="cpu")) == run_identity(EvalConfig(device="cuda"))
+
+
+def _run(tmp_path: Path, store: Path, *args: str) -> dict:
+    proc = run_cli("eval", *TINY, "--store", str(store), *args, "--json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+@pytest.mark.slow
+def test_runs_that_differ_get_their_own_folder_and_row(tmp_path: Path) -> None:
+    store = tmp_path / "store.sqlite"
+    variants = {
+        "reference": ["--betas", "0.8,0.9"],
+        "betas": ["--betas", "0.80:0.95:0.05"],
+        "eps": ["--betas", "0.8,0.9", "--eps", "0.03"],
+        "n": ["--betas", "0.8,0.9", "--n-examples", "25"],
+        "attack": ["--betas", "0.8,0.9", "--attack", "pgd"],
+        "other seed": ["--betas", "0.8,0.9", "--seed", "1"],
+    }
+    results = {name: _run(tmp_path, store, *args) for name, args in variants.items()}
+    folders = {name: sorted(p.name for p in (tmp_path / "reports").iterdir() if r["run_id"] in p.name)
+               for name, r in results.items()}
+    assert all(len(found) == 1 for found in folders.values()), folders
+    assert len({found[0] for found in folders.values()}) == len(variants)  # nothing written over
+    with existing_store(store) as opened:
+        rows = paper_table(opened.runs())
+    by_seeds = sorted(r["seeds"] for r in rows)
+    assert by_seeds == ["0", "0", "0", "0", "0,1"]  # the two seeds of one setting share a row, nothing else
+    for r in results.values():
+        gain = r["gain"]
+        assert gain["ci_low_points"] <= gain["gain_points"] <= gain["ci_high_points"]
+        assert r["base_candidate"] is True and 1.0 in r["candidates"]
+    # The same identity again is the same run: reused, same folder.
+    again = _run(tmp_path, store, *variants["reference"])
+    assert again["run_id"] == results["reference"]["run_id"]
+    assert again["cells"]["computed"] == 0
+
+
+@pytest.mark.slow
+def test_terminal_shows_gain_interval_and_warnings(tmp_path: Path) -> None:
+    proc = run_cli("eval", *TINY, "--betas", "0.7:0.9:0.1", "--out", str(tmp_path / "out"))
+    assert proc.returncode == 0, proc.stderr
+    assert "95% CI [" in proc.stdout and "McNemar p =" in proc.stdout and "discordant" in proc.stdout
+    result = json.loads((tmp_path / "out" / "result.json").read_text())
+    if result["gain"]["mcnemar_p"] >= 0.05:
+        assert "not significant at 5%" in proc.stdout
+    if result["selection_flags"]["flat_curve"]:
+        assert "flat selection curve" in proc.stdout
+    csv_text = (tmp_path / "out" / "result.csv").read_text()
+    assert "gain_ci_low" in csv_text.splitlines()[0]
