@@ -16,7 +16,7 @@ from ctrobust.config import EvalConfig, identity_fields
 from ctrobust.ct import ct_coverage, curvature_tuned
 from ctrobust.ct.fused import ctu_backend
 from ctrobust.data import load_test_set, make_splits
-from ctrobust.errors import CtrobustError
+from ctrobust.errors import CtrobustError, NonFiniteOutput
 from ctrobust.models import load_model
 from ctrobust.progress import AutoAttackWatcher, RunProgress, log
 from ctrobust.provenance import provenance
@@ -173,6 +173,15 @@ def _watch_autoattack(progress: RunProgress, version: str, n: int, n_classes: in
 def _scored_with_progress(progress: RunProgress, scorer: Scorer, ct: Any, stage: str, beta: float,
                           n: int, n_classes: int, robust_estimate: float) -> Scored:
     """Run one cell with its work counted, and AutoAttack's own progress read from its log."""
+    try:
+        return _run_cell(progress, scorer, ct, stage, beta, n, n_classes, robust_estimate)
+    except NonFiniteOutput as exc:  # nothing is stored for this cell: the exception leaves before put_cell
+        where = "choosing beta" if stage == "select" else "the final attack"
+        raise CtrobustError(f"{exc} ({where}, beta {beta:g}); nothing was stored for it") from None
+
+
+def _run_cell(progress: RunProgress, scorer: Scorer, ct: Any, stage: str, beta: float, n: int, n_classes: int,
+              robust_estimate: float) -> Scored:
     spec = scorer.attack_spec(stage)
     run = scorer.select if stage == "select" else scorer.final
     with progress.meter.watching(ct):

@@ -12,7 +12,7 @@ from ctrobust.attacks.autoattack import apgd_ce, autoattack
 from ctrobust.attacks.pgd import pgd_attack
 from ctrobust.attacks.spec import ATTACKS, AttackSpec, as_spec
 from ctrobust.attacks.verify import verify_adversarial
-from ctrobust.errors import CtrobustError
+from ctrobust.errors import CtrobustError, require_finite
 from ctrobust.threats import ThreatModel, check_eps, default_eps, parse_threat
 
 __all__ = ["ATTACKS", "AttackSpec", "EvalResult", "evaluate"]
@@ -56,8 +56,13 @@ class EvalResult:
 
 
 def _predict(model: nn.Module, x: torch.Tensor, batch_size: int) -> torch.Tensor:
+    preds = []
     with torch.no_grad():
-        return torch.cat([model(x[i : i + batch_size]).argmax(1) for i in range(0, len(x), batch_size)])
+        for i in range(0, len(x), batch_size):
+            logits = model(x[i : i + batch_size])
+            require_finite(logits, "on clean images")
+            preds.append(logits.argmax(1))
+    return torch.cat(preds)
 
 
 def _num_classes(model: nn.Module, x: torch.Tensor) -> int:

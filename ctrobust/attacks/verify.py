@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
+from ctrobust.errors import require_finite
 from ctrobust.threats import ThreatModel
 
 # Float tolerance on the ball and the box: attacks project in float32.
@@ -40,6 +41,8 @@ def verify_adversarial(
     flat = x_adv.flatten(1)
     in_box = (flat.amin(dim=1) >= -BOX_TOL) & (flat.amax(dim=1) <= 1 + BOX_TOL)
     with torch.no_grad():
-        wrong = model(x_adv).argmax(1) != y
+        logits = model(x_adv)
+    require_finite(logits, "on the adversarial examples")
+    wrong = logits.argmax(1) != y
     fooled = claimed & in_ball & in_box & wrong
     return Verification(fooled=fooled, rejected=int((claimed & ~fooled).sum()))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ctrobust.config import CLI_ONLY_METADATA, EvalConfig, config_fields
@@ -44,10 +43,13 @@ def run(args: argparse.Namespace) -> int:
     from ctrobust.progress import RunProgress
     from ctrobust.results import run_name, summary_table, write_result
     from ctrobust.errors import CtrobustError
+    from ctrobust.outputs import check_output_dir
     from ctrobust.store import open_store
 
     cfg = EvalConfig(**{name: getattr(args, name) for name, _, _ in config_fields()})
     cfg.validate()
+    # Outputs are checked before any work: a bad --out found after an hour's run loses the hour.
+    out_root = check_output_dir(cfg.out) if cfg.out else check_output_dir("reports", what="the output folder")
     if cfg.ray_address and cfg.executor != "ray":
         raise CtrobustError("--ray-address goes with --executor ray.")
     with open_store(cfg.store) as store:
@@ -56,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             with RunProgress("ctrobust eval", disable=cfg.no_progress or args.verbosity < 0) as progress:
                 result = run_eval(cfg, progress=progress, store=store, command=args.command_line)
-    out_dir = Path(cfg.out) if cfg.out else Path("reports") / run_name(result)
+    out_dir = out_root if cfg.out else out_root / run_name(result)
     json_path, csv_path = write_result(result, out_dir)
     if cfg.json:
         sys.stdout.write(json.dumps(result) + "\n")

@@ -6,6 +6,7 @@ import argparse
 import os
 import shlex
 import sys
+from typing import NoReturn
 
 from ctrobust import __version__
 from ctrobust.cli import audit_cmd, eval_cmd, leaderboard_cmd, models_cmd, report_cmd, reproduce_cmd, train_cmd
@@ -16,8 +17,16 @@ EXIT_INTERRUPTED = 130
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what `yes | head` leaves
 
 
+class _Parser(argparse.ArgumentParser):
+    """Command-line mistakes in one line with a pointer to --help, exit code 2 (not argparse's usage block)."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"ctrobust: error: {message} (see `{self.prog} --help`)\n")
+        sys.exit(EXIT_USER_ERROR)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="ctrobust",
         description="Robustness evaluation of Curvature Tuning (CT): does smoothing a network's ReLUs "
         "make it more robust, and by how much?",
@@ -69,8 +78,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ctrobust: error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
-        print("ctrobust: interrupted", file=sys.stderr)
+        print("ctrobust: interrupted; what was finished is in the store", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except RuntimeError as exc:
+        # Ctrl-C inside torch's function-mode bookkeeping surfaces as a RuntimeError raised while the
+        # KeyboardInterrupt was being handled: it is still an interruption, not a crash.
+        if isinstance(exc.__context__, KeyboardInterrupt) or "mode stack" in str(exc):
+            print("ctrobust: interrupted; what was finished is in the store", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        raise
 
 
 if __name__ == "__main__":

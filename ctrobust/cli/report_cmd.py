@@ -26,11 +26,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ctrobust.outputs import check_output_dir
     from ctrobust.report.html import write_report
     from ctrobust.store import existing_store, select_runs
 
+    out = check_output_dir(args.out)
     with existing_store(args.store) as store:
         runs = select_runs(store, model=args.model, dataset=args.dataset, threat=args.threat)
-        page = write_report(runs, Path(args.out), str(store.path))
+        page = write_report(runs, out, str(store.path))
     print(f"wrote {page} ({len(runs)} runs)")
     return 0

@@ -48,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ctrobust.errors import CtrobustError
     from ctrobust.executors import Progress, run_grid
+    from ctrobust.outputs import check_output_dir, safe_name
     from ctrobust.pipeline import run_identity
     from ctrobust.report.tables import paper_table, paper_table_markdown, summary_rows, write_csv
     from ctrobust.reproduce import load_config
@@ -60,6 +61,9 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args.config, overrides)
     if args.protocol:
         config.units = [u for u in config.units if u.config.protocol in args.protocol]
+    # The default folder comes from the config's name, which an untrusted file sets: keep it in reports/.
+    out = check_output_dir(args.out) if args.out else check_output_dir(
+        Path("reports") / f"reproduce-{safe_name(config.name)}", inside="reports", what="the output folder")
     with open_store(args.store) as store:
         if args.dry_run:
             for unit in config.units:
@@ -77,7 +81,6 @@ def run(args: argparse.Namespace) -> int:
 
             outcome = run_grid(config, store, args.executor, command=args.command_line, on_progress=on_progress,
                                ray_address=args.ray_address)
-        out = Path(args.out) if args.out else Path("reports") / f"reproduce-{config.name}"
         rows = paper_table(outcome.results)
         out.mkdir(parents=True, exist_ok=True)
         (out / "table.md").write_text(paper_table_markdown(rows))

@@ -9,6 +9,7 @@ import torch
 import torch.nn as nn
 
 from ctrobust.corruptions.source import Cells
+from ctrobust.errors import require_finite
 
 
 @dataclass
@@ -49,7 +50,9 @@ def _correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
     out = []
     with torch.no_grad():
         for i in range(0, len(x), batch_size):
-            out.append(model(x[i : i + batch_size].to(device)).argmax(1).cpu() == y[i : i + batch_size])
+            logits = model(x[i : i + batch_size].to(device))
+            require_finite(logits, "on corrupted images")
+            out.append(logits.argmax(1).cpu() == y[i : i + batch_size])
     return torch.cat(out)
 
 

@@ -7,13 +7,13 @@ reach the page only through Jinja2's autoescape and never become file names unsa
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from ctrobust.outputs import safe_name
 from ctrobust.report.figures import beta_figure, corruption_figure
 from ctrobust.report.tables import (
     breakdown_rows, corruption_delta, paper_table, selection_curve, summary_rows, write_csv,
@@ -29,8 +29,8 @@ def template_environment() -> Environment:
 
 
 def safe_slug(text: str) -> str:
-    """A file-name-safe slug of user text (model names can hold anything)."""
-    return re.sub(r"[^a-z0-9_.-]+", "-", text.lower()).strip("-.")[:80] or "run"
+    """A file-name-safe name of user text (model names can hold anything), never shared by two texts."""
+    return safe_name(text)
 
 
 def run_slug(run: dict[str, Any], index: int) -> str:

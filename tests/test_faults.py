@@ -1,0 +1,138 @@
+"""Bad input and faults: one line on stderr, the right exit code, no traceback, nothing wrong written.
+
+Each case names the row of the fault table it covers (issue "Every bad input and fault handled").
+"""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, assert_one_line_error, run_cli
+from ctrobust.outputs import safe_name
+
+TINY = ["--n-examples", "20", "--n-select", "20", "--betas", "0.9", "--attack", "apgd-ce", "--steps", "2",
+        "--select-steps", "2", "--no-progress"]
+
+NAN_MODEL = '''
+import torch
+import torch.nn as nn
+
+
+class NaNNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(32 * 32, 10)
+
+    def forward(self, x):
+        return torch.relu(self.fc(x.flatten(1))) * float("nan")
+
+
+def build():
+    return NaNNet()
+'''
+
+
+def _cells(store: Path) -> int:
+    if not store.exists():
+        return 0
+    with sqlite3.connect(store) as db:
+        return int(db.execute("SELECT COUNT(*) FROM cells").fetchone()[0])
+
+
+# 1. Path traversal through a reproduce config's name.
+@pytest.mark.slow
+def test_reproduce_name_cannot_leave_reports(tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    config = tmp_path / "evil.toml"
+    config.write_text('name = "x/../../../../../../elsewhere"\n[defaults]\nn_examples = 10\nn_select = 10\n'
+                      'betas = "0.9"\nattack = "apgd-ce"\nsteps = 2\nselect_steps = 2\n'
+                      '[[grid]]\nmodels = ["smallcnn"]\ndatasets = ["fashion-mnist"]\nthreats = ["linf"]\n'
+                      'seeds = [1]\nprotocols = ["heldout"]\n')
+    before = {p for p in tmp_path.rglob("*")}
+    proc = run_cli("reproduce", "--config", str(config), "--no-progress", cwd=work)
+    assert proc.returncode == 0, proc.stderr
+    written = {p for p in tmp_path.rglob("*") if not p.name.startswith("store.sqlite")} - before  # the test's store
+    assert written and all(work / "reports" in p.parents or p == work / "reports" for p in written), written
+    assert (work / "reports" / f"reproduce-{safe_name('x/../../../../../../elsewhere')}" / "table.md").is_file()
+
+
+# 2. A model whose outputs are NaN is not scored.
+def test_nan_model_stops_with_one_line_and_stores_nothing(tmp_path: Path) -> None:
+    src = tmp_path / "nan_net.py"
+    src.write_text(NAN_MODEL)
+    store = tmp_path / "s.sqlite"
+    proc = run_cli("eval", "--model", f"{src}:build", "--dataset", "fashion-mnist", *TINY, "--store", str(store),
+                   "--out", str(tmp_path / "out"))
+    assert_one_line_error(proc, "NaN or infinite", "beta 0.9", "nothing was stored")
+    assert _cells(store) == 0
+    assert not (tmp_path / "out" / "result.json").exists()
+
+
+# 3. A bad --out is refused before any work.
+@pytest.mark.parametrize("kind", ["existing file", "under /proc", "under a file"])
+def test_bad_out_refused_before_work(tmp_path: Path, kind: str) -> None:
+    existing = tmp_path / "a-file"
+    existing.write_text("keep me")
+    out = {"existing file": existing, "under /proc": Path("/proc/nonsense/out"),
+           "under a file": existing / "sub"}[kind]
+    store = tmp_path / "s.sqlite"
+    start = time.perf_counter()
+    proc = run_cli("eval", *TINY, "--out", str(out), "--store", str(store))
+    assert_one_line_error(proc, "--out")
+    assert _cells(store) == 0 and existing.read_text() == "keep me"
+    assert time.perf_counter() - start < 60
+
+
+@pytest.mark.parametrize("command", ["report", "leaderboard"])
+def test_report_and_leaderboard_out_is_a_file(tmp_path: Path, command: str) -> None:
+    existing = tmp_path / "a-file"
+    existing.write_text("keep me")
+    proc = run_cli(command, "--out", str(existing), "--store", str(tmp_path / "none.sqlite"))
+    assert_one_line_error(proc, "--out", "existing file")
+    assert existing.read_text() == "keep me"
+
+
+# 4. Leaderboard names cut to 80 characters never collide.
+def test_long_names_do_not_collide() -> None:
+    stem = "/very/long/directory/" + "d" * 90
+    one, two = safe_name(f"{stem}/model_v1.py:build"), safe_name(f"{stem}/model_v2.py:build")
+    assert one != two and len(one) <= 80 and len(two) <= 80
+    assert safe_name("smallcnn") == "smallcnn"
+
+
+# 5. Ctrl-C at any moment: exit 130, one line, the store intact.
+@pytest.mark.slow
+@pytest.mark.parametrize("delay", [1.5, 4.0, 7.0])
+def test_ctrl_c_exits_130_with_one_line(tmp_path: Path, delay: float) -> None:
+    store = tmp_path / "s.sqlite"
+    proc = subprocess.Popen([sys.executable, "-m", "ctrobust.cli.main", "eval", "--n-examples", "200",
+                             "--n-select", "100", "--betas", "0.8:0.95:0.05", "--attack", "apgd-ce", "--no-progress",
+                             "--store", str(store), "--out", str(tmp_path / "out")],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(delay)
+    proc.send_signal(signal.SIGINT)
+    _out, err = proc.communicate(timeout=120)
+    if proc.returncode == 0:  # finished before the signal: nothing to check
+        return
+    assert proc.returncode == 130, err
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    assert lines[-1].startswith("ctrobust: interrupted") and "Traceback" not in err, err
+    if store.exists():
+        with sqlite3.connect(store) as db:
+            assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+# 10. Command-line mistakes are one line, exit 2.
+@pytest.mark.parametrize("args", [["eval", "--device", "tpu"], ["eval", "--no-such-option"], ["nonsense"],
+                                  ["eval", "--n-examples", "many"]])
+def test_argparse_errors_are_one_line(args: list[str]) -> None:
+    proc = run_cli(*args)
+    assert_one_line_error(proc, "--help")
