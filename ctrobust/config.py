@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
@@ -128,8 +129,21 @@ class EvalConfig:
         mean, std = self.normalisation()
         if (mean is None) != (std is None) or (mean is not None and std is not None and len(mean) != len(std)):
             raise CtrobustError("Pass --mean and --std together, with one value per channel each.")
-        if std is not None and any(v <= 0 for v in std):
-            raise CtrobustError(f"Expected --std values to be positive, but got {self.std!r}.")
+        if std is not None and not all(math.isfinite(v) and v > 0 for v in std):
+            raise CtrobustError(f"Expected --std values to be positive and finite, but got {self.std!r}.")
+        if mean is not None and not all(math.isfinite(v) for v in mean):
+            raise CtrobustError(f"Expected --mean values to be finite, but got {self.mean!r}.")
+        if mean is not None and self.model.strip().lower().split(":", 1)[0] in ("smallcnn", "builtin", "paper",
+                                                                              "robustbench"):
+            raise CtrobustError(
+                f"--mean/--std apply to custom and torchvision models; {self.model} normalises its input itself."
+            )
+        if not 0 <= self.seed < 2**32:
+            raise CtrobustError(f"Expected --seed to be an integer in [0, 2^32), but got {self.seed}.")
+        for name in ("n_examples", "n_select", "select_steps"):
+            if getattr(self, name) <= 0:
+                raise CtrobustError(f"Expected --{name.replace('_', '-')} to be a positive integer, but got "
+                                    f"{getattr(self, name)}.")
         if self.protocol not in PROTOCOLS:
             raise CtrobustError(f"Expected --protocol to be one of {', '.join(PROTOCOLS)}, but got {self.protocol!r}.")
         self.beta_grid()

@@ -16,7 +16,8 @@ from ctrobust.config import EvalConfig, identity_fields
 from ctrobust.ct import ct_coverage, curvature_tuned
 from ctrobust.ct.fused import ctu_backend
 from ctrobust.data import load_test_set, make_splits
-from ctrobust.errors import CtrobustError, NonFiniteOutput
+from ctrobust.data.registry import canonical_dataset
+from ctrobust.errors import CtrobustError, NonFiniteOutput, require_finite
 from ctrobust.models import load_model
 from ctrobust.progress import AutoAttackWatcher, RunProgress, log
 from ctrobust.provenance import provenance
@@ -65,6 +66,30 @@ def weights_digest(model: torch.nn.Module) -> str:
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()[:20]
+
+
+def _check_model_outputs(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, dataset: str,
+                         device: torch.device) -> int:
+    """One batch through the model before any work: its output must be N x classes, finite, and the
+    labels must be classes it can predict. Returns the number of classes."""
+    expected = canonical_dataset(dataset).num_classes
+    try:
+        with torch.no_grad():
+            out = model(x[:8].to(device))
+    except Exception as exc:  # noqa: BLE001 - a user's model can raise anything; say so in one line
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise CtrobustError(f"the model's forward failed on a batch of {dataset} images: {type(exc).__name__}: {first}") from None
+    if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[0] != min(8, len(x)):
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise CtrobustError(f"the model returned {shape} for a batch of {min(8, len(x))} images; expected "
+                            f"(batch, {expected}) logits.")
+    if out.shape[1] != expected:
+        raise CtrobustError(f"the model has {out.shape[1]} outputs but {dataset} has {expected} classes.")
+    require_finite(out, f"on clean {dataset} images")
+    if len(y) and (int(y.min()) < 0 or int(y.max()) >= expected):
+        raise CtrobustError(f"the {dataset} labels run from {int(y.min())} to {int(y.max())}, outside the model's "
+                            f"{expected} classes: the data files are not {dataset}'s.")
+    return expected
 
 
 class CellCache:
@@ -216,14 +241,13 @@ def run_eval(
     splits = make_splits(len(x_all), cfg.n_examples, cfg.n_select, cfg.seed, cfg.protocol)
     model = loaded.model.to(device)
 
+    n_classes = _check_model_outputs(model, x_all, y_all, loaded.dataset, device)
     coverage = ct_coverage(model, x_all[:2].to(device))
     if coverage.total == 0:
         raise CtrobustError(
             f"CT reaches no ReLU in {loaded.name}: it has no ReLU to smooth "
             f"(activations found: {coverage.describe_others()})."
         )
-    with torch.no_grad():
-        n_classes = int(model(x_all[:1].to(device)).shape[1])
 
     seed_everything(cfg.seed)
     scorer: Scorer

@@ -68,11 +68,19 @@ def config_path(name_or_path: str) -> Path:
 
 def load_config(name_or_path: str, overrides: dict[str, Any] | None = None) -> ReproduceConfig:
     path = config_path(name_or_path)
+    if not path.is_file():
+        raise CtrobustError(f"--config {path} is not a file: pass a TOML file or a shipped config ({', '.join(SHIPPED)}).")
     try:
         raw = tomllib.loads(path.read_text())
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise CtrobustError(f"{path} is not valid TOML: {exc}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError) as exc:
+        raise CtrobustError(f"{path} is not a readable TOML file: {exc}") from None
     allowed = config_file_fields()
+    _expect_table(raw.get("defaults", {}), f"{path} [defaults]")
+    _expect_table(raw.get("threats", {}), f"{path} [threats]")
+    for threat, opts in dict(raw.get("threats", {})).items():
+        _expect_table(opts, f"{path} [threats.{threat}]")
+    if not isinstance(raw.get("grid", []), list) or not all(isinstance(b, dict) for b in raw.get("grid", [])):
+        raise CtrobustError(f"{path}: [[grid]] must be blocks of options (an array of tables).")
     defaults = dict(raw.get("defaults", {}))
     _check_keys(defaults, allowed, f"{path} [defaults]")
     per_threat: dict[str, dict[str, Any]] = raw.get("threats", {})
@@ -103,24 +111,47 @@ def load_config(name_or_path: str, overrides: dict[str, Any] | None = None) -> R
 
 
 def _typed(settings: dict[str, Any], path: Path) -> dict[str, Any]:
-    """Convert values to the types `ctrobust eval` would parse them to, with a clear error."""
-    kinds = {f.name: f.metadata.get("type") for f in fields(EvalConfig)}
+    """Check each value against its option's type (as `ctrobust eval` would parse it), with a clear error.
+
+    Nothing is converted silently: a seed of 1.5 or betas given as a number are errors, not 1 and '0.9'.
+    """
+    kinds = {f.name: str(f.type) for f in fields(EvalConfig)}
     out = dict(settings)
     for key, value in settings.items():
-        kind = kinds.get(key)
-        if kind is None or value is None:
+        kind = kinds.get(key, "")
+        if value is None:
             continue
-        try:
-            out[key] = kind(value)
-        except (TypeError, ValueError):
-            raise CtrobustError(f"{path}: expected {key} to be {kind.__name__}, but got {value!r}.") from None
+        if "bool" in kind:
+            ok = isinstance(value, bool)
+        elif kind.startswith("int"):
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        elif kind.startswith("float"):
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+            value = float(value) if ok else value
+        else:
+            ok = isinstance(value, str)
+        if not ok:
+            expected = kind.replace(" | None", "").replace("str", "a string").replace("int", "an integer")
+            raise CtrobustError(f"{path}: expected {key} to be {expected.replace('float', 'a number')}, but got {value!r}.")
+        out[key] = value
     return out
+
+
+def _expect_table(value: Any, where: str) -> None:
+    if not isinstance(value, dict):
+        raise CtrobustError(f"{where} must be a table of options, but got {value!r}.")
 
 
 def _as_list(value: Any, key: str) -> list[Any]:
     if value is None:
         return []
-    return list(value) if isinstance(value, list) else [value]
+    values = list(value) if isinstance(value, list) else [value]
+    field_kind = {"seeds": int}.get(key, str)
+    for item in values:
+        if not isinstance(item, field_kind) or isinstance(item, bool):
+            kind = "integers" if field_kind is int else "strings"
+            raise CtrobustError(f"expected {key} in a [[grid]] block to be {kind}, but got {item!r}.")
+    return values
 
 
 def _check_keys(table: dict[str, Any], allowed: set[str], where: str) -> None:

@@ -7,6 +7,7 @@ import math
 from ctrobust.ct.beta_range import check_beta
 from ctrobust.errors import CtrobustError
 
+MAX_GRID = 1000
 PAPER_BETAS: tuple[float, ...] = tuple(round(0.70 + 0.01 * i, 2) for i in range(30))
 
 
@@ -19,10 +20,18 @@ def parse_betas(text: str) -> list[float]:
             if len(parts) != 3 or parts[2] <= 0:
                 raise ValueError
             start, stop, step = parts
+            if not all(math.isfinite(v) for v in parts):
+                raise ValueError
             count = int(math.floor((stop - start) / step + 1e-9)) + 1
+            if count > MAX_GRID:
+                raise CtrobustError(
+                    f"--betas {text!r} gives {count} betas; at most {MAX_GRID} (each is an attack run): use a coarser step."
+                )
             values = [round(start + i * step, 10) for i in range(max(count, 0))]
         else:
             values = [float(p) for p in text.split(",") if p.strip()]
+            if len(values) > MAX_GRID:
+                raise CtrobustError(f"--betas lists {len(values)} betas; at most {MAX_GRID}.")
     except ValueError:
         raise CtrobustError(f"Expected --betas as 'b1,b2,...' or 'start:stop:step', but got {text!r}.") from None
     if not values:

@@ -62,4 +62,12 @@ def check_eps(eps: float) -> float:
         raise CtrobustError(f"Expected `eps` to be a positive float, but got {eps!r}.") from None
     if not math.isfinite(value) or value <= 0:
         raise CtrobustError(f"Expected `eps` to be a positive float, but got {eps!r}.")
+    if value > MAX_EPS:
+        raise CtrobustError(
+            f"eps {value:g} is beyond any image's range (pixels lie in [0, 1]; an L2 ball of radius {MAX_EPS:g} "
+            "holds every image up to 1000x1000x3 pixels): no point can be robust. Use an eps below 1 for Linf."
+        )
     return value
+
+
+MAX_EPS = 1733.0  # sqrt(1000 * 1000 * 3): the largest L2 distance between two images of that size

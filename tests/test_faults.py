@@ -36,6 +36,22 @@ class NaNNet(nn.Module):
 
 def build():
     return NaNNet()
+
+
+class SqrtNet(nn.Module):
+    """Finite with ReLU (its output is >= 0), NaN under CT, whose unit goes below 0."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.fc = nn.Linear(32 * 32, 10)
+
+    def forward(self, x):
+        return torch.sqrt(torch.relu(self.fc(x.flatten(1) - 0.3)))
+
+
+def build_sqrt():
+    return SqrtNet()
 '''
 
 
@@ -71,9 +87,19 @@ def test_nan_model_stops_with_one_line_and_stores_nothing(tmp_path: Path) -> Non
     store = tmp_path / "s.sqlite"
     proc = run_cli("eval", "--model", f"{src}:build", "--dataset", "fashion-mnist", *TINY, "--store", str(store),
                    "--out", str(tmp_path / "out"))
-    assert_one_line_error(proc, "NaN or infinite", "beta 0.9", "nothing was stored")
+    assert_one_line_error(proc, "NaN or infinite", "clean fashion-mnist images")
     assert _cells(store) == 0
     assert not (tmp_path / "out" / "result.json").exists()
+
+
+def test_nan_only_under_ct_names_stage_and_beta(tmp_path: Path) -> None:
+    src = tmp_path / "nan_net.py"
+    src.write_text(NAN_MODEL)
+    store = tmp_path / "s.sqlite"
+    proc = run_cli("eval", "--model", f"{src}:build_sqrt", "--dataset", "fashion-mnist", *TINY, "--store", str(store),
+                   "--out", str(tmp_path / "out"))
+    assert_one_line_error(proc, "NaN or infinite", "choosing beta, beta 0.9", "nothing was stored")
+    assert _cells(store) == 0
 
 
 # 3. A bad --out is refused before any work.
@@ -136,3 +162,94 @@ def test_ctrl_c_exits_130_with_one_line(tmp_path: Path, delay: float) -> None:
 def test_argparse_errors_are_one_line(args: list[str]) -> None:
     proc = run_cli(*args)
     assert_one_line_error(proc, "--help")
+
+
+# 7 and 8. Values that used to end in a traceback or be accepted without a word.
+@pytest.mark.parametrize("args,needles", [
+    (["--seed", "1180591620717411303424"], ["--seed"]),
+    (["--seed", "-1"], ["--seed"]),
+    (["--betas", "0.7:inf:0.01"], ["--betas"]),
+    (["--betas", "0.7:0.99:1e-7"], ["--betas", "at most 1000"]),
+    (["--eps", "1e30"], ["eps", "range"]),
+    (["--std", "nan", "--mean", "0.5"], ["--std"]),
+    (["--mean", "0.5", "--std", "0.5"], ["--mean/--std", "smallcnn"]),
+    (["--n-select", "0"], ["--n-select"]),
+])
+def test_bad_values_one_line(args: list[str], needles: list[str], tmp_path: Path) -> None:
+    store = tmp_path / "s.sqlite"
+    proc = run_cli("eval", *TINY, *args, "--store", str(store))
+    assert_one_line_error(proc, *needles)
+    assert not store.exists()
+
+
+def test_bad_ctu_environment_names_the_variable(tmp_path: Path) -> None:
+    proc = run_cli("eval", *TINY, "--store", str(tmp_path / "s.sqlite"), env={"CTROBUST_CTU": "nonsense"})
+    assert_one_line_error(proc, "$CTROBUST_CTU", "'nonsense'")
+
+
+WRONG_SHAPES = '''
+import torch
+import torch.nn as nn
+
+
+class Net(nn.Module):
+    def __init__(self, shape):
+        super().__init__()
+        self.fc = nn.Linear(32 * 32, 20)
+        self.shape = shape
+
+    def forward(self, x):
+        out = torch.relu(self.fc(x.flatten(1)))
+        if self.shape == "raise":
+            raise ValueError("this model is broken")
+        return {"n102": out.view(-1, 10, 2), "n": out[:, 0], "three": out[:, :3], "thousand": out.repeat(1, 50)}[self.shape]
+
+
+def n102():
+    return Net("n102")
+
+
+def n():
+    return Net("n")
+
+
+def three():
+    return Net("three")
+
+
+def thousand():
+    return Net("thousand")
+
+
+def raises():
+    return Net("raise")
+'''
+
+
+@pytest.mark.parametrize("factory,needle", [("n102", "expected (batch, 10)"), ("n", "expected (batch, 10)"),
+                                            ("three", "3 outputs"), ("thousand", "1000 outputs"),
+                                            ("raises", "ValueError: this model is broken")])
+def test_model_output_checked_on_one_batch(tmp_path: Path, factory: str, needle: str) -> None:
+    src = tmp_path / "shapes.py"
+    src.write_text(WRONG_SHAPES)
+    store = tmp_path / "s.sqlite"
+    proc = run_cli("eval", "--model", f"{src}:{factory}", "--dataset", "fashion-mnist", *TINY, "--store", str(store))
+    assert_one_line_error(proc, needle)
+    assert _cells(store) == 0
+
+
+@pytest.mark.parametrize("body,needle", [
+    ('[defaults]\nbetas = 0.9\n[[grid]]\nmodels = ["smallcnn"]\n', "betas"),
+    ('defaults = 5\n[[grid]]\nmodels = ["smallcnn"]\n', "[defaults]"),
+    ('[[grid]]\nmodels = ["smallcnn"]\nthreats = [5]\n', "threats"),
+    ('[[grid]]\nmodels = ["smallcnn"]\nseeds = [1.5]\n', "seeds"),
+    ('[[grid]]\nmodels = ["smallcnn"]\nthreats = "x"\n', "threat"),
+])
+def test_badly_typed_config_values(tmp_path: Path, body: str, needle: str) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text(body)
+    assert_one_line_error(run_cli("reproduce", "--config", str(config), "--dry-run"), needle)
+
+
+def test_directory_as_config(tmp_path: Path) -> None:
+    assert_one_line_error(run_cli("reproduce", "--config", str(tmp_path), "--dry-run"), "not a file")

@@ -188,10 +188,13 @@ _CUDA = _CudaKernels()
 def resolve_impl(impl: str | None) -> str:
     """'auto' (or None) -> $CTROBUST_CTU if set, else 'fused'; checks the name."""
     chosen = (impl or "auto").lower()
+    source = "--ctu"
     if chosen == "auto":
-        chosen = os.environ.get(ENV, "fused").lower()
+        chosen, source = os.environ.get(ENV, "fused").lower(), f"${ENV}"
     if chosen not in ("fused", "eager"):
-        raise ValueError(f"Expected the CT unit implementation to be one of {', '.join(IMPLS)}, but got {impl!r}.")
+        from ctrobust.errors import CtrobustError
+
+        raise CtrobustError(f"Expected {source} to be fused or eager, but got {chosen!r}.")
     return chosen
 
 
