@@ -74,36 +74,69 @@ class Store:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._conn: sqlite3.Connection | None = None
+        if str(path) == ":memory:" or path.exists():
+            self._connect()
+        else:  # created by the first write, so a run refused on bad input leaves no empty store behind
+            from ctrobust.outputs import check_output_file
+
+            check_output_file(path, "the store")
+
+    def _connect(self) -> sqlite3.Connection:
+        path = self.path
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(path, timeout=60.0, isolation_level=None)
-            self._db.execute("PRAGMA busy_timeout = 60000")
-            self._db.execute("PRAGMA journal_mode = WAL")
-            self._db.execute("PRAGMA synchronous = NORMAL")
+            if str(path) != ":memory:":
+                path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(path, timeout=60.0, isolation_level=None)
+            self._conn = db
+            db.execute("PRAGMA busy_timeout = 60000")
+            db.execute("PRAGMA journal_mode = WAL")
+            db.execute("PRAGMA synchronous = NORMAL")
             with self._transaction():
                 for statement in _statements():
-                    self._db.execute(statement)
-                self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-            found = self._db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+                    db.execute(statement)
+                db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            found = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
         except sqlite3.DatabaseError as exc:
+            self._conn = None
             raise CtrobustError(
                 f"Cannot use {path} as a ctrobust store ({exc}); pass another --store or move that file away."
             ) from None
+        except OSError as exc:
+            self._conn = None
+            raise CtrobustError(f"Cannot create the store {path} ({exc.strerror or exc}); pass another --store.") from None
         if found is None or int(found[0]) != SCHEMA_VERSION:
             raise CtrobustError(f"{path} has store schema {found and found[0]}, this ctrobust reads {SCHEMA_VERSION}.")
+        return db
+
+    @property
+    def _db(self) -> sqlite3.Connection:
+        return self._conn if self._conn is not None else self._connect()
+
+    def _exists(self) -> bool:
+        """Whether there is anything to read (a store not yet written holds nothing)."""
+        return self._conn is not None or self.path.exists()
 
     @contextmanager
     def _transaction(self) -> Iterator[None]:
-        self._db.execute("BEGIN IMMEDIATE")
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
         try:
             yield
-        except BaseException:
-            self._db.execute("ROLLBACK")
+        except BaseException as exc:
+            if db.in_transaction:  # SQLite may have rolled back already (a full disk does)
+                db.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.OperationalError) and "full" in str(exc):
+                raise CtrobustError(
+                    f"the disk holding the store {self.path} is full; every cell finished before is kept in it: "
+                    "free space and run the same command again to go on."
+                ) from None
             raise
-        self._db.execute("COMMIT")
+        db.execute("COMMIT")
 
     def close(self) -> None:
-        self._db.close()
+        if self._conn is not None:
+            self._conn.close()
 
     def __enter__(self) -> Store:
         return self
@@ -114,6 +147,8 @@ class Store:
     # cells -----------------------------------------------------------------------------------
 
     def get_cell(self, identity: dict[str, Any]) -> Scored | None:
+        if not self._exists():
+            return None
         row = self._db.execute(
             "SELECT clean_accuracy, robust_accuracy, summary, per_example FROM cells WHERE key = ?",
             (identity_key(identity),),
@@ -173,6 +208,8 @@ class Store:
         return int(self._db.execute("SELECT COUNT(*) FROM runs").fetchone()[0])
 
     def get_run(self, identity: dict[str, Any]) -> dict[str, Any] | None:
+        if not self._exists():
+            return None
         row = self._db.execute("SELECT result FROM runs WHERE key = ?", (identity_key(identity),)).fetchone()
         return json.loads(row[0]) if row else None
 
@@ -190,6 +227,8 @@ class Store:
 
     def runs(self) -> list[dict[str, Any]]:
         """Every finished run's result, with the command that made it, oldest first."""
+        if not self._exists():
+            return []
         rows = self._db.execute("SELECT result, command, key, identity FROM runs ORDER BY created, key").fetchall()
         out = []
         for result, command, key, identity in rows:

@@ -253,3 +253,58 @@ def test_badly_typed_config_values(tmp_path: Path, body: str, needle: str) -> No
 
 def test_directory_as_config(tmp_path: Path) -> None:
     assert_one_line_error(run_cli("reproduce", "--config", str(tmp_path), "--dry-run"), "not a file")
+
+
+# 9. Nothing written when the input is refused: no empty store file.
+@pytest.mark.parametrize("args", [["--model", "nonsense_model"], ["--n-examples", "20000"],
+                                  ["--checkpoint", "/no/such/file.pt"]])
+def test_refused_run_leaves_no_store(tmp_path: Path, args: list[str]) -> None:
+    store = tmp_path / "s.sqlite"
+    proc = run_cli("eval", *TINY, *args, "--store", str(store))
+    assert proc.returncode == 2, proc.stderr
+    assert not store.exists()
+
+
+# 7. The store's location is checked before any work; its disk filling up is one line.
+def test_store_under_proc_is_one_line(tmp_path: Path) -> None:
+    proc = run_cli("eval", *TINY, env={"CTROBUST_STORE": "/proc/nonsense/x.db"})
+    assert_one_line_error(proc, "/proc")
+
+
+def test_store_disk_full_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ctrobust.cell import Scored
+    from ctrobust.errors import CtrobustError
+    from ctrobust.store import open_store
+
+    store = open_store(tmp_path / "s.sqlite")
+    identity = {"model": "m", "dataset": "d", "threat": "Linf", "attack": {}, "beta": 1.0, "split": "eval",
+                "seed": 0, "n": 1}
+    store.put_cell(identity, Scored(1.0, 1.0, {}, {}), {})
+    store._db.execute("PRAGMA max_page_count = 1")  # the next write finds the disk full
+    with pytest.raises(CtrobustError, match="full; every cell finished before is kept"):
+        store.put_cell({**identity, "beta": 0.5}, Scored(1.0, 1.0, {"x": "y" * 10000}, {}), {})
+    store.close()
+    with open_store(tmp_path / "s.sqlite") as reopened:
+        assert reopened.count_cells() == 1
+
+
+# 7. A truncated or non-gzip data file.
+@pytest.mark.parametrize("content", [b"", b"not gzip at all", "truncated"])
+def test_damaged_data_file_is_one_line(tmp_path: Path, content: bytes | str) -> None:
+    import gzip
+    import shutil
+
+    system = tmp_path / "fmnist"
+    system.mkdir()
+    source = Path("/usr/share/datasets/fashion-mnist")
+    for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+        shutil.copy(source / name, system / name)
+    damaged = system / "t10k-images-idx3-ubyte.gz"
+    if content == "truncated":
+        damaged.write_bytes(damaged.read_bytes()[:5000])
+    else:
+        damaged.write_bytes(content)
+    assert gzip  # the module the reader uses
+    proc = run_cli("eval", *TINY, env={"CTROBUST_FASHION_MNIST_SYSTEM_DIR": str(system), "CTROBUST_OFFLINE": "1",
+                                       "CTROBUST_DATA_DIR": str(tmp_path / "data")})
+    assert_one_line_error(proc, str(damaged))

@@ -82,7 +82,8 @@ def test_report_without_a_store_is_one_line(tmp_path: Path) -> None:
 
 
 def test_report_on_an_empty_store_is_one_line(tmp_path: Path) -> None:
-    open_store(tmp_path / "empty.sqlite").close()
+    with open_store(tmp_path / "empty.sqlite") as store:
+        assert store.count_cells() == 0  # the first use creates the (empty) store
     proc = run_cli("leaderboard", "--store", str(tmp_path / "empty.sqlite"), "--out", str(tmp_path / "lb"))
     assert_one_line_error(proc, "No finished runs")
 

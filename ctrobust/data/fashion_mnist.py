@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -25,8 +26,14 @@ FILES = {
 
 def _read_idx(path: Path) -> np.ndarray:
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as fh:
-        data = fh.read()
+    try:
+        with opener(path, "rb") as fh:
+            data = fh.read()
+    except (EOFError, OSError, zlib.error) as exc:  # truncated or not gzip at all (BadGzipFile is an OSError)
+        raise CtrobustError(
+            f"{path} cannot be read ({type(exc).__name__}: {exc}); delete it and fetch it again "
+            "(or reinstall dataset-fashion-mnist)."
+        ) from None
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 8:
         raise CtrobustError(f"{path} is not an IDX file of unsigned bytes; delete it and fetch it again.")
     ndim = data[3]
