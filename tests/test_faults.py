@@ -308,3 +308,39 @@ def test_damaged_data_file_is_one_line(tmp_path: Path, content: bytes | str) -> 
     proc = run_cli("eval", *TINY, env={"CTROBUST_FASHION_MNIST_SYSTEM_DIR": str(system), "CTROBUST_OFFLINE": "1",
                                        "CTROBUST_DATA_DIR": str(tmp_path / "data")})
     assert_one_line_error(proc, str(damaged))
+
+
+# 6. A damaged corruption cache is noticed by its checksum and generated again.
+@pytest.mark.parametrize("damage", ["truncated", "zeros without checksum", "zeros with a wrong checksum"])
+def test_damaged_corruption_cache_is_regenerated(tmp_path: Path, damage: str) -> None:
+    import numpy as np
+
+    from ctrobust.corruptions.generated import GeneratedCorruptions
+
+    images = (np.arange(6 * 32 * 32) % 251).astype(np.uint8).reshape(6, 32, 32)
+    first = GeneratedCorruptions("toy", images, tmp_path, seed=3, workers=1)
+    good = first.cells(["shot_noise"], [2], [0, 1, 2])[("shot_noise", 2)]
+    path = first._path("shot_noise", 2)
+    if damage == "truncated":
+        path.write_bytes(path.read_bytes()[:100])
+    else:
+        extra = {"sha256": np.asarray("0" * 64)} if "wrong" in damage else {}
+        np.savez(path, indices=np.arange(3), images=np.zeros_like(good), **extra)
+    again = GeneratedCorruptions("toy", images, tmp_path, seed=3, workers=1)
+    assert np.array_equal(again.cells(["shot_noise"], [2], [0, 1, 2])[("shot_noise", 2)], good)
+    assert again.generated == 3
+    third = GeneratedCorruptions("toy", images, tmp_path, seed=3, workers=1)
+    third.cells(["shot_noise"], [2], [0, 1, 2])
+    assert third.generated == 0  # the rewritten file is good again
+
+
+# 7. A broken JSON file in the leaderboard folder.
+def test_broken_leaderboard_entry_is_one_line(tmp_path: Path) -> None:
+    from ctrobust.errors import CtrobustError
+    from ctrobust.report.leaderboard import read_entries
+
+    bad = tmp_path / "fashion-mnist" / "linf" / "x.json"
+    bad.parent.mkdir(parents=True)
+    bad.write_text("{not json")
+    with pytest.raises(CtrobustError, match="x.json"):
+        read_entries(tmp_path)

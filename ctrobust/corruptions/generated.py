@@ -9,8 +9,10 @@ Results are cached per cell under ``<data-dir>/corruptions/<dataset>/...`` and r
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import random
+import zipfile
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from importlib import metadata
@@ -19,6 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from ctrobust.corruptions.names import CORRUPTIONS
+
+log = logging.getLogger("ctrobust.corruptions")
 
 MIN_SIZE = 32  # imagecorruptions needs at least 32 x 32
 SEEDED_BY_ARGUMENT = frozenset({"glass_blur", "impulse_noise"})  # their own generators, not numpy's global one
@@ -75,16 +79,22 @@ class GeneratedCorruptions:
             return {}
         try:
             with np.load(path) as data:
-                return dict(zip(data["indices"].tolist(), data["images"], strict=True))
-        except (OSError, ValueError, KeyError):
-            return {}  # a damaged cache file is regenerated
+                indices, images = data["indices"], data["images"]
+                stored = str(data["sha256"])
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+            stored, indices, images = "", None, None
+        if indices is None or images is None or stored != _digest(indices, images):
+            log.warning("the corruption cache file %s is damaged or has no checksum; generating it again", path)
+            return {}
+        return dict(zip(indices.tolist(), images, strict=True))
 
     def _write(self, corruption: str, severity: int, cells: dict[int, np.ndarray]) -> None:
         path = self._path(corruption, severity)
         path.parent.mkdir(parents=True, exist_ok=True)
         order = sorted(cells)
         tmp = path.with_suffix(f".tmp{os.getpid()}.npz")
-        np.savez(tmp, indices=np.asarray(order, dtype=np.int64), images=np.stack([cells[i] for i in order]))
+        indices, images = np.asarray(order, dtype=np.int64), np.stack([cells[i] for i in order])
+        np.savez(tmp, indices=indices, images=images, sha256=np.asarray(_digest(indices, images)))
         os.replace(tmp, path)
 
     def cells(
@@ -134,6 +144,15 @@ class GeneratedCorruptions:
             self.generated += len(missing)
             if on_cell:
                 on_cell(f"generated {c} s{s}")
+
+
+def _digest(indices: np.ndarray, images: np.ndarray) -> str:
+    """Checksum written with each cache file, so a damaged or replaced file is noticed and regenerated."""
+    digest = hashlib.sha256()
+    for array in (np.ascontiguousarray(indices, dtype=np.int64), np.ascontiguousarray(images)):
+        digest.update(str(array.shape).encode() + str(array.dtype).encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
 
 
 def _job(args: tuple[np.ndarray, list[int], str, int, int]) -> np.ndarray:

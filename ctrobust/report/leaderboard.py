@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ctrobust.errors import CtrobustError
 from ctrobust.report.html import safe_slug, template_environment
 from ctrobust.report.tables import gain_of
 from ctrobust.stats import mean_std, pooled_gain, relative_improvement
@@ -104,7 +105,17 @@ def write_entries(entries: Sequence[dict[str, Any]], root: Path) -> list[Path]:
 
 
 def read_entries(root: Path) -> list[dict[str, Any]]:
-    return [json.loads(p.read_text()) for p in sorted(root.glob("*/*/*.json"))]
+    """Every entry under ``root``; a file that is not an entry is named in a one-line error."""
+    entries = []
+    for path in sorted(root.glob("*/*/*.json")):
+        try:
+            entry = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError, OSError) as exc:
+            raise CtrobustError(f"{path} is not a leaderboard entry ({exc}); fix or remove it.") from None
+        if not isinstance(entry, dict) or not {"dataset", "threat_model", "ct_robust_acc"} <= entry.keys():
+            raise CtrobustError(f"{path} is not a leaderboard entry (fields missing); fix or remove it.")
+        entries.append(entry)
+    return entries
 
 
 def ranked_boards(entries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
