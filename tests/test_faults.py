@@ -344,3 +344,34 @@ def test_broken_leaderboard_entry_is_one_line(tmp_path: Path) -> None:
     bad.write_text("{not json")
     with pytest.raises(CtrobustError, match="x.json"):
         read_entries(tmp_path)
+
+
+# 10. A refused legacy (non-zip) pickle is one line, without torch's warning before it.
+def test_legacy_pickle_refused_in_one_line(tmp_path: Path) -> None:
+    import torch
+
+    legacy = tmp_path / "legacy.pt"
+    torch.save({"w": torch.zeros(2)}, legacy, _use_new_zipfile_serialization=False)
+    proc = run_cli("eval", *TINY, "--checkpoint", str(legacy), "--store", str(tmp_path / "s.sqlite"))
+    assert_one_line_error(proc, str(legacy))
+    assert not (tmp_path / "s.sqlite").exists()
+
+
+# 8. Test labels outside the model's classes.
+def test_labels_out_of_range_refused(tmp_path: Path) -> None:
+    import gzip
+    import shutil
+
+    system = tmp_path / "fmnist"
+    system.mkdir()
+    source = Path("/usr/share/datasets/fashion-mnist")
+    shutil.copy(source / "t10k-images-idx3-ubyte.gz", system / "t10k-images-idx3-ubyte.gz")
+    labels = bytearray(gzip.decompress((source / "t10k-labels-idx1-ubyte.gz").read_bytes()))
+    labels[8 + 5] = 200  # one label out of range (8 header bytes)
+    (system / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(bytes(labels)))
+    store = tmp_path / "s.sqlite"
+    proc = run_cli("eval", *TINY, "--store", str(store),
+                   env={"CTROBUST_FASHION_MNIST_SYSTEM_DIR": str(system), "CTROBUST_OFFLINE": "1",
+                        "CTROBUST_DATA_DIR": str(tmp_path / "data")})
+    assert_one_line_error(proc, "labels run from 0 to 200")
+    assert not store.exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,10 @@ def load_checkpoint(path: Path, trust: bool = False) -> Any:
     """``torch.load`` with ``weights_only=True``; arbitrary unpickling only when ``trust`` is set."""
     check_checkpoint_file(path)
     try:
-        return torch.load(path, map_location="cpu", weights_only=not trust)
+        with warnings.catch_warnings():
+            # torch warns about legacy (non-zip) files before refusing them; the refusal below says it all.
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.load(path, map_location="cpu", weights_only=not trust)
     except pickle.UnpicklingError:
         if trust:
             raise CtrobustError(f"{path} is not a readable PyTorch checkpoint (UnpicklingError).") from None
