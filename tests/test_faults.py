@@ -5,6 +5,7 @@ Each case names the row of the fault table it covers (issue "Every bad input and
 
 from __future__ import annotations
 
+import os
 import signal
 import sqlite3
 import subprocess
@@ -374,4 +375,38 @@ def test_labels_out_of_range_refused(tmp_path: Path) -> None:
                    env={"CTROBUST_FASHION_MNIST_SYSTEM_DIR": str(system), "CTROBUST_OFFLINE": "1",
                         "CTROBUST_DATA_DIR": str(tmp_path / "data")})
     assert_one_line_error(proc, "labels run from 0 to 200")
+    assert not store.exists()
+
+
+def _in_private_mount(tmp_path: Path, options: str, argv: list[str]) -> subprocess.CompletedProcess[str]:
+    """Run ctrobust with ``tmp_path/mnt`` a tmpfs mounted with ``options`` in a private mount namespace."""
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    script = f'mount -t tmpfs -o {options} tmpfs "{mnt}" && exec "$@"'
+    return subprocess.run(["unshare", "-m", "sh", "-c", script, "sh", sys.executable, "-m", "ctrobust.cli.main",
+                           *argv], capture_output=True, text=True, cwd=REPO, timeout=300)
+
+
+def _can_mount(tmp_path: Path) -> bool:
+    probe = tmp_path / "probe"
+    probe.mkdir()
+    ok = subprocess.run(["unshare", "-m", "sh", "-c", f'mount -t tmpfs tmpfs "{probe}"'], capture_output=True)
+    return ok.returncode == 0
+
+
+# 3. Read-only and full filesystems, found before any work.
+@pytest.mark.parametrize("command,options,needle", [
+    (["eval", *TINY], "ro", "not writable"),
+    (["eval", *TINY], "size=1m", "full"),
+    (["leaderboard"], "ro", "not writable"),
+])
+def test_out_on_read_only_or_full_filesystem(tmp_path: Path, command: list[str], options: str, needle: str) -> None:
+    if not _can_mount(tmp_path):
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI runs as root and must be able to mount a private tmpfs")
+        pytest.skip("needs root to mount a private tmpfs")
+    out = tmp_path / "mnt" / "out"
+    store = tmp_path / "s.sqlite"
+    proc = _in_private_mount(tmp_path, options, [*command, "--out", str(out), "--store", str(store)])
+    assert_one_line_error(proc, needle)
     assert not store.exists()
