@@ -123,6 +123,11 @@ class EvalConfig:
             if not threat.is_norm_bounded:
                 raise CtrobustError("--eps does not apply to --threat corruptions; leave it out.")
             check_eps(self.eps)
+            if threat.value == "Linf" and self.eps >= 1.0:
+                raise CtrobustError(
+                    f"Linf eps {self.eps:g} reaches every image (pixels lie in [0, 1]): no point can be robust; "
+                    "use an eps below 1 (the Fashion-MNIST default is 0.05)."
+                )
         if threat.is_norm_bounded and (self.corruptions is not None or self.severities is not None):
             raise CtrobustError("--corruptions and --severities apply only to --threat corruptions.")
         self.corruption_cells()

@@ -172,6 +172,7 @@ def test_argparse_errors_are_one_line(args: list[str]) -> None:
     (["--betas", "0.7:inf:0.01"], ["--betas"]),
     (["--betas", "0.7:0.99:1e-7"], ["--betas", "at most 1000"]),
     (["--eps", "1e30"], ["eps", "range"]),
+    (["--eps", "2"], ["Linf eps 2", "every image"]),
     (["--std", "nan", "--mean", "0.5"], ["--std"]),
     (["--mean", "0.5", "--std", "0.5"], ["--mean/--std", "smallcnn"]),
     (["--n-select", "0"], ["--n-select"]),
