@@ -32,6 +32,7 @@ OPTIMISTIC_NOTE = (
     "OPTIMISTIC: protocol 'paper' chose beta on the evaluation split itself and clipped CT up to the base; "
     "these numbers are biased upward (see docs/protocol.md, fault 1)."
 )
+RESULT_SCHEMA_VERSION = 2  # docs/result.schema.json; 2 added identity, gain, flags, candidates, counts
 PRIOR_CLEAN, PRIOR_ROBUST = 0.9, 0.2  # work estimates before anything is measured; revised after one beta
 
 
@@ -123,6 +124,18 @@ class CellCache:
                     "device": self.prov["device"], "git_commit": self.prov["git_commit"]}
             self.store.put_cell(identity, scored, meta)
         return scored
+
+
+def _counts(per_example: dict[str, list[int]]) -> dict[str, int]:
+    """Exact counts behind the accuracies (k of n): fractions are derived from these, never the reverse."""
+    counts = {"n": len(per_example["clean"]), "clean_correct": int(sum(per_example["clean"]))}
+    if "robust" in per_example:
+        counts["robust_correct"] = int(sum(per_example["robust"]))
+    else:  # corruptions: correct (point, cell) pairs over all cells
+        cells = [v for k, v in per_example.items() if k != "clean"]
+        counts["cells"] = len(cells)
+        counts["corrupted_correct"] = int(sum(sum(v) for v in cells))
+    return counts
 
 
 def _stage_key(stage: str, beta: float) -> str:
@@ -308,6 +321,7 @@ def run_eval(
     identity = run_identity(cfg)
 
     result = {
+        "schema_version": RESULT_SCHEMA_VERSION,
         "model": loaded.name,
         "dataset": loaded.dataset,
         "threat": threat.value,
@@ -326,8 +340,8 @@ def run_eval(
         "select_curve": {f"{b:.4g}": acc for b, acc in select_curve.items()},
         "select_clean": {f"{b:.4g}": acc for b, acc in select_clean.items()},
         "beta": beta,
-        "base": base.summary,
-        "ct": {**ct_summary, "beta": beta, "clipped": clipped},
+        "base": {**base.summary, "counts": _counts(base.per_example)},
+        "ct": {**ct_summary, "beta": beta, "clipped": clipped, "counts": _counts(ct_outcomes)},
         "gain_points": 100.0 * (float(ct_summary["robust_accuracy"]) - base.robust_accuracy),  # type: ignore[arg-type]
         "gain": gain.to_dict(),
         "selection_flags": flags.to_dict(),
@@ -338,6 +352,7 @@ def run_eval(
         "eval_indices": splits.eval_indices,
         "select_indices": splits.select_indices,
         "ct_coverage": coverage.to_dict(),
+        "weights_digest": common["weights"],
         "model_source": {"source": loaded.source, "checkpoint": loaded.checkpoint, **loaded.preprocessing},
         "batch_size": cfg.batch_size,
         "ctu": ctu_backend(cfg.ctu, device),

@@ -113,3 +113,26 @@ def test_terminal_shows_gain_interval_and_warnings(tmp_path: Path) -> None:
         assert "flat selection curve" in proc.stdout
     csv_text = (tmp_path / "out" / "result.csv").read_text()
     assert "gain_ci_low" in csv_text.splitlines()[0]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("threat", ["linf", "corruptions"])
+def test_result_validates_against_documented_schema(tmp_path: Path, threat: str) -> None:
+    import jsonschema
+
+    from conftest import REPO
+
+    schema = json.loads((REPO / "docs" / "result.schema.json").read_text())
+    extra = ["--corruptions", "fog,snow", "--severities", "1", "--data-dir", str(tmp_path / "data")] \
+        if threat == "corruptions" else []
+    result = _run(tmp_path, tmp_path / "s.sqlite", "--threat", threat, "--betas", "0.8,0.9", *extra)
+    jsonschema.validate(result, schema)
+    for variant in ("base", "ct"):  # the fractions are the exact counts' ratios
+        counts = result[variant]["counts"]
+        assert result[variant]["clean_accuracy"] == pytest.approx(counts["clean_correct"] / counts["n"])
+    if threat != "corruptions":
+        assert result["base"]["robust_accuracy"] == pytest.approx(
+            result["base"]["counts"]["robust_correct"] / result["base"]["counts"]["n"])
+    broken = {**result, "gain": {**result["gain"], "mcnemar_p": 2.0}}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(broken, schema)
