@@ -88,7 +88,13 @@ def summary_table(result: dict[str, Any]) -> str:
         f"device        {result['provenance']['device']}",
         f"wall time     {result['wall_seconds']:.1f} s",
     ]
-    warnings = [*gain_warnings, *flags.lines(result["beta"])]
+    sanity = result.get("sanity_checks")
+    if sanity:
+        from ctrobust.sanity import SanityReport
+
+        checks = SanityReport(**{k: sanity[k] for k in ("transfer", "budget", "logits", "breakdown")})
+        lines += ["", "sanity checks (against weak attacks)", *[f"  {line}" for line in checks.lines()]]
+    warnings = [*gain_warnings, *flags.lines(result["beta"]), *(sanity["warnings"] if sanity else [])]
     if warnings:
         lines.append("")
         lines += [f"WARNING       {w}" for w in warnings]

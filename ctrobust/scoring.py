@@ -73,17 +73,23 @@ class NormScorer:
     def attack_spec(self, stage: str) -> AttackSpec | None:
         return self.select_spec if stage == "select" else self.final_spec
 
-    def _run(self, ct: CurvatureTuned, beta: float, x: torch.Tensor, y: torch.Tensor, spec: AttackSpec) -> Scored:
+    def _run(self, ct: CurvatureTuned, beta: float, x: torch.Tensor, y: torch.Tensor, spec: AttackSpec,
+             keep_adversarial: bool = False) -> Scored:
         ct.beta = beta
         res = evaluate(ct, x, y, self.threat, self.eps, spec, self.cfg.seed, self.cfg.batch_size, self.device)
+        adversarial = None
+        if keep_adversarial and res.x_adv is not None:  # the base model's successes, to transfer to CT
+            fooled = torch.nonzero(res.clean_correct & ~res.robust_correct).flatten()
+            adversarial = {"indices": fooled.numpy(), "images": res.x_adv[fooled].float().numpy()}
         return Scored(res.clean_accuracy, res.robust_accuracy, res.summary(),
-                      {"clean": res.clean_correct.int().tolist(), "robust": res.robust_correct.int().tolist()})
+                      {"clean": res.clean_correct.int().tolist(), "robust": res.robust_correct.int().tolist()},
+                      adversarial)
 
     def select(self, ct: CurvatureTuned, beta: float) -> Scored:
         return self._run(ct, beta, self.x_sel, self.y_sel, self.select_spec)
 
     def final(self, ct: CurvatureTuned, beta: float) -> Scored:
-        return self._run(ct, beta, self.x_eval, self.y_eval, self.final_spec)
+        return self._run(ct, beta, self.x_eval, self.y_eval, self.final_spec, keep_adversarial=beta == 1.0)
 
 
 class CorruptionScorer:

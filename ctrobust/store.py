@@ -45,6 +45,7 @@ CREATE TABLE IF NOT EXISTS runs (
     base_robust REAL NOT NULL, ct_robust REAL NOT NULL,
     result TEXT NOT NULL, command TEXT, created TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS artifacts (key TEXT PRIMARY KEY, data BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS failures (
     run_key TEXT NOT NULL, unit TEXT NOT NULL, error TEXT NOT NULL, executor TEXT, created TEXT NOT NULL
 );
@@ -155,7 +156,8 @@ class Store:
         ).fetchone()
         if row is None:
             return None
-        return Scored(row[0], row[1], json.loads(row[2]), json.loads(row[3]))
+        art = self._db.execute("SELECT data FROM artifacts WHERE key = ?", (identity_key(identity),)).fetchone()
+        return Scored(row[0], row[1], json.loads(row[2]), json.loads(row[3]), _unpack(art[0]) if art else None)
 
     def put_cell(self, identity: dict[str, Any], cell: Scored, meta: dict[str, Any]) -> bool:
         """Store a cell unless one with this identity is there; True when this call added it."""
@@ -170,6 +172,9 @@ class Store:
         )
         with self._transaction():
             cur = self._db.execute(f"INSERT OR IGNORE INTO cells VALUES ({','.join('?' * len(values))})", values)
+            if cell.adversarial is not None:
+                self._db.execute("INSERT OR IGNORE INTO artifacts VALUES (?, ?)",
+                                 (identity_key(identity), _pack(cell.adversarial)))
         return cur.rowcount == 1
 
     def put_cell_rows(self, rows: list[dict[str, Any]]) -> int:
@@ -238,6 +243,26 @@ class Store:
             run.setdefault("identity", json.loads(identity))
             out.append(run)
         return out
+
+
+def _pack(arrays: dict[str, Any]) -> bytes:
+    """Arrays as a compressed .npz blob (the base model's adversarial examples)."""
+    import io
+
+    import numpy as np
+
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def _unpack(blob: bytes) -> dict[str, Any]:
+    import io
+
+    import numpy as np
+
+    with np.load(io.BytesIO(blob)) as data:
+        return {name: data[name] for name in data.files}
 
 
 def _statements() -> list[str]:

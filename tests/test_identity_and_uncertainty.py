@@ -136,3 +136,41 @@ def test_result_validates_against_documented_schema(tmp_path: Path, threat: str)
     broken = {**result, "gain": {**result["gain"], "mcnemar_p": 2.0}}
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(broken, schema)
+
+
+MASKED_MODEL = '''
+import torch
+import torch.nn as nn
+
+from ctrobust.models import load_model
+
+
+class Quantize(nn.Module):
+    """Rounds the input to 8 bits: the same decisions on real images, and zero input gradients."""
+
+    def forward(self, x):
+        return torch.round(x * 255) / 255
+
+
+def build():
+    return nn.Sequential(Quantize(), load_model("smallcnn").model)
+'''
+
+
+@pytest.mark.slow
+def test_sanity_checks_flag_gradient_masking_and_not_the_shipped_model(tmp_path: Path) -> None:
+    src = tmp_path / "masked.py"
+    src.write_text(MASKED_MODEL)
+    masked = _run(tmp_path, tmp_path / "m.sqlite", "--model", f"{src}:build", "--dataset", "fashion-mnist",
+                  "--betas", "0.9", "--no-base-candidate", "--n-examples", "60")
+    checks = masked["sanity_checks"]
+    assert checks["budget"]["ct"]["8"] > 0.1 and checks["logits"]["ct"]["zero_grad_share"] > 0.9  # shipped: 0.0, 0.0
+    assert any("gradient masking" in w for w in checks["warnings"])
+    assert any("near zero" in w for w in checks["warnings"])
+    shipped = _run(tmp_path, tmp_path / "s.sqlite", "--betas", "0.9", "--no-base-candidate", "--n-examples", "60")
+    checks = shipped["sanity_checks"]
+    assert checks["warnings"] == [], checks["warnings"]
+    assert checks["budget"]["base"]["8"] <= 0.02 and checks["budget"]["ct"]["8"] <= 0.02
+    # CT's reported robust accuracy is the worst case over its own attack and the transferred examples.
+    assert shipped["ct"]["robust_accuracy"] <= shipped["ct"]["robust_accuracy_white_box"]
+    assert shipped["ct"]["robust_accuracy"] == pytest.approx(checks["transfer"]["combined_robust"])

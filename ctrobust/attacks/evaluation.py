@@ -31,6 +31,7 @@ class EvalResult:
     seconds: float
     rejected: int = 0
     extra: dict[str, object] = field(default_factory=dict)
+    x_adv: torch.Tensor | None = None  # the checked adversarial examples (the clean image where none holds)
 
     @property
     def n(self) -> int:
@@ -121,7 +122,9 @@ def evaluate(
             x_adv[idx] = _gradient_attack(model, x[idx], y[idx], eps, threat, spec, seed, batch_size)
     check = verify_adversarial(model, x, x_adv, y, eps, threat, claimed=clean_correct & (x_adv != x).flatten(1).any(1))
     robust_correct = clean_correct & ~check.fooled
+    x_adv = torch.where(check.fooled.view(-1, *([1] * (x.dim() - 1))), x_adv, x)
     return EvalResult(
+        x_adv=x_adv.detach().cpu(),
         clean_correct=clean_correct.cpu(),
         robust_correct=robust_correct.cpu(),
         threat=threat.value,

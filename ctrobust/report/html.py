@@ -15,6 +15,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from ctrobust.outputs import safe_name
 from ctrobust.report.figures import beta_figure, corruption_figure
+from ctrobust.sanity import SanityReport
 from ctrobust.report.tables import (
     breakdown_rows, corruption_delta, paper_table, selection_curve, summary_rows, write_csv,
 )
@@ -61,7 +62,10 @@ def write_report(runs: Sequence[dict[str, Any]], out: Path, store_path: str) -> 
             grid = [{"corruption": c, **{f"severity_{s}": d for s, d in sev.items()}}
                     for c, sev in corruption_delta(run).items()]
             write_csv(grid, out / "csv" / f"{slug}-corruptions.csv")
-        sections.append({"index": index, "anchor": slug, "run": run, "row": row, "figures": figures,
+        checks = run.get("sanity_checks")
+        sanity = SanityReport(**{k: checks[k] for k in ("transfer", "budget", "logits", "breakdown", "warnings")}
+                              ).lines() if checks else []
+        sections.append({"index": index, "anchor": slug, "run": run, "row": row, "figures": figures, "sanity": sanity,
                          "breakdown": breakdown, "grid": grid,
                          "grid_severities": sorted({s for r in grid for s in r if s != "corruption"})})
     html = template_environment().get_template("report.html.j2").render(
