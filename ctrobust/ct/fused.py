@@ -116,6 +116,7 @@ class _Backend:
 
     name = ""  # for the warning: "<name> of the CT unit failed (...); using <fallback>."
     fallback = ""
+    label = ""  # for the compile lines
 
     def __init__(self) -> None:
         self._pair: tuple[Callable[..., torch.Tensor], Callable[..., torch.Tensor]] | None = None
@@ -133,7 +134,7 @@ class _Backend:
                 self._pair = self._build()
             fwd, bwd = self._pair
             if not self._forward_built:  # the first call compiles: say so, and how long it took
-                with _compiling(f"{self.name} forward"):
+                with _compiling(f"{self.label} forward"):
                     out = fwd(x, beta, c)
                 self._forward_built = True
                 if not (torch.is_grad_enabled() and x.requires_grad):
@@ -143,7 +144,7 @@ class _Backend:
             out = _CTUFunction.apply(x, beta, c, fwd, bwd)
             if not self._backward_built:  # build the backward now, where a failure can still fall back
                 probe = x.detach().reshape(-1)[:1].clone().requires_grad_(True)
-                with _compiling(f"{self.name} backward"):
+                with _compiling(f"{self.label} backward"):
                     _CTUFunction.apply(probe, beta, c, fwd, bwd).sum().backward()
                 self._backward_built = True
             return out
@@ -158,7 +159,7 @@ class _Backend:
 class _CudaKernels(_Backend):
     """The two jiterator kernels (beta and c as Python floats)."""
 
-    name, fallback = "The CUDA kernels", "torch.compile"
+    name, fallback, label = "The CUDA kernels", "torch.compile", "CUDA kernels"
 
     def _build(self) -> tuple[Callable[..., torch.Tensor], Callable[..., torch.Tensor]]:
         from torch.cuda.jiterator import _create_jit_fn
@@ -172,7 +173,7 @@ class _CudaKernels(_Backend):
 class _Compiled(_Backend):
     """The formula compiled by torch.compile (beta and c as 0-dim tensors)."""
 
-    name, fallback = "torch.compile", "the eager unit"
+    name, fallback, label = "torch.compile", "the eager unit", "torch.compile"
 
     def _build(self) -> tuple[Callable[..., torch.Tensor], Callable[..., torch.Tensor]]:
         # The CPU build of torch warns about a missing CUDA runtime when it compiles: not our user's concern.
