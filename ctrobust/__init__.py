@@ -23,7 +23,7 @@ _EXPORTS = {
     "CTCoverage": "ctrobust.ct", "CurvatureTuned": "ctrobust.ct", "ct_coverage": "ctrobust.ct",
     "ctu": "ctrobust.ct", "curvature_tuned": "ctrobust.ct", "evaluate": "ctrobust.attacks.evaluation",
 }
-__all__ = ["__version__", *sorted(_EXPORTS)]
+__all__ = ["__version__", "CTCoverage", "CurvatureTuned", "ct_coverage", "ctu", "curvature_tuned", "evaluate"]
 
 
 def __getattr__(name: str) -> Any:

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
 _EXPORTS = {"ATTACKS": "ctrobust.attacks.spec", "EvalResult": "ctrobust.attacks.evaluation",
             "evaluate": "ctrobust.attacks.evaluation"}
-__all__ = sorted(_EXPORTS)
+__all__ = ["ATTACKS", "EvalResult", "evaluate"]
 
 
 def __getattr__(name: str) -> Any:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from ctrobust.cli.store_args import add_run_filters, add_store_option
 

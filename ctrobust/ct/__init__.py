@@ -20,7 +20,7 @@ _EXPORTS = {
     "CTCoverage": "ctrobust.ct.coverage", "ct_coverage": "ctrobust.ct.coverage",
     "check_beta": "ctrobust.ct.beta_range", "ctu": "ctrobust.ct.unit",
 }
-__all__ = sorted(_EXPORTS)
+__all__ = ["CTCoverage", "CurvatureTuned", "check_beta", "ct_coverage", "ctu", "curvature_tuned"]
 
 
 def __getattr__(name: str) -> Any:
