@@ -189,9 +189,9 @@ _CUDA = _CudaKernels()
 def resolve_impl(impl: str | None) -> str:
     """'auto' (or None) -> $CTROBUST_CTU if set, else 'fused'; checks the name."""
     chosen = (impl or "auto").lower()
-    source = "--ctu"
+    source = "the CT unit implementation (--ctu)"
     if chosen == "auto":
-        chosen, source = os.environ.get(ENV, "fused").lower(), f"${ENV}"
+        chosen, source = os.environ.get(ENV, "fused").lower(), f"${ENV} (the CT unit implementation)"
     if chosen not in ("fused", "eager"):
         from ctrobust.errors import CtrobustError
 
