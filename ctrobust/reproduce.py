@@ -72,8 +72,10 @@ def load_config(name_or_path: str, overrides: dict[str, Any] | None = None) -> R
         raise CtrobustError(f"--config {path} is not a file: pass a TOML file or a shipped config ({', '.join(SHIPPED)}).")
     try:
         raw = tomllib.loads(path.read_text())
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError) as exc:
-        raise CtrobustError(f"{path} is not a readable TOML file: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise CtrobustError(f"{path} is not valid TOML: {exc}") from None
+    except (UnicodeDecodeError, OSError) as exc:
+        raise CtrobustError(f"{path} cannot be read as a TOML file: {exc}") from None
     allowed = config_file_fields()
     _expect_table(raw.get("defaults", {}), f"{path} [defaults]")
     _expect_table(raw.get("threats", {}), f"{path} [threats]")

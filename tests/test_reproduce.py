@@ -50,7 +50,7 @@ def test_shipped_configs_expand_to_valid_units() -> None:
 
 @pytest.mark.parametrize("text,needle", [
     ("[[grid]]\nmodels=['smallcnn']\nn_exampels=3\n", "Unknown option in"),
-    ("[defaults]\nn_examples='many'\n[[grid]]\nmodels=['smallcnn']\n", "expected n_examples to be int"),
+    ("[defaults]\nn_examples='many'\n[[grid]]\nmodels=['smallcnn']\n", "expected n_examples to be an integer"),
     ("[defaults]\nn_examples=10\n", "has no [[grid]] block"),
     ("[[grid]]\nmodels=['smallcnn']\nthreats=['linf']\nbetas='1.5'\n", "beta"),
     ("this is = = not toml", "is not valid TOML"),
