@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import csv
 import json
-import re
 from pathlib import Path
 from typing import Any
+
+from ctrobust.outputs import safe_name
 
 CSV_FIELDS = [
     "run_id", "model", "dataset", "threat", "eps", "attack", "select_attack", "protocol", "seed", "n_examples",
@@ -18,8 +19,7 @@ CSV_FIELDS = [
 def run_name(result: dict[str, Any]) -> str:
     """A readable prefix and the digest of the run's identity: runs that differ in any setting never share it."""
     raw = f"{result['model']}_{result['dataset']}_{result['threat']}_{result['attack']}_{result['protocol']}_seed{result['seed']}"
-    prefix = re.sub(r"[^A-Za-z0-9_.-]+", "-", raw).lower()[:80]
-    return f"{prefix}_{result['run_id']}"
+    return f"{safe_name(raw)}_{result['run_id']}"
 
 
 def csv_rows(result: dict[str, Any]) -> list[dict[str, Any]]:

@@ -29,13 +29,8 @@ def template_environment() -> Environment:
     return env
 
 
-def safe_slug(text: str) -> str:
-    """A file-name-safe name of user text (model names can hold anything), never shared by two texts."""
-    return safe_name(text)
-
-
 def run_slug(run: dict[str, Any], index: int) -> str:
-    return f"{index:03d}-" + safe_slug(f"{run['model']}_{run['dataset']}_{run['threat']}_{run['protocol']}_s{run['seed']}")
+    return f"{index:03d}-" + safe_name(f"{run['model']}_{run['dataset']}_{run['threat']}_{run['protocol']}_s{run['seed']}")
 
 
 def write_report(runs: Sequence[dict[str, Any]], out: Path, store_path: str) -> Path:

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from ctrobust.errors import CtrobustError
-from ctrobust.report.html import safe_slug, template_environment
+from ctrobust.outputs import safe_name
+from ctrobust.report.html import template_environment
 from ctrobust.report.tables import gain_of
 from ctrobust.stats import mean_std, pooled_gain, relative_improvement
 
@@ -97,7 +98,7 @@ def _round(value: float | None) -> float | None:
 def write_entries(entries: Sequence[dict[str, Any]], root: Path) -> list[Path]:
     paths = []
     for entry in entries:
-        path = root / safe_slug(entry["dataset"]) / safe_slug(entry["threat_model"]) / f"{safe_slug(entry['name'])}.json"
+        path = root / safe_name(entry["dataset"]) / safe_name(entry["threat_model"]) / f"{safe_name(entry['name'])}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(entry, indent=2) + "\n")
         paths.append(path)
