@@ -22,7 +22,7 @@ def run(n: int, n_select: int, n_betas: int, device: str) -> float:
     cfg = EvalConfig(model="smallcnn", threat="linf", n_examples=n, n_select=n_select, betas=betas, attack="apgd-ce",
                      steps=20, select_steps=10, device=device, no_progress=True)
     start = time.perf_counter()
-    run_eval(cfg)
+    run_eval(cfg.resolve())
     return time.perf_counter() - start
 
 

@@ -22,13 +22,14 @@ from pathlib import Path
 from common import machine
 from ctrobust.config import EvalConfig
 from ctrobust.pipeline import resolve_device, run_eval
+from ctrobust.result import RunResult
 from ctrobust.store import open_store
 
 
-def timed(cfg: EvalConfig) -> tuple[float, dict]:
+def timed(cfg: EvalConfig) -> tuple[float, RunResult]:
     with tempfile.TemporaryDirectory() as tmp, open_store(Path(tmp) / "store.sqlite") as store:
         start = time.perf_counter()
-        result = run_eval(cfg, store=store)  # a fresh store: nothing reused from earlier runs
+        result = run_eval(cfg.resolve(), store=store)  # a fresh store: nothing reused from earlier runs
         return time.perf_counter() - start, result
 
 
@@ -51,7 +52,7 @@ def main() -> None:
     # The reference: beta chosen by AutoAttack on the evaluation split itself (the CT result at the chosen
     # beta is then read from its selection cell, so it runs 31 AutoAttacks: the base and 30 betas).
     reference_cfg = EvalConfig(**common, protocol="paper")
-    grid = ours_cfg.beta_grid()
+    grid = list(ours_cfg.resolve().betas)
     sample = args.reference_sample
     if 0 < sample < len(grid):
         picked = [grid[round(i * (len(grid) - 1) / max(sample - 1, 1))] for i in range(sample)]
@@ -59,8 +60,8 @@ def main() -> None:
     print(f"sweep cost: {args.model}, {args.threat}, n={args.n}, betas {args.betas}; "
           f"machine: {machine(resolve_device(args.device))}")
     ours_s, ours = timed(ours_cfg)
-    print(f"ctrobust defaults: {ours_s:.1f} s; beta {ours['beta']:.2f}; CT robust {ours['ct']['robust_accuracy']:.4f} "
-          f"(base {ours['base']['robust_accuracy']:.4f})", flush=True)
+    print(f"ctrobust defaults: {ours_s:.1f} s; beta {ours.beta:.2f}; CT robust {ours.ct.robust_accuracy:.4f} "
+          f"(base {ours.base.robust_accuracy:.4f})", flush=True)
     ref_s, ref = timed(reference_cfg)
     if 0 < sample < len(grid):
         estimate = ref_s * (len(grid) + 1) / (sample + 1)
@@ -69,11 +70,11 @@ def main() -> None:
         print(f"ESTIMATE (not measured): whole reference {estimate:.1f} s; "
               f"wall-time ratio reference / ctrobust about {estimate / ours_s:.1f}x")
         return
-    ref_ct = ref["ct"].get("clipped_to_base_from", ref["ct"]["robust_accuracy"])
-    print(f"reference protocol: {ref_s:.1f} s; beta {ref['beta']:.2f}; CT robust {ref_ct:.4f} before clipping "
-          f"(base {ref['base']['robust_accuracy']:.4f})")
+    ref_ct = ref.ct.clipped_from if ref.ct.clipped_from is not None else ref.ct.robust_accuracy
+    print(f"reference protocol: {ref_s:.1f} s; beta {ref.beta:.2f}; CT robust {ref_ct:.4f} before clipping "
+          f"(base {ref.base.robust_accuracy:.4f})")
     print(f"wall-time ratio reference / ctrobust: {ref_s / ours_s:.1f}x")
-    print(f"final CT robust accuracy, ctrobust - reference: {100 * (ours['ct']['robust_accuracy'] - ref_ct):+.2f} points "
+    print(f"final CT robust accuracy, ctrobust - reference: {100 * (ours.ct.robust_accuracy - ref_ct):+.2f} points "
           f"(the reference's is the max over the grid on the same points, biased upward)")
 
 

@@ -4,30 +4,28 @@ from __future__ import annotations
 
 import math
 from dataclasses import MISSING, dataclass, field, fields
-from typing import Any
+from typing import Any, TypeVar
 
 from ctrobust.attacks.spec import ATTACKS, AttackSpec
 from ctrobust.corruptions.names import parse_corruptions, parse_severities
 from ctrobust.errors import CtrobustError
+from ctrobust.plan import CtuImpl, Device, ModelSource, Protocol, RunPlan
 from ctrobust.selection import parse_betas
-from ctrobust.threats import THREAT_CHOICES, check_eps, parse_threat
+from ctrobust.threats import THREAT_CHOICES, ThreatModel, check_eps, default_eps, parse_threat
 
-PROTOCOLS = ("heldout", "paper")
+PROTOCOLS = tuple(p.value for p in Protocol)
+E = TypeVar("E", Protocol, Device, CtuImpl)
 
 
-def opt(default: Any, help: str, group: str = "run", *, identity: bool = True, in_config: bool = True,
-        **argparse_kw: Any) -> Any:
-    """A config field with its CLI help next to it.
+def opt(default: Any, help: str, group: str = "run", *, in_config: bool = True, **argparse_kw: Any) -> Any:
+    """A config field with its CLI help next to it; ``in_config``: whether a ``reproduce`` config file may set it.
 
-    ``identity``: whether the field can change a run's numbers, and so belongs to the run's identity
-    (the default: a new option is part of it unless marked otherwise). ``in_config``: whether a
-    ``reproduce`` config file may set it.
+    Which options make a run's identity is decided on the resolved plan (``ctrobust.plan.RunPlan``).
     """
-    return field(default=default, metadata={"help": help, "group": group, "identity": identity,
-                                            "in_config": in_config, **argparse_kw})
+    return field(default=default, metadata={"help": help, "group": group, "in_config": in_config, **argparse_kw})
 
 
-CLI_ONLY_METADATA = ("identity", "in_config", "group", "help")
+CLI_ONLY_METADATA = ("in_config", "group", "help")
 
 
 @dataclass
@@ -46,7 +44,7 @@ class EvalConfig:
     )
     model_dir: str | None = opt(
         None, "RobustBench checkpoints, as <dir>/<dataset>/<threat>/<name>.pt (env CTROBUST_MODEL_DIR; default: user cache)",
-        "model and data", metavar="DIR", identity=False
+        "model and data", metavar="DIR"
     )
     zoo_threat: str | None = opt(
         None, "take the RobustBench model from this threat's zoo (Linf, L2, corruptions); default: --threat",
@@ -54,14 +52,14 @@ class EvalConfig:
     )
     trust_checkpoint: bool = opt(
         False, "allow checkpoints that need arbitrary unpickling (only for files you trust)", "model and data",
-        action="store_true", identity=False
+        action="store_true"
     )
     mean: str | None = opt(None, "custom models: per-channel mean to normalise with inside the model, e.g. 0.5,0.5,0.5",
                            "model and data", metavar="LIST")
     std: str | None = opt(None, "custom models: per-channel std, with --mean", "model and data", metavar="LIST")
     data_dir: str | None = opt(
         None, "where datasets are looked for and downloaded (env CTROBUST_DATA_DIR; default: user cache)",
-        "model and data", metavar="DIR", identity=False
+        "model and data", metavar="DIR"
     )
     threat: str = opt("linf", f"threat model: {', '.join(THREAT_CHOICES)} (case-insensitive)", "attack")
     eps: float | None = opt(None, "perturbation budget; default: the dataset's standard eps", "attack", type=float)
@@ -94,91 +92,101 @@ class EvalConfig:
     n_examples: int = opt(1000, "evaluation split: the first N test points", "splits", type=int, metavar="N")
     n_select: int = opt(500, "selection split: N other test points, drawn with --seed", "splits", type=int, metavar="N")
     seed: int = opt(0, "seed for the selection split and every attack", "run", type=int)
-    device: str = opt("auto", "auto (CUDA when present), cpu or cuda", "run", choices=["auto", "cpu", "cuda"], identity=False)
+    device: str = opt("auto", "auto (CUDA when present), cpu or cuda", "run", choices=["auto", "cpu", "cuda"])
     batch_size: int = opt(500, "attack batch size", "run", type=int)
     executor: str = opt(
         "local", "local: run here; ray: run as one task on a Ray cluster (from a checkout: pip install -e '.[ray]')", "run",
-        choices=["local", "ray"], identity=False, in_config=False
+        choices=["local", "ray"], in_config=False
     )
     ray_address: str | None = opt(None, "with --executor ray: the cluster to join, auto or HOST:PORT "
-                                  "(default: start a local one)", "run", metavar="ADDRESS", identity=False, in_config=False)
+                                  "(default: start a local one)", "run", metavar="ADDRESS", in_config=False)
     ctu: str = opt(
         "auto", "CT unit: fused (one kernel each way, compiled once per process: CUDA kernels on a GPU, about 1 s; "
         "torch.compile on a CPU, about 10-20 s), eager (the plain formula), or auto (fused unless env CTROBUST_CTU "
         "says eager)", "run",
-        choices=["auto", "fused", "eager"], identity=False
+        choices=["auto", "fused", "eager"]
     )
-    out: str | None = opt(None, "output directory (default: reports/<run-name>/)", "output", metavar="DIR", identity=False, in_config=False)
+    out: str | None = opt(None, "output directory (default: reports/<run-name>/)", "output", metavar="DIR", in_config=False)
     store: str | None = opt(
         None, "results store (SQLite) that every finished cell is written to and looked up in, so an interrupted "
-        "run resumes (env CTROBUST_STORE; default: reports/ctrobust.sqlite)", "output", metavar="PATH", identity=False, in_config=False
+        "run resumes (env CTROBUST_STORE; default: reports/ctrobust.sqlite)", "output", metavar="PATH", in_config=False
     )
-    json: bool = opt(False, "print the result JSON on stdout instead of the table", "output", action="store_true", identity=False, in_config=False)
-    no_progress: bool = opt(False, "hide the progress bar", "output", action="store_true", identity=False, in_config=False)
+    json: bool = opt(False, "print the result JSON on stdout instead of the table", "output", action="store_true", in_config=False)
+    no_progress: bool = opt(False, "hide the progress bar", "output", action="store_true", in_config=False)
 
-    def validate(self) -> None:
-        """All cross-field checks in one place; raises CtrobustError with what to change."""
+    def resolve(self) -> RunPlan:
+        """Check every option and every combination once, and return the resolved plan.
+
+        Raises CtrobustError with what to change. Nothing downstream parses an option again.
+        """
+        from ctrobust.models.registry import parse_model_name, resolve_model_dataset
+
         threat = parse_threat(self.threat)
         if self.eps is not None:
             if not threat.is_norm_bounded:
                 raise CtrobustError("--eps does not apply to --threat corruptions; leave it out.")
             check_eps(self.eps)
-            if threat.value == "Linf" and self.eps >= 1.0:
+            if threat is ThreatModel.LINF and self.eps >= 1.0:
                 raise CtrobustError(
                     f"Linf eps {self.eps:g} reaches every image (pixels lie in [0, 1]): no point can be robust; "
                     "use an eps below 1 (the Fashion-MNIST default is 0.05)."
                 )
         if threat.is_norm_bounded and (self.corruptions is not None or self.severities is not None):
             raise CtrobustError("--corruptions and --severities apply only to --threat corruptions.")
-        self.corruption_cells()
-        mean, std = self.normalisation()
+        corruptions, severities = parse_corruptions(self.corruptions), parse_severities(self.severities)
+        mean, std = _floats(self.mean, "--mean"), _floats(self.std, "--std")
         if (mean is None) != (std is None) or (mean is not None and std is not None and len(mean) != len(std)):
             raise CtrobustError("Pass --mean and --std together, with one value per channel each.")
         if std is not None and not all(math.isfinite(v) and v > 0 for v in std):
             raise CtrobustError(f"Expected --std values to be positive and finite, but got {self.std!r}.")
         if mean is not None and not all(math.isfinite(v) for v in mean):
             raise CtrobustError(f"Expected --mean values to be finite, but got {self.mean!r}.")
-        if mean is not None and self.model.strip().lower().split(":", 1)[0] in ("smallcnn", "builtin", "paper",
-                                                                              "robustbench"):
-            raise CtrobustError(
-                f"--mean/--std apply to custom and torchvision models; {self.model} normalises its input itself."
-            )
         if not 0 <= self.seed < 2**32:
             raise CtrobustError(f"Expected --seed to be an integer in [0, 2^32), but got {self.seed}.")
-        for name in ("n_examples", "n_select", "select_steps"):
+        for name in ("n_examples", "n_select", "select_steps", "batch_size"):
             if getattr(self, name) <= 0:
                 raise CtrobustError(f"Expected --{name.replace('_', '-')} to be a positive integer, but got "
                                     f"{getattr(self, name)}.")
-        if self.protocol not in PROTOCOLS:
-            raise CtrobustError(f"Expected --protocol to be one of {', '.join(PROTOCOLS)}, but got {self.protocol!r}.")
-        self.beta_grid()
-        self.final_attack()
-        self.selection_attack()
-        if self.batch_size <= 0:
-            raise CtrobustError(f"Expected --batch-size to be a positive integer, but got {self.batch_size}.")
+        protocol = _choice(Protocol, self.protocol, "--protocol")
+        betas = tuple(parse_betas(self.betas))
+        final = AttackSpec(self.attack, self.steps, self.restarts, self.step_size, self.aa_version)
+        if self.select_attack is None and protocol is Protocol.PAPER:
+            select = final
+        else:
+            name = self.select_attack or "apgd-ce"
+            select = AttackSpec(name, None if name.strip().lower() == "autoattack" else self.select_steps, 1, None,
+                                self.aa_version)
+        parsed = parse_model_name(self.model)
+        if mean is not None and parsed.source not in (ModelSource.CUSTOM, ModelSource.TORCHVISION):
+            raise CtrobustError(
+                f"--mean/--std apply to custom and torchvision models; {self.model} normalises its input itself."
+            )
+        dataset = resolve_model_dataset(self.model, self.dataset)
+        eps: float | None = None
+        if threat.is_norm_bounded:
+            eps = check_eps(self.eps) if self.eps is not None else default_eps(dataset, threat)
+        return RunPlan(
+            model=self.model.strip(), model_source=parsed.source, dataset=dataset, threat=threat, eps=eps,
+            final_attack=final if threat.is_norm_bounded else None,
+            select_attack=select if threat.is_norm_bounded else None,
+            corruptions=tuple(corruptions) if not threat.is_norm_bounded else (),
+            severities=tuple(severities) if not threat.is_norm_bounded else (),
+            betas=betas, base_candidate=protocol is Protocol.HELDOUT and not self.no_base_candidate,
+            protocol=protocol, n_examples=self.n_examples, n_select=self.n_select, seed=self.seed,
+            batch_size=self.batch_size, checkpoint=self.checkpoint,
+            zoo_threat=parse_threat(self.zoo_threat) if self.zoo_threat else None,
+            mean=tuple(mean) if mean is not None else None, std=tuple(std) if std is not None else None,
+            model_dir=self.model_dir, data_dir=self.data_dir, trust_checkpoint=self.trust_checkpoint,
+            device=_choice(Device, self.device, "--device"), ctu=_choice(CtuImpl, self.ctu, "--ctu"),
+        )
 
-    def normalisation(self) -> tuple[list[float] | None, list[float] | None]:
-        return _floats(self.mean, "--mean"), _floats(self.std, "--std")
 
-    def corruption_cells(self) -> tuple[list[str], list[int]]:
-        return parse_corruptions(self.corruptions), parse_severities(self.severities)
-
-    def beta_grid(self) -> list[float]:
-        return parse_betas(self.betas)
-
-    def final_attack(self) -> AttackSpec:
-        return AttackSpec(self.attack, self.steps, self.restarts, self.step_size, self.aa_version)
-
-    def selection_attack(self) -> AttackSpec:
-        if self.select_attack is None and self.protocol == "paper":
-            return self.final_attack()
-        name = self.select_attack or "apgd-ce"
-        return AttackSpec(name, self.select_steps if name != "autoattack" else None, 1, None, self.aa_version)
-
-
-def identity_fields(config_type: type[EvalConfig] | None = None) -> list[str]:
-    """The fields that make a run's identity: every field not marked ``identity=False``."""
-    return [f.name for f in fields(config_type or EvalConfig) if f.metadata.get("identity", True)]
+def _choice(kind: type[E], value: str, flag: str) -> E:
+    try:
+        return kind(str(value).strip().lower())
+    except ValueError:
+        raise CtrobustError(f"Expected {flag} to be one of {', '.join(k.value for k in kind)}, "  # type: ignore[attr-defined]
+                            f"but got {value!r}.") from None
 
 
 def config_file_fields() -> set[str]:

@@ -5,14 +5,12 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable
-from dataclasses import asdict
 from typing import Any
 
 import torch
 
 from ctrobust.attacks.cost import TIME_FACTOR, attack_work, autoattack_remaining
 from ctrobust.cell import Scored
-from ctrobust.config import EvalConfig, identity_fields
 from ctrobust.ct import ct_coverage, curvature_tuned
 from ctrobust.ct.fused import ctu_backend
 from ctrobust.data import load_test_set, make_splits
@@ -22,43 +20,22 @@ from ctrobust.models import load_model
 from ctrobust.progress import AutoAttackWatcher, RunProgress, log
 from ctrobust.provenance import provenance
 from ctrobust.sanity import judge, run_sanity_checks
-from ctrobust.scoring import CorruptionScorer, NormScorer, Scorer
+from ctrobust.plan import Device, Protocol, RunPlan
+from ctrobust.result import ArmResult, Counts, RunResult
+from ctrobust.scoring import SCORERS, NormScorer, Scorer
 from ctrobust.seeding import seed_everything
 from ctrobust.selection import choose_beta
-from ctrobust.store import Store, identity_key
+from ctrobust.store import Store
 from ctrobust.uncertainty import run_gain, selection_flags
-from ctrobust.threats import check_eps, default_eps, parse_threat
-
-OPTIMISTIC_NOTE = (
-    "OPTIMISTIC: protocol 'paper' chose beta on the evaluation split itself and clipped CT up to the base; "
-    "these numbers are biased upward (see docs/protocol.md, fault 1)."
-)
-RESULT_SCHEMA_VERSION = 2  # docs/result.schema.json; 2 added identity, gain, flags, candidates, counts
 PRIOR_CLEAN, PRIOR_ROBUST = 0.9, 0.2  # work estimates before anything is measured; revised after one beta
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
+def resolve_device(name: str | Device) -> torch.device:
+    if name == Device.AUTO:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
+    if name == Device.CUDA and not torch.cuda.is_available():
         raise CtrobustError("--device cuda was asked for but no CUDA device is available; use --device cpu.")
-    return torch.device(name)
-
-
-def run_identity(cfg: EvalConfig) -> dict[str, Any]:
-    """The settings that determine a run's numbers: every config field not marked ``identity=False``.
-
-    Where files live, the device, the CT unit's implementation and output options are not part of it.
-    """
-    settings = asdict(cfg)
-    identity = {name: settings[name] for name in identity_fields(type(cfg))}
-    identity["betas"] = cfg.beta_grid()
-    return identity
-
-
-def run_digest(identity: dict[str, Any]) -> str:
-    """A short digest of a run's identity: the same identity is the same run, another never collides."""
-    return identity_key(identity)[:12]
+    return torch.device(str(name))
 
 
 def weights_digest(model: torch.nn.Module) -> str:
@@ -127,18 +104,6 @@ class CellCache:
         return scored
 
 
-def _counts(per_example: dict[str, list[int]]) -> dict[str, int]:
-    """Exact counts behind the accuracies (k of n): fractions are derived from these, never the reverse."""
-    counts = {"n": len(per_example["clean"]), "clean_correct": int(sum(per_example["clean"]))}
-    if "robust" in per_example:
-        counts["robust_correct"] = int(sum(per_example["robust"]))
-    else:  # corruptions: correct (point, cell) pairs over all cells
-        cells = [v for k, v in per_example.items() if k != "clean"]
-        counts["cells"] = len(cells)
-        counts["corrupted_correct"] = int(sum(sum(v) for v in cells))
-    return counts
-
-
 def _stage_key(stage: str, beta: float) -> str:
     return f"{stage}:{beta:.6f}"
 
@@ -155,9 +120,8 @@ class _WorkPlan:
 
     SURVIVOR_RATIO_PRIOR = 0.55
 
-    def __init__(self, scorer: Scorer, progress: RunProgress, betas: list[float], n_select: int, n_eval: int,
-                 n_classes: int) -> None:
-        self.scorer, self.progress, self.betas = scorer, progress, betas
+    def __init__(self, scorer: Scorer, progress: RunProgress, n_select: int, n_eval: int, n_classes: int) -> None:
+        self.scorer, self.progress = scorer, progress
         self.n_select, self.n_eval, self.n_classes = n_select, n_eval, n_classes
         select, final = scorer.attack_spec("select"), scorer.attack_spec("final")
         weaker = select is not None and final is not None and (
@@ -232,27 +196,25 @@ def _run_cell(progress: RunProgress, scorer: Scorer, ct: Any, stage: str, beta: 
         return run(ct, beta)
 
 
-def run_eval(
-    cfg: EvalConfig, progress: RunProgress | None = None, store: Store | None = None, command: str | None = None
-) -> dict[str, Any]:
-    """Run the whole protocol and return the result as a JSON-ready dict.
+def run_eval(plan: RunPlan, progress: RunProgress | None = None, store: Store | None = None,
+             command: str | None = None) -> RunResult:
+    """Run the whole protocol of a resolved plan and return its typed result.
 
     With a store, every cell is looked up before it is computed and written as soon as it is done,
     and the finished run is recorded with ``command``. ``progress`` (default: none shown) is told
     each stage and the work done inside it.
     """
-    cfg.validate()
     progress = progress or RunProgress("ctrobust eval", disable=True)
     start = time.perf_counter()
-    device = resolve_device(cfg.device)
-    threat = parse_threat(cfg.threat)
-    mean, std = cfg.normalisation()
+    device = resolve_device(plan.device)
+    threat = plan.threat
     loaded = load_model(
-        cfg.model, cfg.dataset, cfg.checkpoint, threat=threat.value, zoo_threat=cfg.zoo_threat,
-        model_dir=cfg.model_dir, trust_checkpoint=cfg.trust_checkpoint, mean=mean, std=std,
+        plan.model, plan.dataset, plan.checkpoint, threat=threat.value,
+        zoo_threat=plan.zoo_threat.value if plan.zoo_threat else None, model_dir=plan.model_dir,
+        trust_checkpoint=plan.trust_checkpoint, mean=plan.mean, std=plan.std,
     )
-    x_all, y_all = load_test_set(loaded.dataset, cfg.data_dir)
-    splits = make_splits(len(x_all), cfg.n_examples, cfg.n_select, cfg.seed, cfg.protocol)
+    x_all, y_all = load_test_set(loaded.dataset, plan.data_dir)
+    splits = make_splits(len(x_all), plan.n_examples, plan.n_select, plan.seed, plan.protocol.value)
     model = loaded.model.to(device)
 
     n_classes = _check_model_outputs(model, x_all, y_all, loaded.dataset, device)
@@ -263,25 +225,19 @@ def run_eval(
             f"(activations found: {coverage.describe_others()})."
         )
 
-    seed_everything(cfg.seed)
-    scorer: Scorer
-    if threat.is_norm_bounded:
-        eps = check_eps(cfg.eps) if cfg.eps is not None else default_eps(loaded.dataset, threat)
-        scorer = NormScorer(cfg, threat, eps, x_all, y_all, splits, device)
-    else:
-        scorer = CorruptionScorer(cfg, loaded.dataset, x_all, y_all, splits, device, progress.status)
-    ct = curvature_tuned(model, 1.0, impl=cfg.ctu)
-    common = {"model": loaded.name, "source": loaded.source, "weights": weights_digest(loaded.model),
-              "preprocessing": loaded.preprocessing, "dataset": loaded.dataset, "seed": cfg.seed}
+    seed_everything(plan.seed)
+    scorer = SCORERS[threat](plan, x_all, y_all, splits, device, progress.status)
+    ct = curvature_tuned(model, 1.0, impl=plan.ctu.value)
+    weights = weights_digest(loaded.model)
+    common = {"model": loaded.name, "source": loaded.source.value, "weights": weights,
+              "preprocessing": loaded.preprocessing, "dataset": loaded.dataset, "seed": plan.seed}
     cache = CellCache(store, common, scorer, device, progress)
-    betas = cfg.beta_grid()
     # Held-out protocol: the original model (beta = 1) is a candidate too, so CT is used only when it
     # beats ReLU on the held-out points (the honest analogue of the reference code's clipping).
-    base_candidate = cfg.protocol == "heldout" and not cfg.no_base_candidate
-    candidates = sorted(set(betas) | {1.0}) if base_candidate else list(betas)
+    candidates = list(plan.candidates)
     n_sel, n_eval = len(splits.select_indices), len(splits.eval_indices)
-    plan = _WorkPlan(scorer, progress, betas, n_sel, n_eval, n_classes)
-    plan.revise(PRIOR_CLEAN, PRIOR_ROBUST, PRIOR_ROBUST, candidates)
+    work = _WorkPlan(scorer, progress, n_sel, n_eval, n_classes)
+    work.revise(PRIOR_CLEAN, PRIOR_ROBUST, PRIOR_ROBUST, candidates)
 
     select_curve: dict[float, float] = {}
     select_clean: dict[float, float] = {}
@@ -292,93 +248,69 @@ def run_eval(
         select_curve[beta] = scored.robust_accuracy
         select_clean[beta] = scored.clean_accuracy
         best = max(select_curve, key=lambda b: (select_curve[b], b))
-        plan.revise(select_clean[best], select_curve[best], select_curve[max(select_curve)], candidates[i + 1:])
+        work.revise(select_clean[best], select_curve[best], select_curve[max(select_curve)], candidates[i + 1:])
     beta = choose_beta(select_curve)
 
     base_select = select_curve[max(select_curve)]  # the beta closest to the original model
     base = cache.get("final", 1.0, "base (ReLU) on the evaluation split",
                      lambda: _scored_with_progress(progress, scorer, ct, "final", 1.0, n_eval, n_classes,
-                                                   plan.final_survivors(base_select)))
-    plan.learn_from_base(base, base_select)
+                                                   work.final_survivors(base_select)))
+    work.learn_from_base(base, base_select)
     if beta == 1.0:  # the original model won the sweep: "CT" is the base model, already scored
         progress.skip("final:ct")
         ct_res = base
     else:  # plan CT's attack under its key before dropping the placeholder: the total never dips
-        progress.plan(_stage_key("final", beta), plan.work("final", select_clean[beta], select_curve[beta]))
+        progress.plan(_stage_key("final", beta), work.work("final", select_clean[beta], select_curve[beta]))
         progress.skip("final:ct")
         ct_res = cache.get("final", beta, f"CT \u03b2={beta:.2f} on the evaluation split",
                            lambda: _scored_with_progress(progress, scorer, ct, "final", beta, n_eval, n_classes,
-                                                         plan.final_survivors(select_curve[beta])))
+                                                         work.final_survivors(select_curve[beta])))
 
-    ct_summary = dict(ct_res.summary)
     ct_outcomes = ct_res.per_example
+    white_box: int | None = None
     sanity = None
-    if threat.is_norm_bounded and isinstance(scorer, NormScorer):
+    if isinstance(scorer, NormScorer):
         if base.adversarial is None:  # stored by an older ctrobust or another executor: the same seed gives them back
             base = _scored_with_progress(progress, scorer, ct, "final", 1.0, n_eval, n_classes,
-                                         plan.final_survivors(base_select))
+                                         work.final_survivors(base_select))
         progress.start("sanity", "sanity checks (transfer, budget sweep, gradients)", 0.0)
         robust, sanity = run_sanity_checks(
-            ct, beta, scorer.x_eval, scorer.y_eval, threat, scorer.eps, cfg.seed, cfg.batch_size, device,
+            ct, beta, scorer.x_eval, scorer.y_eval, threat, scorer.eps, plan.seed, plan.batch_size, device,
             base.adversarial if beta != 1.0 else None, ct_res.per_example["robust"], base.summary, ct_res.summary,
             scorer.final_label)
         progress.finish()
+        white_box = int(sum(ct_res.per_example["robust"]))
         ct_outcomes = {**ct_res.per_example, "robust": robust, "robust_white_box": ct_res.per_example["robust"]}
-        ct_summary = {**ct_summary, "robust_accuracy": sum(robust) / max(len(robust), 1),
-                      "robust_accuracy_white_box": ct_res.robust_accuracy}
     ct_measured = ct_outcomes  # CT's own outcomes, before any clipping to the base
-    clipped = False
-    if cfg.protocol == "paper" and float(ct_summary["robust_accuracy"]) < base.robust_accuracy:  # type: ignore[arg-type]
-        ct_summary = {**base.summary, "clipped_to_base_from": ct_summary["robust_accuracy"]}
+    ct_arm = ArmResult(beta, Counts.of(ct_outcomes), _details(ct_res.summary), white_box_correct=white_box)
+    base_arm = ArmResult(1.0, Counts.of(base.per_example), _details(base.summary))
+    if plan.protocol is Protocol.PAPER and ct_arm.robust_accuracy < base_arm.robust_accuracy:
+        ct_arm = ArmResult(beta, base_arm.counts, base_arm.details, clipped=True, clipped_from=ct_arm.robust_accuracy)
         ct_outcomes = base.per_example
-        clipped = True
-    gain = run_gain(threat.value, base.per_example, ct_outcomes)
+    gain = run_gain(threat, base.per_example, ct_outcomes)
     if sanity is not None:
         judge(sanity, gain.gain_points, scorer.final_label)
     flags = selection_flags(select_curve, beta, candidates, n_sel)
-    identity = run_identity(cfg)
 
-    result = {
-        "schema_version": RESULT_SCHEMA_VERSION,
-        "model": loaded.name,
-        "dataset": loaded.dataset,
-        "threat": threat.value,
-        **scorer.settings,
-        "attack": scorer.final_label,
-        "select_attack": scorer.select_label,
-        "seed": cfg.seed,
-        "protocol": cfg.protocol,
-        "optimistic": cfg.protocol == "paper",
-        "note": OPTIMISTIC_NOTE if cfg.protocol == "paper" else None,
-        "n_examples": len(splits.eval_indices),
-        "n_select": len(splits.select_indices),
-        "betas": betas,
-        "base_candidate": base_candidate,
-        "candidates": candidates,
-        "select_curve": {f"{b:.4g}": acc for b, acc in select_curve.items()},
-        "select_clean": {f"{b:.4g}": acc for b, acc in select_clean.items()},
-        "beta": beta,
-        "base": {**base.summary, "counts": _counts(base.per_example)},
-        "ct": {**ct_summary, "beta": beta, "clipped": clipped, "counts": _counts(ct_outcomes)},
-        "gain_points": 100.0 * (float(ct_summary["robust_accuracy"]) - base.robust_accuracy),  # type: ignore[arg-type]
-        "gain": gain.to_dict(),
-        "sanity_checks": sanity.to_dict() if sanity is not None else None,
-        "selection_flags": flags.to_dict(),
-        "identity": identity,
-        "run_id": run_digest(identity),
-        "command": command,
-        "per_example": {"base": base.per_example, "ct": ct_measured},
-        "eval_indices": splits.eval_indices,
-        "select_indices": splits.select_indices,
-        "ct_coverage": coverage.to_dict(),
-        "weights_digest": common["weights"],
-        "model_source": {"source": loaded.source, "checkpoint": loaded.checkpoint, **loaded.preprocessing},
-        "batch_size": cfg.batch_size,
-        "ctu": ctu_backend(cfg.ctu, device),
-        "wall_seconds": round(time.perf_counter() - start, 2),
-        "cells": {"computed": cache.computed, "reused": cache.reused},
-        "provenance": cache.prov,
-    }
+    result = RunResult(
+        run_id=plan.run_id, identity=plan.identity(), model=loaded.name, dataset=loaded.dataset, threat=threat,
+        eps=plan.eps, attack=scorer.final_label, select_attack=scorer.select_label, seed=plan.seed,
+        protocol=plan.protocol, n_examples=n_eval, n_select=n_sel, betas=list(plan.betas), candidates=candidates,
+        base_candidate=plan.base_candidate, select_curve=select_curve, select_clean=select_clean, beta=beta,
+        base=base_arm, ct=ct_arm, gain=gain, flags=flags,
+        per_example={"base": base.per_example, "ct": ct_measured},
+        eval_indices=splits.eval_indices, select_indices=splits.select_indices, weights_digest=weights,
+        model_source={"source": loaded.source.value, "checkpoint": loaded.checkpoint, **loaded.preprocessing},
+        provenance=cache.prov, settings=scorer.settings, sanity=sanity, ct_coverage=coverage.to_dict(),
+        batch_size=plan.batch_size, ctu=ctu_backend(plan.ctu.value, device),
+        wall_seconds=round(time.perf_counter() - start, 2), cells_computed=cache.computed,
+        cells_reused=cache.reused, command=command,
+    )
     if store is not None:
-        store.put_run(identity, result, command)
+        store.put_run(result)
     return result
+
+
+def _details(summary: dict[str, object]) -> dict[str, object]:
+    """A cell's summary without the accuracies, which the counts carry."""
+    return {k: v for k, v in summary.items() if k not in ("clean_accuracy", "robust_accuracy", "n")}

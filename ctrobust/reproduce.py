@@ -29,6 +29,7 @@ from typing import Any
 
 from ctrobust.config import EvalConfig, config_file_fields
 from ctrobust.errors import CtrobustError, unknown_name_error
+from ctrobust.plan import RunPlan
 
 GRID_KEYS = {"models": "model", "datasets": "dataset", "threats": "threat", "seeds": "seed", "protocols": "protocol"}
 SHIPPED = ("paper", "small")
@@ -36,14 +37,13 @@ SHIPPED = ("paper", "small")
 
 @dataclass(frozen=True)
 class Unit:
-    """One run of the grid."""
+    """One run of the grid, resolved."""
 
-    config: EvalConfig
+    plan: RunPlan
 
     @property
     def label(self) -> str:
-        c = self.config
-        return f"{c.model} {c.dataset or ''} {c.threat} seed {c.seed} {c.protocol}".replace("  ", " ")
+        return self.plan.label
 
 
 @dataclass
@@ -106,9 +106,7 @@ def load_config(name_or_path: str, overrides: dict[str, Any] | None = None) -> R
             chosen = dict(zip(GRID_KEYS.values(), combo))
             settings = {**defaults, **per_threat.get(str(chosen["threat"]).lower(), {}), **block, **chosen,
                         **(overrides or {})}
-            cfg = EvalConfig(**_typed(settings, path))
-            cfg.validate()
-            units.append(Unit(cfg))
+            units.append(Unit(EvalConfig(**_typed(settings, path)).resolve()))
     return ReproduceConfig(str(raw.get("name", path.stem)), str(raw.get("description", "")), str(path), units)
 
 

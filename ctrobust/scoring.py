@@ -14,7 +14,7 @@ import torch
 from ctrobust.attacks.evaluation import evaluate
 from ctrobust.cell import Scored
 from ctrobust.attacks.spec import AttackSpec
-from ctrobust.config import EvalConfig
+from ctrobust.plan import RunPlan
 from ctrobust.corruptions.evaluate import corruption_accuracy
 from ctrobust.corruptions.source import Cells, corrupted_cells
 from ctrobust.ct import CurvatureTuned
@@ -47,20 +47,22 @@ class Scorer(Protocol):
 class NormScorer:
     """Linf / L2: the selection attack on the selection split, the final attack on the eval split."""
 
-    def __init__(self, cfg: EvalConfig, threat: ThreatModel, eps: float, x: torch.Tensor, y: torch.Tensor,
-                 splits: Splits, device: torch.device) -> None:
-        self.cfg, self.threat, self.eps, self.device = cfg, threat, eps, device
-        self.select_spec: AttackSpec = cfg.selection_attack()
-        self.final_spec: AttackSpec = cfg.final_attack()
+    def __init__(self, plan: RunPlan, x: torch.Tensor, y: torch.Tensor, splits: Splits, device: torch.device,
+                 on_step: Callable[[str], None]) -> None:
+        assert plan.eps is not None and plan.select_attack is not None and plan.final_attack is not None
+        self.plan, self.threat, self.eps, self.device = plan, plan.threat, plan.eps, device
+        threat, eps = plan.threat, plan.eps
+        self.select_spec: AttackSpec = plan.select_attack
+        self.final_spec: AttackSpec = plan.final_attack
         self.select_label, self.final_label = self.select_spec.label(), self.final_spec.label()
         self.x_sel, self.y_sel = x[splits.select_indices], y[splits.select_indices]
         self.x_eval, self.y_eval = x[splits.eval_indices], y[splits.eval_indices]
-        self.settings = {"eps": eps, "attack_config": self.final_spec.to_dict(),
+        self.settings = {"attack_config": self.final_spec.to_dict(),
                          "select_attack_config": self.select_spec.to_dict()}
         library = f"pyautoattack {package_version('pyautoattack')}"
         self._identity = {
             stage: {"threat": threat.value, "eps": eps, "attack": spec.to_dict(), "library_version": library,
-                    **_split_identity(stage, indices), "batch_size": cfg.batch_size}
+                    **_split_identity(stage, indices), "batch_size": plan.batch_size}
             for stage, spec, indices in (("select", self.select_spec, splits.select_indices),
                                          ("final", self.final_spec, splits.eval_indices))
         }
@@ -76,7 +78,7 @@ class NormScorer:
     def _run(self, ct: CurvatureTuned, beta: float, x: torch.Tensor, y: torch.Tensor, spec: AttackSpec,
              keep_adversarial: bool = False) -> Scored:
         ct.beta = beta
-        res = evaluate(ct, x, y, self.threat, self.eps, spec, self.cfg.seed, self.cfg.batch_size, self.device)
+        res = evaluate(ct, x, y, self.threat, self.eps, spec, self.plan.seed, self.plan.batch_size, self.device)
         adversarial = None
         if keep_adversarial and res.x_adv is not None:  # the base model's successes, to transfer to CT
             fooled = torch.nonzero(res.clean_correct & ~res.robust_correct).flatten()
@@ -95,21 +97,22 @@ class NormScorer:
 class CorruptionScorer:
     """Corruptions: mean accuracy over the cells, on the selection split's and eval split's images."""
 
-    def __init__(self, cfg: EvalConfig, dataset: str, x: torch.Tensor, y: torch.Tensor, splits: Splits,
-                 device: torch.device, on_step: Callable[[str], None]) -> None:
-        self.cfg, self.device = cfg, device
-        corruptions, severities = cfg.corruption_cells()
-        data_dir = resolve_data_dir(cfg.data_dir)
+    def __init__(self, plan: RunPlan, x: torch.Tensor, y: torch.Tensor, splits: Splits, device: torch.device,
+                 on_step: Callable[[str], None]) -> None:
+        self.plan, self.device = plan, device
+        corruptions, severities = list(plan.corruptions), list(plan.severities)
+        dataset = plan.dataset
+        data_dir = resolve_data_dir(plan.data_dir)
         self.x_sel, self.y_sel = x[splits.select_indices], y[splits.select_indices]
         self.x_eval, self.y_eval = x[splits.eval_indices], y[splits.eval_indices]
         all_idx = sorted(set(splits.select_indices) | set(splits.eval_indices))
-        cells, info = corrupted_cells(dataset, data_dir, x, y, all_idx, corruptions, severities, cfg.seed, on_step)
+        cells, info = corrupted_cells(dataset, data_dir, x, y, all_idx, corruptions, severities, plan.seed, on_step)
         pos = {i: k for k, i in enumerate(all_idx)}
         self.sel_cells = _subset(cells, [pos[i] for i in splits.select_indices])
         self.eval_cells = _subset(cells, [pos[i] for i in splits.eval_indices])
         self.select_label = self.final_label = "corruptions"
         self.cells_per_image = len(cells) + 1
-        self.settings = {"eps": None, "corruptions": corruptions, "severities": severities, "corruption_data": info}
+        self.settings = {"corruptions": corruptions, "severities": severities, "corruption_data": info}
         library = "official files" if info["source"] == "official" else (
             f"imagecorruptions-imaug {package_version('imagecorruptions-imaug')}")
         common = {"threat": "corruptions", "eps": None, "attack": {"corruptions": corruptions,
@@ -125,7 +128,7 @@ class CorruptionScorer:
 
     def _run(self, ct: CurvatureTuned, beta: float, x: torch.Tensor, y: torch.Tensor, cells: Cells) -> Scored:
         ct.beta = beta
-        res = corruption_accuracy(ct, x, y, cells, self.cfg.batch_size, self.device)
+        res = corruption_accuracy(ct, x, y, cells, self.plan.batch_size, self.device)
         per_example = {"clean": res.clean_correct.int().tolist()}
         per_example.update({f"{c}/{s}": v.int().tolist() for (c, s), v in res.cells.items()})
         return Scored(res.clean_accuracy, res.robust_accuracy, res.summary(), per_example)
@@ -145,3 +148,13 @@ def _split_identity(stage: str, indices: list[int]) -> dict[str, Any]:
 def _subset(cells: Cells, positions: list[int]) -> Cells:
     index = torch.tensor(positions, dtype=torch.long)
     return {key: (x[index], y[index]) for key, (x, y) in cells.items()}
+
+
+# One scorer per threat model: adding a threat means a ThreatModel value (threats.py), its entry
+# here, and (for a new norm) its projection in the attacks.
+SCORERS: dict[ThreatModel, Callable[[RunPlan, torch.Tensor, torch.Tensor, Splits, torch.device,
+                                     Callable[[str], None]], Scorer]] = {
+    ThreatModel.LINF: NormScorer,
+    ThreatModel.L2: NormScorer,
+    ThreatModel.CORRUPTIONS: CorruptionScorer,
+}

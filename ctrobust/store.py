@@ -17,10 +17,13 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ctrobust.cell import Scored
 from ctrobust.errors import CtrobustError
+
+if TYPE_CHECKING:
+    from ctrobust.result import RunResult
 
 DEFAULT_STORE = Path("reports") / "ctrobust.sqlite"
 SCHEMA_VERSION = 1
@@ -212,37 +215,37 @@ class Store:
     def count_runs(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM runs").fetchone()[0])
 
-    def get_run(self, identity: dict[str, Any]) -> dict[str, Any] | None:
+    def get_run(self, identity: dict[str, Any]) -> RunResult | None:
         if not self._exists():
             return None
-        row = self._db.execute("SELECT result FROM runs WHERE key = ?", (identity_key(identity),)).fetchone()
-        return json.loads(row[0]) if row else None
+        row = self._db.execute("SELECT result, command FROM runs WHERE key = ?", (identity_key(identity),)).fetchone()
+        return _run_result(row[0], row[1]) if row else None
 
-    def put_run(self, identity: dict[str, Any], result: dict[str, Any], command: str | None) -> bool:
+    def put_run(self, result: RunResult) -> bool:
+        """Store a finished run under its identity (with the command that made it) unless it is there already."""
         values = (
-            identity_key(identity), json.dumps(identity, sort_keys=True),
-            result["model"], result["dataset"], result["threat"], result["protocol"], result["attack"],
-            result["seed"], result["n_examples"], result["beta"],
-            result["base"]["robust_accuracy"], result["ct"]["robust_accuracy"],
-            json.dumps(result), command, _now(),
+            identity_key(result.identity), json.dumps(result.identity, sort_keys=True),
+            result.model, result.dataset, result.threat.value, result.protocol.value, result.attack,
+            result.seed, result.n_examples, result.beta, result.base.robust_accuracy, result.ct.robust_accuracy,
+            json.dumps(result.to_dict()), result.command, _now(),
         )
         with self._transaction():
             cur = self._db.execute(f"INSERT OR IGNORE INTO runs VALUES ({','.join('?' * len(values))})", values)
         return cur.rowcount == 1
 
-    def runs(self) -> list[dict[str, Any]]:
-        """Every finished run's result, with the command that made it, oldest first."""
+    def runs(self) -> list[RunResult]:
+        """Every finished run, with the command that made it, oldest first."""
         if not self._exists():
             return []
-        rows = self._db.execute("SELECT result, command, key, identity FROM runs ORDER BY created, key").fetchall()
-        out = []
-        for result, command, key, identity in rows:
-            run = json.loads(result)
-            run["command"] = command
-            run["run_key"] = key
-            run.setdefault("identity", json.loads(identity))
-            out.append(run)
-        return out
+        rows = self._db.execute("SELECT result, command FROM runs ORDER BY created, key").fetchall()
+        return [_run_result(result, command) for result, command in rows]
+
+
+def _run_result(text: str, command: str | None) -> RunResult:
+    from ctrobust.result import RunResult
+
+    data = json.loads(text)
+    return RunResult.from_dict({**data, "command": command or data.get("command")})
 
 
 def _pack(arrays: dict[str, Any]) -> bytes:
@@ -293,14 +296,14 @@ def existing_store(path: str | os.PathLike[str] | None = None) -> Store:
 
 
 def select_runs(store: Store, model: str | None = None, dataset: str | None = None,
-                threat: str | None = None) -> list[dict[str, Any]]:
+                threat: str | None = None) -> list[RunResult]:
     """Finished runs, optionally only those of one model / dataset / threat; an error when none match."""
     from ctrobust.threats import parse_threat
 
-    wanted_threat = parse_threat(threat).value if threat else None
+    wanted_threat = parse_threat(threat) if threat else None
     runs = [r for r in store.runs()
-            if (model is None or r["model"] == model) and (dataset is None or r["dataset"] == dataset)
-            and (wanted_threat is None or r["threat"] == wanted_threat)]
+            if (model is None or r.model == model) and (dataset is None or r.dataset == dataset)
+            and (wanted_threat is None or r.threat is wanted_threat)]
     if not runs:
         filters = ", ".join(f"{k}={v}" for k, v in (("model", model), ("dataset", dataset), ("threat", threat)) if v)
         raise CtrobustError(f"No finished runs in {store.path}" + (f" with {filters}" if filters else "")

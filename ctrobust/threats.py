@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import math
-from enum import Enum
+from enum import StrEnum
 
 from ctrobust.errors import CtrobustError, unknown_name_error
 
 
-class ThreatModel(str, Enum):
+class ThreatModel(StrEnum):
     """Threat models; the value is the name RobustBench (and pyautoattack, for norms) uses."""
 
     LINF = "Linf"

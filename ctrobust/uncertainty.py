@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from ctrobust.stats import PairedGain, paired_gain, wilson_interval
+from ctrobust.threats import ThreatModel
 
 
 @dataclass(frozen=True)
@@ -59,13 +60,23 @@ def selection_flags(curve: Mapping[float, float], chosen: float, grid: Sequence[
     return SelectionFlags(flat, edge, chosen == 1.0, 100 * low, 100 * high, suggestion)
 
 
-def run_gain(threat: str, base: Mapping[str, Sequence[int]], ct: Mapping[str, Sequence[int]]) -> PairedGain:
+def flags_from_dict(data: Mapping[str, object] | None, curve: Mapping[float, float], chosen: float,
+                    n_select: int) -> SelectionFlags:
+    """Stored flags back as SelectionFlags; runs stored before flags existed get them computed."""
+    if not data:
+        return selection_flags(curve, chosen, sorted(curve), n_select)
+    band = data["best_band_points"]
+    return SelectionFlags(bool(data["flat_curve"]), data["beta_on_grid_edge"], bool(data["no_ct"]),  # type: ignore[arg-type]
+                          float(band[0]), float(band[1]), data["suggested_betas"])  # type: ignore[index,arg-type]
+
+
+def run_gain(threat: ThreatModel, base: Mapping[str, Sequence[int]], ct: Mapping[str, Sequence[int]]) -> PairedGain:
     """CT minus base on the same points, from the per-example outcomes of both final cells.
 
     Norm threats: robust correctness per point. Corruptions: correctness per (point, cell) pair,
     pooled; such pairs are not independent (one image in many cells), so the interval is too narrow.
     """
-    if threat == "corruptions":
+    if not threat.is_norm_bounded:
         keys = [k for k in base if k != "clean"]
         return paired_gain([v for k in keys for v in base[k]], [v for k in keys for v in ct[k]])
     return paired_gain(base["robust"], ct["robust"])

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+
+from ctrobust.attacks.spec import AttackName
 import torch.nn as nn
 
 import ctrobust.attacks.evaluation as evaluate_module
@@ -70,11 +72,11 @@ def test_autoattack_on_five_classes_caps_targets() -> None:
 def test_claimed_success_outside_ball_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
     model, x, y, _ = linear_problem(ThreatModel.LINF, 0.02)
 
-    def cheating_attack(model, x, y, eps, threat, spec, seed, batch_size):  # type: ignore[no-untyped-def]
+    def cheating_attack(model, x, y, clean_correct, eps, threat, spec, seed, batch_size):  # type: ignore[no-untyped-def]
         f = model.f(x).detach()
-        return (x - torch.sign(f).view(-1, 1, 1, 1) * 10 * eps).clamp(0, 1)  # far outside the ball
+        return (x - torch.sign(f).view(-1, 1, 1, 1) * 10 * eps).clamp(0, 1), {}  # far outside the ball
 
-    monkeypatch.setattr(evaluate_module, "_gradient_attack", cheating_attack)
+    monkeypatch.setitem(evaluate_module.ATTACK_RUNNERS, AttackName.PGD, cheating_attack)
     res = evaluate(model, x, y, "linf", eps=0.02, attack="pgd")
     assert res.rejected > 0
     assert torch.equal(res.robust_correct, res.clean_correct)

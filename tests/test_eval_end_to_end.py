@@ -10,6 +10,8 @@ import torch
 
 from conftest import read_json, run_cli
 from ctrobust.config import EvalConfig
+from ctrobust.plan import RunPlan
+from ctrobust.result import RunResult
 from ctrobust.models import load_model
 from ctrobust.pipeline import run_eval
 
@@ -55,10 +57,10 @@ def test_json_flag_prints_parsable_json(tmp_path: Path) -> None:
     assert result["protocol"] == "heldout" and result["optimistic"] is False
 
 
-def _small_cfg(**kw: object) -> EvalConfig:
+def _small_plan(**kw: object) -> RunPlan:
     base = dict(n_examples=60, n_select=60, betas="0.8,0.9", attack="pgd", steps=10, select_steps=10, seed=1)
     base.update(kw)
-    return EvalConfig(**base)  # type: ignore[arg-type]
+    return EvalConfig(**base).resolve()  # type: ignore[arg-type]
 
 
 @pytest.mark.slow
@@ -67,31 +69,34 @@ def test_selection_curve_matches_direct_evaluation(fmnist_test) -> None:  # type
     from ctrobust import curvature_tuned, evaluate
     from ctrobust.attacks.spec import AttackSpec
 
-    result = run_eval(_small_cfg())
+    result = run_eval(_small_plan())
     x, y = fmnist_test
     model = load_model("smallcnn").model
-    idx = result["select_indices"]
-    for beta_text, acc in result["select_curve"].items():
-        res = evaluate(curvature_tuned(model, float(beta_text)), x[idx], y[idx], "linf", eps=0.05,
+    idx = result.select_indices
+    for beta, acc in result.select_curve.items():
+        res = evaluate(curvature_tuned(model, beta), x[idx], y[idx], "linf", eps=0.05,
                        attack=AttackSpec("apgd-ce", 10), seed=1, batch_size=500)
         assert res.robust_accuracy == pytest.approx(acc)
-    best = max(result["select_curve"].items(), key=lambda kv: (kv[1], float(kv[0])))
-    assert result["beta"] == float(best[0])
+    best = max(result.select_curve.items(), key=lambda kv: (kv[1], kv[0]))
+    assert result.beta == best[0]
+    # The accuracies are the exact counts' ratios, as stored.
+    assert result.base.counts.n == 60 and result.base.robust_accuracy == result.base.counts.robust_correct / 60
 
 
 @pytest.mark.slow
 def test_paper_protocol_is_labelled_and_clipped() -> None:
-    result = run_eval(_small_cfg(protocol="paper"))
-    assert result["optimistic"] is True and "OPTIMISTIC" in result["note"]
-    assert result["select_indices"] == result["eval_indices"]
-    assert result["select_attack"] == result["attack"]
-    assert result["ct"]["robust_accuracy"] >= result["base"]["robust_accuracy"]
+    result = run_eval(_small_plan(protocol="paper"))
+    assert result.optimistic is True and result.note is not None and "OPTIMISTIC" in result.note
+    assert result.select_indices == result.eval_indices
+    assert result.select_attack == result.attack
+    assert result.ct.robust_accuracy >= result.base.robust_accuracy
 
 
 @pytest.mark.slow
 def test_same_seed_same_result() -> None:
-    a, b = run_eval(_small_cfg()), run_eval(_small_cfg())
-    assert a["per_example"] == b["per_example"] and a["select_curve"] == b["select_curve"]
+    a, b = run_eval(_small_plan()), run_eval(_small_plan())
+    assert a.per_example == b.per_example and a.select_curve == b.select_curve
+    assert RunResult.from_dict(json.loads(json.dumps(a.to_dict()))).to_dict() == a.to_dict()  # stored = returned
 
 
 def test_shipped_weights_reach_90_percent(fmnist_test) -> None:  # type: ignore[no-untyped-def]

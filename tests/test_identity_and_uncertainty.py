@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
 
 from conftest import run_cli
-from ctrobust.config import EvalConfig, opt
-from ctrobust.pipeline import run_digest, run_identity
+from ctrobust.config import EvalConfig
+from ctrobust.plan import RunPlan
 from ctrobust.report.tables import paper_table
 from ctrobust.stats import paired_gain, paired_gain_counts, pooled_gain
 from ctrobust.store import existing_store
@@ -54,15 +54,30 @@ def test_selection_flags() -> None:
 
 
 def test_new_option_changes_identity_without_touching_a_list() -> None:
-    @dataclass
-    class WithNewOption(EvalConfig):
-        temperature: float = opt(1.0, "a new setting that changes the numbers")
+    @dataclass(frozen=True)
+    class WithNewOption(RunPlan):
+        temperature: float = 1.0
+        scratch_dir: str = field(default="/tmp", metadata={"identity": False})
 
-    a, b = WithNewOption(temperature=1.0), WithNewOption(temperature=2.0)
-    assert "temperature" in run_identity(a)
-    assert run_digest(run_identity(a)) != run_digest(run_identity(b))
+    plan = EvalConfig().resolve()
+    a = WithNewOption(**{**plan.__dict__, "temperature": 1.0})
+    b = replace(a, temperature=2.0)
+    assert "temperature" in a.identity() and "scratch_dir" not in a.identity()
+    assert a.run_id != b.run_id
+    assert replace(a, scratch_dir="/elsewhere").run_id == a.run_id
     # Options marked as not affecting the numbers stay out of it.
-    assert run_identity(EvalConfig(device="cpu")) == run_identity(EvalConfig(device="cuda"))
+    assert EvalConfig(device="cpu").resolve().run_id == EvalConfig(device="cuda").resolve().run_id
+
+
+def test_identity_is_of_the_resolved_plan() -> None:
+    """The same run spelt two ways is one run: eps defaults, beta grids and names are resolved first."""
+    default = EvalConfig().resolve()
+    assert default.eps == 0.05 and default.dataset == "fashion-mnist"
+    assert EvalConfig(eps=0.05, dataset="fmnist", threat="LINF").resolve().run_id == default.run_id
+    assert EvalConfig(betas="0.8,0.9").resolve().run_id == EvalConfig(betas="0.80:0.90:0.1").resolve().run_id
+    assert EvalConfig(betas="0.8,0.9").resolve().run_id != EvalConfig(betas="0.8,0.95").resolve().run_id
+    assert EvalConfig(eps=0.03).resolve().run_id != default.run_id
+    assert EvalConfig(no_base_candidate=True).resolve().run_id != default.run_id
 
 
 def _run(tmp_path: Path, store: Path, *args: str) -> dict:

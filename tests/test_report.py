@@ -118,8 +118,13 @@ def test_report_renders_in_headless_chromium(report_dir: Path) -> None:
 @pytest.mark.slow
 def test_leaderboard_entries_and_pages(filled_store: Path, tmp_path: Path) -> None:
     out = tmp_path / "leaderboards"
+    stale = out / "fashion-mnist" / "l2" / "stale-model.json"  # a broken file left in the folder
+    stale.parent.mkdir(parents=True)
+    stale.write_text("{not json")
     proc = run_cli("leaderboard", "--store", str(filled_store), "--out", str(out))
     assert proc.returncode == 0, proc.stderr
+    stale.unlink()  # the pages come from the store: the stale file is neither read nor ranked
+    assert "stale-model" not in (out / "index.html").read_text() + (out / "README.md").read_text()
     entries = sorted(out.glob("*/*/*.json"))
     assert [p.relative_to(out).parts[:2] for p in entries] == [("fashion-mnist", "corruptions"), ("fashion-mnist", "linf")]
     linf = json.loads(entries[1].read_text())

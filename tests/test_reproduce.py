@@ -39,13 +39,14 @@ def _count(store: Path, table: str) -> int:
 
 def test_shipped_configs_expand_to_valid_units() -> None:
     small = load_config("small")
-    assert len(small.units) == 12 and {u.config.threat for u in small.units} == {"linf", "l2", "corruptions"}
-    assert {u.config.n_examples for u in small.units if u.config.threat == "corruptions"} == {100}
+    assert len(small.units) == 12 and {u.plan.threat.cli_name for u in small.units} == {"linf", "l2", "corruptions"}
+    assert {u.plan.n_examples for u in small.units if not u.plan.threat.is_norm_bounded} == {100}
     paper = load_config("paper")
     assert len(paper.units) == 3 * 3 * 3 * 3 * 2
-    assert {u.config.seed for u in paper.units} == {42, 43, 44}
-    assert {u.config.dataset for u in paper.units} == {"cifar10", "cifar100", "imagenet"}
-    assert all(u.config.n_examples == 1000 and u.config.attack == "autoattack" for u in paper.units)
+    assert {u.plan.seed for u in paper.units} == {42, 43, 44}
+    assert {u.plan.dataset for u in paper.units} == {"cifar10", "cifar100", "imagenet"}
+    assert all(u.plan.n_examples == 1000 and (u.plan.final_attack is None or u.plan.final_attack.name == "autoattack")
+               for u in paper.units)
 
 
 @pytest.mark.parametrize("text,needle", [

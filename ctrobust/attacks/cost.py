@@ -10,7 +10,9 @@ measured on the shipped model (see benchmarks/RESULTS.md, "Progress and ETA").
 
 from __future__ import annotations
 
-from ctrobust.attacks.spec import AttackSpec
+from collections.abc import Callable
+
+from ctrobust.attacks.spec import AttackName, AttackSpec
 from ctrobust.progress import GRAD_WEIGHT
 
 AA_ITERATIONS = 100
@@ -60,18 +62,27 @@ def autoattack_remaining(version: str, attack: str, started: bool, points_left: 
     return sum(autoattack_attack_work(a, points_left, n_classes, version) for a in order[order.index(name) + 1:])
 
 
+def _autoattack_work(spec: AttackSpec, correct: float, survivors: float, n: int, n_classes: int) -> float:
+    checks = 3.0 * min(n, 500)  # AutoAttack's checks of the model on its first batch
+    first, *rest = AUTOATTACK_ATTACKS.get(spec.version, AUTOATTACK_ATTACKS["standard"])
+    work = autoattack_attack_work(first, round(correct), n_classes, spec.version)
+    return checks + work + sum(autoattack_attack_work(a, round(survivors), n_classes, spec.version) for a in rest)
+
+
+def _pgd_work(spec: AttackSpec, correct: float, survivors: float, n: int, n_classes: int) -> float:
+    return correct * ((spec.steps or 20) * GRAD_WEIGHT + 1) * spec.restarts  # then one forward per restart
+
+
+def _apgd_work(spec: AttackSpec, correct: float, survivors: float, n: int, n_classes: int) -> float:
+    return correct * ((spec.steps or 20) + 2) * GRAD_WEIGHT * spec.restarts
+
+
+ATTACK_WORK: dict[AttackName, Callable[[AttackSpec, float, float, int, int], float]] = {
+    AttackName.AUTOATTACK: _autoattack_work, AttackName.PGD: _pgd_work, AttackName.APGD_CE: _apgd_work,
+}
+
+
 def attack_work(spec: AttackSpec, n: int, clean_fraction: float, robust_fraction: float, n_classes: int = 10) -> float:
     """Estimated units of one evaluation: the clean pass, the attack, and the re-check of candidates."""
-    correct = n * clean_fraction
-    survivors = n * robust_fraction
     fixed = 2.0 * n  # clean predictions and the re-check of the candidates
-    if spec.name == "autoattack":
-        checks = 3.0 * min(n, 500)  # AutoAttack's checks of the model on its first batch
-        first, *rest = AUTOATTACK_ATTACKS.get(spec.version, AUTOATTACK_ATTACKS["standard"])
-        work = autoattack_attack_work(first, round(correct), n_classes, spec.version)
-        work += sum(autoattack_attack_work(a, round(survivors), n_classes, spec.version) for a in rest)
-        return fixed + checks + work
-    steps = spec.steps or 20
-    if spec.name == "pgd":  # each step a gradient, then one forward to keep the best restart
-        return fixed + correct * (steps * GRAD_WEIGHT + 1) * spec.restarts
-    return fixed + correct * (steps + 2) * GRAD_WEIGHT * spec.restarts
+    return fixed + ATTACK_WORK[spec.name](spec, n * clean_fraction, n * robust_fraction, n, n_classes)

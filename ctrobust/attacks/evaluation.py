@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -10,7 +11,7 @@ import torch.nn as nn
 
 from ctrobust.attacks.autoattack import apgd_ce, autoattack
 from ctrobust.attacks.pgd import pgd_attack
-from ctrobust.attacks.spec import ATTACKS, AttackSpec, as_spec
+from ctrobust.attacks.spec import ATTACKS, AttackName, AttackSpec, as_spec
 from ctrobust.attacks.verify import verify_adversarial
 from ctrobust.errors import CtrobustError, require_finite
 from ctrobust.threats import ThreatModel, check_eps, default_eps, parse_threat
@@ -108,18 +109,7 @@ def evaluate(
     start = time.perf_counter()
     clean_pred = _predict(model, x, batch_size)
     clean_correct = clean_pred == y
-    x_adv = x.clone()
-    extra: dict[str, object] = {}
-    if spec.name == "autoattack":
-        # All points go to AutoAttack, which skips the misclassified ones itself: the flags are then
-        # exactly those of calling pyautoattack directly with the same seed (its random starts are
-        # drawn per batch, so a different subset would draw different starts).
-        x_adv, per_attack = autoattack(model, x, y, eps, threat, _num_classes(model, x), seed, batch_size, spec.version)
-        extra["robust_accuracy_after"] = per_attack  # AutoAttack's own count, before ctrobust's re-check
-    else:
-        idx = torch.nonzero(clean_correct).flatten()
-        if len(idx):
-            x_adv[idx] = _gradient_attack(model, x[idx], y[idx], eps, threat, spec, seed, batch_size)
+    x_adv, extra = ATTACK_RUNNERS[spec.name](model, x, y, clean_correct, eps, threat, spec, seed, batch_size)
     check = verify_adversarial(model, x, x_adv, y, eps, threat, claimed=clean_correct & (x_adv != x).flatten(1).any(1))
     robust_correct = clean_correct & ~check.fooled
     x_adv = torch.where(check.fooled.view(-1, *([1] * (x.dim() - 1))), x_adv, x)
@@ -137,23 +127,50 @@ def evaluate(
     )
 
 
-def _gradient_attack(
-    model: nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    eps: float,
-    threat: ThreatModel,
-    spec: AttackSpec,
-    seed: int,
-    batch_size: int,
-) -> torch.Tensor:
-    """PGD or APGD-CE candidates, batch by batch."""
-    steps = spec.steps or 20
-    parts = []
-    for i in range(0, len(x), batch_size):
-        xb, yb = x[i : i + batch_size], y[i : i + batch_size]
-        if spec.name == "pgd":
-            parts.append(pgd_attack(model, xb, yb, eps, threat, steps, spec.step_size, spec.restarts, seed + i))
-        else:
-            parts.append(apgd_ce(model, xb, yb, eps, threat, steps, seed, spec.restarts))
-    return torch.cat(parts)
+AttackRunner = Callable[
+    [nn.Module, torch.Tensor, torch.Tensor, torch.Tensor, float, ThreatModel, AttackSpec, int, int],
+    tuple[torch.Tensor, dict[str, object]],
+]
+
+
+def _run_autoattack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, clean_correct: torch.Tensor, eps: float,
+                    threat: ThreatModel, spec: AttackSpec, seed: int, batch_size: int
+                    ) -> tuple[torch.Tensor, dict[str, object]]:
+    """All points go to AutoAttack, which skips the misclassified ones itself: the flags are then
+    exactly those of calling pyautoattack directly with the same seed (its random starts are drawn
+    per batch, so a different subset would draw different starts)."""
+    x_adv, per_attack = autoattack(model, x, y, eps, threat, _num_classes(model, x), seed, batch_size, spec.version)
+    return x_adv, {"robust_accuracy_after": per_attack}  # AutoAttack's own count, before ctrobust's re-check
+
+
+def _gradient_runner(step: Callable[..., torch.Tensor]) -> AttackRunner:
+    """A runner that attacks the correctly classified points only, batch by batch, with ``step``."""
+
+    def run(model: nn.Module, x: torch.Tensor, y: torch.Tensor, clean_correct: torch.Tensor, eps: float,
+            threat: ThreatModel, spec: AttackSpec, seed: int, batch_size: int) -> tuple[torch.Tensor, dict[str, object]]:
+        x_adv = x.clone()
+        idx = torch.nonzero(clean_correct).flatten()
+        for i in range(0, len(idx), batch_size):
+            part = idx[i : i + batch_size]
+            x_adv[part] = step(model, x[part], y[part], eps, threat, spec, seed, i)
+        return x_adv, {}
+
+    return run
+
+
+def _pgd_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, threat: ThreatModel, spec: AttackSpec,
+              seed: int, offset: int) -> torch.Tensor:
+    return pgd_attack(model, x, y, eps, threat, spec.steps or 20, spec.step_size, spec.restarts, seed + offset)
+
+
+def _apgd_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, threat: ThreatModel, spec: AttackSpec,
+               seed: int, offset: int) -> torch.Tensor:
+    return apgd_ce(model, x, y, eps, threat, spec.steps or 20, seed, spec.restarts)
+
+
+# One runner per attack: adding an attack means an AttackName, a runner here and its cost in cost.py.
+ATTACK_RUNNERS: dict[AttackName, AttackRunner] = {
+    AttackName.AUTOATTACK: _run_autoattack,
+    AttackName.PGD: _gradient_runner(_pgd_step),
+    AttackName.APGD_CE: _gradient_runner(_apgd_step),
+}

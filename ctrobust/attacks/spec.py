@@ -3,27 +3,38 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from enum import StrEnum
 
 from ctrobust.errors import CtrobustError, unknown_name_error
 
-ATTACKS = ("autoattack", "pgd", "apgd-ce")
-DEFAULT_STEPS = {"pgd": 20, "apgd-ce": 20}
+
+class AttackName(StrEnum):
+    """Attacks ctrobust runs; ``attacks/evaluation.py`` maps each to its runner, ``attacks/cost.py`` to its cost."""
+
+    AUTOATTACK = "autoattack"
+    PGD = "pgd"
+    APGD_CE = "apgd-ce"
+
+
+ATTACKS = tuple(a.value for a in AttackName)
+DEFAULT_STEPS = {AttackName.PGD: 20, AttackName.APGD_CE: 20}
 
 
 @dataclass(frozen=True)
 class AttackSpec:
     """An attack name and its settings; ``steps``/``restarts`` apply to pgd and apgd-ce."""
 
-    name: str = "autoattack"
+    name: AttackName = AttackName.AUTOATTACK
     steps: int | None = None
     restarts: int = 1
     step_size: float | None = None
     version: str = "standard"
 
     def __post_init__(self) -> None:
-        name = self.name.strip().lower().replace("_", "-")
-        if name not in ATTACKS:
-            raise unknown_name_error("attack", self.name, ATTACKS)
+        text = str(self.name).strip().lower().replace("_", "-")
+        if text not in ATTACKS:
+            raise unknown_name_error("attack", str(self.name), ATTACKS)
+        name = AttackName(text)
         object.__setattr__(self, "name", name)
         if self.steps is None and name in DEFAULT_STEPS:
             object.__setattr__(self, "steps", DEFAULT_STEPS[name])
@@ -37,15 +48,16 @@ class AttackSpec:
             raise CtrobustError(f"Expected AutoAttack version standard, plus or rand, but got {self.version!r}.")
 
     def label(self) -> str:
-        if self.name == "autoattack":
+        if self.name is AttackName.AUTOATTACK:
             return f"autoattack-{self.version}"
-        return f"{self.name}-{self.steps}steps" + (f"-{self.restarts}restarts" if self.restarts > 1 else "")
+        return f"{self.name.value}-{self.steps}steps" + (f"-{self.restarts}restarts" if self.restarts > 1 else "")
 
     def to_dict(self) -> dict[str, object]:
-        if self.name == "autoattack":
-            return {"name": self.name, "version": self.version}
+        if self.name is AttackName.AUTOATTACK:
+            return {"name": self.name.value, "version": self.version}
         out = asdict(self)
         out.pop("version")
+        out["name"] = self.name.value
         return out
 
 

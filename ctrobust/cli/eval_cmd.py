@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ctrobust.config import CLI_ONLY_METADATA, EvalConfig, config_fields
 
 if TYPE_CHECKING:
+    from ctrobust.plan import RunPlan
+    from ctrobust.result import RunResult
     from ctrobust.store import Store
 
 EPILOG = """examples:
@@ -47,37 +49,36 @@ def run(args: argparse.Namespace) -> int:
     from ctrobust.store import open_store
 
     cfg = EvalConfig(**{name: getattr(args, name) for name, _, _ in config_fields()})
-    cfg.validate()
+    plan = cfg.resolve()
     # Outputs are checked before any work: a bad --out found after an hour's run loses the hour.
     out_root = check_output_dir(cfg.out) if cfg.out else check_output_dir("reports", what="the output folder")
     if cfg.ray_address and cfg.executor != "ray":
         raise CtrobustError("--ray-address goes with --executor ray.")
     with open_store(cfg.store) as store:
         if cfg.executor == "ray":
-            result = _run_on_ray(cfg, store, args.command_line)
+            result = _run_on_ray(plan, cfg.ray_address, store, args.command_line)
         else:
             with RunProgress("ctrobust eval", disable=cfg.no_progress or args.verbosity < 0) as progress:
-                result = run_eval(cfg, progress=progress, store=store, command=args.command_line)
+                result = run_eval(plan, progress=progress, store=store, command=args.command_line)
     out_dir = out_root if cfg.out else out_root / run_name(result)
     json_path, csv_path = write_result(result, out_dir)
     if cfg.json:
-        sys.stdout.write(json.dumps(result) + "\n")
+        sys.stdout.write(json.dumps(result.to_dict()) + "\n")
     else:
         print(summary_table(result))
-        cells = result["cells"]
         print(f"\nwrote {json_path} and {csv_path}; store {store.path}: "
-              f"{cells['computed']} cells computed, {cells['reused']} reused")
+              f"{result.cells_computed} cells computed, {result.cells_reused} reused")
     return 0
 
 
-def _run_on_ray(cfg: EvalConfig, store: Store, command: str) -> dict[str, Any]:
+def _run_on_ray(plan: RunPlan, address: str | None, store: Store, command: str) -> RunResult:
     """The run as one unit on a Ray cluster; the store here receives its cells and result."""
     from ctrobust.errors import CtrobustError
     from ctrobust.executors import run_grid
     from ctrobust.reproduce import ReproduceConfig, Unit
 
-    grid = ReproduceConfig("eval", "", "(command line)", [Unit(cfg)])
-    outcome = run_grid(grid, store, "ray", command=command, ray_address=cfg.ray_address)
+    grid = ReproduceConfig("eval", "", "(command line)", [Unit(plan)])
+    outcome = run_grid(grid, store, "ray", command=command, ray_address=address)
     if outcome.failures:
         raise CtrobustError(outcome.failures[0][1])
     return outcome.results[0]

@@ -11,7 +11,7 @@ EPILOG = """examples:
   ctrobust leaderboard --store runs.sqlite --out leaderboards
 
 Writes <out>/<dataset>/<threat>/<model>.json per model (held-out runs preferred, then AutoAttack, then the
-largest n; mean over seeds), then <out>/README.md and <out>/index.html from every entry under <out>.
+largest n; mean over the seeds of one setting), then <out>/README.md and <out>/index.html ranking them.
 """
 
 
@@ -32,8 +32,9 @@ def run(args: argparse.Namespace) -> int:
     out = check_output_dir(args.out)
     with existing_store(args.store) as store:
         runs = select_runs(store, model=args.model, dataset=args.dataset, threat=args.threat)
-    paths = write_entries(entries_from_runs(runs), out)
-    md, html = write_leaderboard_pages(out)
+    entries = entries_from_runs(runs)
+    paths = write_entries(entries, out)
+    md, html = write_leaderboard_pages(entries, out)
     for path in paths:
         print(f"wrote {path}")
     print(f"wrote {md} and {html}")

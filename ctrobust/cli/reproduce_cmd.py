@@ -49,7 +49,6 @@ def run(args: argparse.Namespace) -> int:
     from ctrobust.errors import CtrobustError
     from ctrobust.executors import Progress, run_grid
     from ctrobust.outputs import check_output_dir, safe_name
-    from ctrobust.pipeline import run_identity
     from ctrobust.report.tables import paper_table, paper_table_markdown, summary_rows, write_csv
     from ctrobust.reproduce import load_config
     from ctrobust.store import open_store
@@ -60,14 +59,14 @@ def run(args: argparse.Namespace) -> int:
                                    ("model_dir", args.model_dir)) if v is not None}
     config = load_config(args.config, overrides)
     if args.protocol:
-        config.units = [u for u in config.units if u.config.protocol in args.protocol]
+        config.units = [u for u in config.units if u.plan.protocol in args.protocol]
     # The default folder comes from the config's name, which an untrusted file sets: keep it in reports/.
     out = check_output_dir(args.out) if args.out else check_output_dir(
         Path("reports") / f"reproduce-{safe_name(config.name)}", inside="reports", what="the output folder")
     with open_store(args.store) as store:
         if args.dry_run:
             for unit in config.units:
-                state = "stored" if store.get_run(run_identity(unit.config)) else "to run"
+                state = "stored" if store.get_run(unit.plan.identity()) else "to run"
                 print(f"{state:>7}  {unit.label}")
             print(f"{len(config.units)} units in {config.path}; store {store.path}")
             return 0

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
-
 from ctrobust.errors import unknown_name_error
 from ctrobust.reproduce import ReproduceConfig
+from ctrobust.result import RunResult
 from ctrobust.store import Store
 
 EXECUTORS = ("local", "ray")
@@ -19,7 +18,7 @@ EXECUTORS = ("local", "ray")
 
 @dataclass
 class GridOutcome:
-    results: list[dict[str, Any]] = field(default_factory=list)
+    results: list[RunResult] = field(default_factory=list)
     failures: list[tuple[str, str]] = field(default_factory=list)  # (unit label, error)
     ran: int = 0
     already_stored: int = 0

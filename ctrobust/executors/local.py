@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ctrobust.errors import CtrobustError
 from ctrobust.executors import GridOutcome, Progress, ProgressFn
-from ctrobust.pipeline import run_eval, run_identity
+from ctrobust.pipeline import run_eval
 from ctrobust.progress import RunProgress
 from ctrobust.reproduce import ReproduceConfig
 from ctrobust.store import Store
@@ -15,7 +15,7 @@ def run_local(config: ReproduceConfig, store: Store, command: str | None, on_pro
     progress = Progress(total=len(config.units))
     notify = on_progress or (lambda _p: None)
     for unit in config.units:
-        identity = run_identity(unit.config)
+        identity = unit.plan.identity()
         stored = store.get_run(identity)
         if stored is not None:
             outcome.results.append(stored)
@@ -32,15 +32,15 @@ def run_local(config: ReproduceConfig, store: Store, command: str | None, on_pro
 
         try:
             tracker = RunProgress(unit.label, disable=True, on_label=on_step)
-            result = run_eval(unit.config, progress=tracker, store=store, command=command)
+            result = run_eval(unit.plan, progress=tracker, store=store, command=command)
         except CtrobustError as exc:
             outcome.failures.append((unit.label, str(exc)))
             store.put_failure(identity, unit.label, str(exc), "local")
             progress.failed += 1
         else:
             outcome.ran += 1
-            outcome.cells_computed += result["cells"]["computed"]
-            outcome.cells_reused += result["cells"]["reused"]
+            outcome.cells_computed += result.cells_computed
+            outcome.cells_reused += result.cells_reused
             outcome.results.append(result)
             progress.done += 1
         progress.running, progress.current = 0, ""

@@ -18,11 +18,12 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from ctrobust.config import EvalConfig
 from ctrobust.errors import CtrobustError
 from ctrobust.executors import GridOutcome, Progress, ProgressFn
-from ctrobust.pipeline import run_eval, run_identity
+from ctrobust.pipeline import run_eval
+from ctrobust.plan import Device, RunPlan
 from ctrobust.reproduce import ReproduceConfig, Unit
+from ctrobust.result import RunResult
 from ctrobust.store import Store, memory_store
 
 INSTALL_HINT = "--executor ray needs Ray: pip install -e '.[ray]' in a checkout (or: pip install ray==2.58.0)."
@@ -33,19 +34,19 @@ class UnitResult:
     """What a worker sends back: the run's result and its cells, or the user error that stopped it."""
 
     label: str
-    result: dict[str, Any] | None
+    result: dict[str, Any] | None  # RunResult.to_dict(): plain data across the wire
     cells: list[dict[str, Any]]
     error: str | None
 
 
-def evaluate_unit(cfg: EvalConfig, label: str, command: str | None) -> UnitResult:
+def evaluate_unit(plan: RunPlan, label: str, command: str | None) -> UnitResult:
     """The worker's job: one unit into an in-memory store. User errors come back as values, not raised."""
     with memory_store() as store:
         try:
-            result = run_eval(cfg, store=store, command=command)
+            result = run_eval(plan, store=store, command=command)
         except CtrobustError as exc:
             return UnitResult(label, None, [], str(exc))
-        return UnitResult(label, result, store.cell_rows(), None)
+        return UnitResult(label, result.to_dict(), store.cell_rows(), None)
 
 
 def prefetch(units: list[Unit]) -> dict[str, str]:
@@ -56,13 +57,13 @@ def prefetch(units: list[Unit]) -> dict[str, str]:
     errors: dict[tuple[Any, ...], str | None] = {}
     failed: dict[str, str] = {}
     for unit in units:
-        c = unit.config
+        c = unit.plan
         key = (c.model, c.dataset, c.checkpoint, c.threat, c.zoo_threat, c.model_dir, c.data_dir)
         if key not in errors:
             try:
-                mean, std = c.normalisation()
-                loaded = load_model(c.model, c.dataset, c.checkpoint, threat=c.threat, zoo_threat=c.zoo_threat,
-                                    model_dir=c.model_dir, trust_checkpoint=c.trust_checkpoint, mean=mean, std=std)
+                loaded = load_model(c.model, c.dataset, c.checkpoint, threat=c.threat.value,
+                                    zoo_threat=c.zoo_threat.value if c.zoo_threat else None, model_dir=c.model_dir,
+                                    trust_checkpoint=c.trust_checkpoint, mean=c.mean, std=c.std)
                 load_test_set(loaded.dataset, c.data_dir)
                 errors[key] = None
             except CtrobustError as exc:
@@ -80,8 +81,8 @@ def _import_ray() -> Any:
     return ray
 
 
-def _resources(cfg: EvalConfig, cluster_gpus: float) -> dict[str, float]:
-    wants_gpu = cfg.device == "cuda" or (cfg.device == "auto" and cluster_gpus > 0)
+def _resources(plan: RunPlan, cluster_gpus: float) -> dict[str, float]:
+    wants_gpu = plan.device is Device.CUDA or (plan.device is Device.AUTO and cluster_gpus > 0)
     if wants_gpu:
         return {"num_gpus": 1, "num_cpus": 1}
     return {"num_cpus": float(os.environ.get("CTROBUST_RAY_CPUS", "1"))}
@@ -100,7 +101,7 @@ def run_ray(config: ReproduceConfig, store: Store, command: str | None, on_progr
     notify = on_progress or (lambda _p: None)
     todo: list[Unit] = []
     for unit in config.units:
-        stored = store.get_run(run_identity(unit.config))
+        stored = store.get_run(unit.plan.identity())
         if stored is None:
             todo.append(unit)
             continue
@@ -113,7 +114,7 @@ def run_ray(config: ReproduceConfig, store: Store, command: str | None, on_progr
 
     def fail(unit: Unit, error: str) -> None:
         outcome.failures.append((unit.label, error))
-        store.put_failure(run_identity(unit.config), unit.label, error, "ray")
+        store.put_failure(unit.plan.identity(), unit.label, error, "ray")
         progress.failed += 1
 
     progress.current = "loading models and data on the driver"
@@ -136,9 +137,9 @@ def run_ray(config: ReproduceConfig, store: Store, command: str | None, on_progr
         retries = int(os.environ.get("CTROBUST_RAY_RETRIES", "3"))
         task = ray.remote(max_retries=retries, retry_exceptions=False)(evaluate_unit)
         gpus = float(ray.cluster_resources().get("GPU", 0))
-        if any(u.config.device == "cuda" for u in todo) and gpus == 0:
+        if any(u.plan.device is Device.CUDA for u in todo) and gpus == 0:
             raise CtrobustError("--device cuda was asked for but the Ray cluster has no GPU; use --device auto or cpu.")
-        pending = {task.options(**_resources(u.config, gpus)).remote(u.config, u.label, command): u for u in todo}
+        pending = {task.options(**_resources(u.plan, gpus)).remote(u.plan, u.label, command): u for u in todo}
         progress.running, progress.current = len(pending), ""
         notify(progress)
         while pending:
@@ -152,12 +153,11 @@ def run_ray(config: ReproduceConfig, store: Store, command: str | None, on_progr
                 if returned.error is not None:
                     fail(unit, returned.error)
                 else:
-                    _store_unit(store, unit, returned, command)
+                    result = _store_unit(store, returned, command)
                     outcome.ran += 1
-                    cells = returned.result["cells"] if returned.result else {}
-                    outcome.cells_computed += int(cells.get("computed", 0))
-                    outcome.cells_reused += int(cells.get("reused", 0))
-                    outcome.results.append(returned.result or {})
+                    outcome.cells_computed += result.cells_computed
+                    outcome.cells_reused += result.cells_reused
+                    outcome.results.append(result)
                     progress.done += 1
             progress.running = len(pending)
             notify(progress)
@@ -167,8 +167,10 @@ def run_ray(config: ReproduceConfig, store: Store, command: str | None, on_progr
     return outcome
 
 
-def _store_unit(store: Store, unit: Unit, returned: UnitResult, command: str | None) -> None:
+def _store_unit(store: Store, returned: UnitResult, command: str | None) -> RunResult:
     """A unit's cells, then its run: a driver killed in between stores the run again on the next start."""
     store.put_cell_rows(returned.cells)
     assert returned.result is not None
-    store.put_run(run_identity(unit.config), returned.result, command)
+    result = RunResult.from_dict(returned.result).with_command(command)
+    store.put_run(result)
+    return result

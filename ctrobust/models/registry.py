@@ -9,22 +9,23 @@ prefixes.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch.nn as nn
 
-from ctrobust.data.registry import canonical_dataset
+from ctrobust.data.registry import Dataset, canonical_dataset
 from ctrobust.errors import CtrobustError, unknown_name_error
 from ctrobust.models.checkpoint import load_checkpoint, state_dict_of
 from ctrobust.models.normalize import Normalized
 from ctrobust.models.paper_resnet import PAPER_RESNETS, paper_resnet
 from ctrobust.models.paths import paper_checkpoint_path, resolve_model_dir
 from ctrobust.models.smallcnn import SmallCNN
+from ctrobust.plan import ModelSource
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
-PREFIXES = ("builtin", "robustbench", "torchvision", "paper")
+PREFIXES = tuple(s.value for s in ModelSource if s is not ModelSource.CUSTOM)
 ZOO_DATASET_ORDER = ("cifar10", "cifar100", "imagenet")  # a bare zoo name found in several takes the first
 
 
@@ -51,15 +52,37 @@ class LoadedModel:
     name: str
     dataset: str
     model: nn.Module
-    source: str
+    source: ModelSource
     checkpoint: str | None
     preprocessing: dict[str, object] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class ModelName:
-    source: str  # builtin | robustbench | torchvision | paper | custom
+    source: ModelSource
     name: str
+
+
+@dataclass(frozen=True)
+class ModelRequest:
+    """What a source's loader gets besides the name: the resolved dataset and the user's options."""
+
+    dataset: str
+    checkpoint: Path | None
+    threat: str
+    zoo_threat: str | None
+    model_dir: str | os.PathLike[str] | None
+    trust_checkpoint: bool
+    mean: Sequence[float] | None
+    std: Sequence[float] | None
+
+    @property
+    def info(self) -> Dataset:
+        return canonical_dataset(self.dataset)
+
+    def preprocessing(self) -> dict[str, object]:
+        ds = self.info
+        return {"mean": list(ds.mean), "std": list(ds.std), "input_size": list(ds.input_size)}
 
 
 def parse_model_name(raw: str) -> ModelName:
@@ -69,17 +92,17 @@ def parse_model_name(raw: str) -> ModelName:
     text = raw.strip()
     prefix, sep, rest = text.partition(":")
     if sep and prefix.lower() in PREFIXES:
-        return ModelName(prefix.lower(), rest)
+        return ModelName(ModelSource(prefix.lower()), rest)
     if is_custom_spec(text):
-        return ModelName("custom", text)
+        return ModelName(ModelSource.CUSTOM, text)
     if sep:
         raise CtrobustError(f"Unknown model prefix {prefix!r} in {raw!r}; use one of {', '.join(PREFIXES)} or path.py:factory.")
     if text.lower() in BUILTIN_MODELS:
-        return ModelName("builtin", text.lower())
+        return ModelName(ModelSource.BUILTIN, text.lower())
     from ctrobust.models.zoo import zoo_datasets_of
 
     if zoo_datasets_of(text):
-        return ModelName("robustbench", text)
+        return ModelName(ModelSource.ROBUSTBENCH, text)
     raise unknown_model_error(raw)
 
 
@@ -104,18 +127,10 @@ def resolve_model_dataset(model_name: str, dataset: str | None) -> str:
     if dataset is not None:
         return canonical_dataset(dataset).name
     parsed = parse_model_name(model_name)
-    if parsed.source == "builtin":
-        return _builtin(parsed.name).dataset
-    if parsed.source == "robustbench":
-        from ctrobust.models.zoo import zoo_datasets_of
-
-        found = zoo_datasets_of(parsed.name)
-        if not found:
-            raise CtrobustError(f"{parsed.name} is not in the RobustBench zoo.")
-        return next(ds for ds in ZOO_DATASET_ORDER if ds in found)
-    if parsed.source == "torchvision":
-        return "imagenet"
-    raise CtrobustError(f"Pass --dataset for {model_name}: it does not say what it was trained on.")
+    trained_on = SOURCES[parsed.source].trained_on
+    if trained_on is None:
+        raise CtrobustError(f"Pass --dataset for {model_name}: it does not say what it was trained on.")
+    return trained_on(parsed.name)
 
 
 def _builtin(name: str) -> BuiltinModel:
@@ -129,9 +144,9 @@ def build_model(name: str, dataset: str) -> nn.Module:
     """An untrained built-in or paper model for ``dataset``, wrapped with the dataset's normalisation."""
     parsed = parse_model_name(name)
     ds = canonical_dataset(dataset)
-    if parsed.source == "builtin":
+    if parsed.source is ModelSource.BUILTIN:
         net: nn.Module = _builtin(parsed.name).factory(in_channels=ds.input_size[0], num_classes=ds.num_classes)
-    elif parsed.source == "paper":
+    elif parsed.source is ModelSource.PAPER:
         if parsed.name not in PAPER_RESNETS:
             raise unknown_name_error("paper model", parsed.name, PAPER_RESNETS)
         net = paper_resnet(parsed.name, ds.num_classes, ds.input_size[0])
@@ -149,6 +164,114 @@ def _load_weights(model: nn.Module, path: Path, trust: bool, what: str) -> None:
         raise CtrobustError(f"{path} does not fit {what}: {first}") from None
 
 
+def _load_builtin(name: str, req: ModelRequest) -> LoadedModel:
+    entry = _builtin(name)
+    model = build_model(name, req.dataset)
+    ckpt = req.checkpoint
+    if ckpt is None:
+        if req.dataset != entry.dataset:
+            raise CtrobustError(
+                f"{entry.name} ships weights for {entry.dataset} only; train it with "
+                f"`ctrobust train --model {entry.name} --dataset {req.dataset}` and pass --checkpoint."
+            )
+        ckpt = entry.weights_path
+        if not ckpt.is_file():
+            raise CtrobustError(
+                f"The shipped weights of {entry.name} are missing ({ckpt}); reinstall ctrobust or make them with "
+                f"`ctrobust train --model {entry.name} --out {ckpt}`."
+            )
+    _load_weights(model, ckpt, req.trust_checkpoint, entry.name)
+    return LoadedModel(entry.name, req.dataset, model.eval(), ModelSource.BUILTIN, str(ckpt), req.preprocessing())
+
+
+def _load_paper(name: str, req: ModelRequest) -> LoadedModel:
+    ckpt = req.checkpoint
+    if ckpt is None:
+        ckpt = paper_checkpoint_path(name, req.dataset, req.model_dir)
+        if not ckpt.is_file():
+            raise CtrobustError(
+                f"paper:{name} on {req.dataset} needs weights: put them at {ckpt}, pass --checkpoint, or "
+                f"train them with `ctrobust train --model paper:{name} --dataset {req.dataset}`."
+            )
+    model = build_model(f"paper:{name}", req.dataset)
+    _load_weights(model, ckpt, req.trust_checkpoint, f"paper:{name}")
+    return LoadedModel(f"paper:{name}", req.dataset, model.eval(), ModelSource.PAPER, str(ckpt), req.preprocessing())
+
+
+def _zoo_dataset(name: str) -> str:
+    from ctrobust.models.zoo import zoo_datasets_of
+
+    found = zoo_datasets_of(name)
+    if not found:
+        raise CtrobustError(f"{name} is not in the RobustBench zoo.")
+    return next(ds for ds in ZOO_DATASET_ORDER if ds in found)
+
+
+def _load_robustbench(name: str, req: ModelRequest) -> LoadedModel:
+    from ctrobust.models.zoo import checkpoint_paths, load_zoo_model
+
+    if req.checkpoint is not None:
+        raise CtrobustError("--checkpoint does not apply to RobustBench models; they live under --model-dir.")
+    zoo_th = req.zoo_threat or req.threat
+    zoo_th = {"linf": "Linf", "l2": "L2", "corruptions": "corruptions"}.get(zoo_th.lower(), zoo_th)
+    mdir = resolve_model_dir(req.model_dir)
+    net = load_zoo_model(name, req.dataset, zoo_th, mdir, req.trust_checkpoint)
+    prep = {"normalisation": "inside the RobustBench model", "input_size": list(req.info.input_size), "zoo_threat": zoo_th}
+    paths = checkpoint_paths(name, req.dataset, zoo_th, mdir)
+    return LoadedModel(name, req.dataset, net, ModelSource.ROBUSTBENCH, str(paths[0]), prep)
+
+
+def _load_torchvision(name: str, req: ModelRequest) -> LoadedModel:
+    from ctrobust.models.torchvision_source import torchvision_model
+
+    net, weights = torchvision_model(name)
+    if req.checkpoint is not None:
+        _load_weights(net, req.checkpoint, req.trust_checkpoint, f"torchvision:{name}")
+    ds = req.info
+    mean, std = list(req.mean or ds.mean), list(req.std or ds.std)
+    model = Normalized(net, mean, std)
+    prep = {**req.preprocessing(), "weights": weights, "mean": mean, "std": std}
+    return LoadedModel(f"torchvision:{name}", req.dataset, model.eval(), ModelSource.TORCHVISION,
+                       str(req.checkpoint) if req.checkpoint else weights, prep)
+
+
+def _load_custom(name: str, req: ModelRequest) -> LoadedModel:
+    from ctrobust.models.custom import load_factory_model
+
+    net = load_factory_model(name)
+    if req.checkpoint is not None:
+        _load_weights(net, req.checkpoint, req.trust_checkpoint, name)
+    if (req.mean is None) != (req.std is None):
+        raise CtrobustError("Pass both --mean and --std, or neither.")
+    if req.mean is not None and req.std is not None:
+        net = Normalized(net, req.mean, req.std)
+        prep = {**req.preprocessing(), "mean": list(req.mean), "std": list(req.std)}
+    else:
+        prep = {"normalisation": "none added (the model normalises itself, or takes [0, 1])",
+                "input_size": list(req.info.input_size)}
+    return LoadedModel(name, req.dataset, net.eval(), ModelSource.CUSTOM, str(req.checkpoint) if req.checkpoint else None,
+                       prep)
+
+
+@dataclass(frozen=True)
+class SourceEntry:
+    """How one model source loads a model, and which dataset its names imply (None: --dataset is required)."""
+
+    load: Callable[[str, ModelRequest], LoadedModel]
+    trained_on: Callable[[str], str] | None
+
+
+# One entry per source: adding a source means a ModelSource value (ctrobust/plan.py), its loader
+# module, and its entry here.
+SOURCES: dict[ModelSource, SourceEntry] = {
+    ModelSource.BUILTIN: SourceEntry(_load_builtin, lambda name: _builtin(name).dataset),
+    ModelSource.PAPER: SourceEntry(_load_paper, None),
+    ModelSource.ROBUSTBENCH: SourceEntry(_load_robustbench, _zoo_dataset),
+    ModelSource.TORCHVISION: SourceEntry(_load_torchvision, lambda name: "imagenet"),
+    ModelSource.CUSTOM: SourceEntry(_load_custom, None),
+}
+
+
 def load_model(
     name: str,
     dataset: str | None = None,
@@ -163,70 +286,6 @@ def load_model(
 ) -> LoadedModel:
     """Load any supported model, in eval mode, taking images in [0, 1]."""
     parsed = parse_model_name(name)
-    dataset_name = resolve_model_dataset(name, dataset)
-    ds = canonical_dataset(dataset_name)
-    ckpt = Path(checkpoint) if checkpoint is not None else None
-    prep: dict[str, object] = {"mean": list(ds.mean), "std": list(ds.std), "input_size": list(ds.input_size)}
-    if parsed.source == "builtin":
-        entry = _builtin(parsed.name)
-        model = build_model(parsed.name, dataset_name)
-        if ckpt is None:
-            if dataset_name != entry.dataset:
-                raise CtrobustError(
-                    f"{entry.name} ships weights for {entry.dataset} only; train it with "
-                    f"`ctrobust train --model {entry.name} --dataset {dataset_name}` and pass --checkpoint."
-                )
-            ckpt = entry.weights_path
-            if not ckpt.is_file():
-                raise CtrobustError(
-                    f"The shipped weights of {entry.name} are missing ({ckpt}); reinstall ctrobust or make them with "
-                    f"`ctrobust train --model {entry.name} --out {ckpt}`."
-                )
-        _load_weights(model, ckpt, trust_checkpoint, entry.name)
-        return LoadedModel(entry.name, dataset_name, model.eval(), "builtin", str(ckpt), prep)
-    if parsed.source == "paper":
-        if ckpt is None:
-            ckpt = paper_checkpoint_path(parsed.name, dataset_name, model_dir)
-            if not ckpt.is_file():
-                raise CtrobustError(
-                    f"paper:{parsed.name} on {dataset_name} needs weights: put them at {ckpt}, pass --checkpoint, or "
-                    f"train them with `ctrobust train --model paper:{parsed.name} --dataset {dataset_name}`."
-                )
-        model = build_model(name, dataset_name)
-        _load_weights(model, ckpt, trust_checkpoint, f"paper:{parsed.name}")
-        return LoadedModel(f"paper:{parsed.name}", dataset_name, model.eval(), "paper", str(ckpt), prep)
-    if parsed.source == "robustbench":
-        from ctrobust.models.zoo import checkpoint_paths, load_zoo_model
-
-        if ckpt is not None:
-            raise CtrobustError("--checkpoint does not apply to RobustBench models; they live under --model-dir.")
-        zoo_th = zoo_threat or threat
-        zoo_th = {"linf": "Linf", "l2": "L2", "corruptions": "corruptions"}.get(zoo_th.lower(), zoo_th)
-        mdir = resolve_model_dir(model_dir)
-        net = load_zoo_model(parsed.name, dataset_name, zoo_th, mdir, trust_checkpoint)
-        prep = {"normalisation": "inside the RobustBench model", "input_size": list(ds.input_size), "zoo_threat": zoo_th}
-        paths = checkpoint_paths(parsed.name, dataset_name, zoo_th, mdir)
-        return LoadedModel(parsed.name, dataset_name, net, "robustbench", str(paths[0]), prep)
-    if parsed.source == "torchvision":
-        from ctrobust.models.torchvision_source import torchvision_model
-
-        net, weights = torchvision_model(parsed.name)
-        if ckpt is not None:
-            _load_weights(net, ckpt, trust_checkpoint, f"torchvision:{parsed.name}")
-        model = Normalized(net, mean or ds.mean, std or ds.std)
-        prep = {**prep, "weights": weights, "mean": list(mean or ds.mean), "std": list(std or ds.std)}
-        return LoadedModel(f"torchvision:{parsed.name}", dataset_name, model.eval(), "torchvision", str(ckpt) if ckpt else weights, prep)
-    from ctrobust.models.custom import load_factory_model
-
-    net = load_factory_model(parsed.name)
-    if ckpt is not None:
-        _load_weights(net, ckpt, trust_checkpoint, parsed.name)
-    if (mean is None) != (std is None):
-        raise CtrobustError("Pass both --mean and --std, or neither.")
-    if mean is not None and std is not None:
-        net = Normalized(net, mean, std)
-        prep = {**prep, "mean": list(mean), "std": list(std)}
-    else:
-        prep = {"normalisation": "none added (the model normalises itself, or takes [0, 1])", "input_size": list(ds.input_size)}
-    return LoadedModel(parsed.name, dataset_name, net.eval(), "custom", str(ckpt) if ckpt else None, prep)
-
+    request = ModelRequest(resolve_model_dataset(name, dataset), Path(checkpoint) if checkpoint is not None else None,
+                           threat, zoo_threat, model_dir, trust_checkpoint, mean, std)
+    return SOURCES[parsed.source].load(parsed.name, request)

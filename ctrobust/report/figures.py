@@ -11,33 +11,34 @@ matplotlib.use("Agg")  # files only: no display on servers and CI
 import matplotlib.pyplot as plt  # noqa: E402
 
 from ctrobust.report.tables import corruption_delta, selection_curve  # noqa: E402
+from ctrobust.result import RunResult  # noqa: E402
 
 
-def beta_figure(run: dict[str, Any], path: Path) -> Path:
+def beta_figure(run: RunResult, path: Path) -> Path:
     """Selection-split robust (and clean) accuracy against beta; chosen beta and eval-split results marked."""
     curve = selection_curve(run)
-    clean = sorted((float(b), float(a)) for b, a in run.get("select_clean", {}).items())
+    clean = sorted(run.select_clean.items())
     fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=110)
-    metric = "mean corruption accuracy" if run["threat"] == "corruptions" else "robust accuracy"
+    metric = "robust accuracy" if run.threat.is_norm_bounded else "mean corruption accuracy"
     ax.plot([b for b, _ in curve], [100 * a for _, a in curve], "o-", ms=3, color="tab:blue",
-            label=f"selection split: {metric} ({run['select_attack']})")
+            label=f"selection split: {metric} ({run.select_attack})")
     if clean:
         ax.plot([b for b, _ in clean], [100 * a for _, a in clean], "-", color="tab:blue", alpha=0.35,
                 label="selection split: clean accuracy")
-    ax.axvline(run["beta"], color="tab:red", ls="--", lw=1, label=f"chosen beta {run['beta']:.2f}")
-    ax.plot([1.0], [100 * run["base"]["robust_accuracy"]], "s", color="black", label="base (ReLU), evaluation split")
-    ax.plot([run["beta"]], [100 * run["ct"]["robust_accuracy"]], "*", ms=12, color="tab:red",
+    ax.axvline(run.beta, color="tab:red", ls="--", lw=1, label=f"chosen beta {run.beta:.2f}")
+    ax.plot([1.0], [100 * run.base.robust_accuracy], "s", color="black", label="base (ReLU), evaluation split")
+    ax.plot([run.beta], [100 * run.ct.robust_accuracy], "*", ms=12, color="tab:red",
             label="CT, evaluation split")
     ax.set_xlabel("beta")
     ax.set_ylabel("accuracy (%)")
-    ax.set_title(f"{run['threat']}: accuracy against beta (n_select={run['n_select']}, n_eval={run['n_examples']})",
+    ax.set_title(f"{run.threat.value}: accuracy against beta (n_select={run.n_select}, n_eval={run.n_examples})",
                  fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="best")
     return _save(fig, path)
 
 
-def corruption_figure(run: dict[str, Any], path: Path) -> Path:
+def corruption_figure(run: RunResult, path: Path) -> Path:
     """Heat map of CT minus base accuracy (points) per corruption and severity."""
     delta = corruption_delta(run)
     names = list(delta)
@@ -52,7 +53,7 @@ def corruption_figure(run: dict[str, Any], path: Path) -> Path:
         for j, v in enumerate(row):
             ax.text(j, i, f"{v:+.1f}", ha="center", va="center", fontsize=7)
     fig.colorbar(image, ax=ax, label="CT - base (points)")
-    ax.set_title(f"CT (beta {run['beta']:.2f}) minus base, evaluation split", fontsize=9)
+    ax.set_title(f"CT (beta {run.beta:.2f}) minus base, evaluation split", fontsize=9)
     return _save(fig, path)
 
 

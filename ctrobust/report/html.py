@@ -15,7 +15,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from ctrobust.outputs import safe_name
 from ctrobust.report.figures import beta_figure, corruption_figure
-from ctrobust.sanity import SanityReport
+from ctrobust.result import RunResult
 from ctrobust.report.tables import (
     breakdown_rows, corruption_delta, paper_table, selection_curve, summary_rows, write_csv,
 )
@@ -29,11 +29,11 @@ def template_environment() -> Environment:
     return env
 
 
-def run_slug(run: dict[str, Any], index: int) -> str:
-    return f"{index:03d}-" + safe_name(f"{run['model']}_{run['dataset']}_{run['threat']}_{run['protocol']}_s{run['seed']}")
+def run_slug(run: RunResult, index: int) -> str:
+    return f"{index:03d}-" + safe_name(f"{run.model}_{run.dataset}_{run.threat.value}_{run.protocol.value}_s{run.seed}")
 
 
-def write_report(runs: Sequence[dict[str, Any]], out: Path, store_path: str) -> Path:
+def write_report(runs: Sequence[RunResult], out: Path, store_path: str) -> Path:
     """Write index.html, CSV files and figures for ``runs`` under ``out``; return the page's path."""
     out.mkdir(parents=True, exist_ok=True)
     summary = summary_rows(runs)
@@ -50,16 +50,14 @@ def write_report(runs: Sequence[dict[str, Any]], out: Path, store_path: str) -> 
         if breakdown:
             write_csv(breakdown, out / "csv" / f"{slug}-autoattack.csv")
         grid: list[dict[str, Any]] = []
-        if run["threat"] == "corruptions":
+        if not run.threat.is_norm_bounded:
             src = f"figures/{slug}-corruptions.png"
             corruption_figure(run, out / src)
             figures.append({"src": src, "alt": f"corruption grid CT minus base, run {index}"})
             grid = [{"corruption": c, **{f"severity_{s}": d for s, d in sev.items()}}
                     for c, sev in corruption_delta(run).items()]
             write_csv(grid, out / "csv" / f"{slug}-corruptions.csv")
-        checks = run.get("sanity_checks")
-        sanity = SanityReport(**{k: checks[k] for k in ("transfer", "budget", "logits", "breakdown", "warnings")}
-                              ).lines() if checks else []
+        sanity = run.sanity.lines() if run.sanity is not None else []
         sections.append({"index": index, "anchor": slug, "run": run, "row": row, "figures": figures, "sanity": sanity,
                          "breakdown": breakdown, "grid": grid,
                          "grid_severities": sorted({s for r in grid for s in r if s != "corruption"})})

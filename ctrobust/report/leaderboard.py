@@ -1,7 +1,7 @@
 """Leaderboard entries in the spirit of RobustBench's model_info JSON, and the ranked page built from them.
 
-Entries are written from the store; the page is built from every entry file under the
-leaderboard directory, so entries made on several machines add up.
+Entries and pages are made from the runs in the results store (merge stores to pool several
+machines' runs); the JSON entry files are an export, one per model, for other tools.
 """
 
 from __future__ import annotations
@@ -11,82 +11,76 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ctrobust.errors import CtrobustError
 from ctrobust.outputs import safe_name
+from ctrobust.plan import Protocol
 from ctrobust.report.html import template_environment
-from ctrobust.report.tables import gain_of
+from ctrobust.result import RunResult
 from ctrobust.stats import mean_std, pooled_gain, relative_improvement
 
 ENTRY_VERSION = 1
 
 
-def _preference(run: dict[str, Any]) -> tuple[int, int, int]:
+def _preference(run: RunResult) -> tuple[int, int, int]:
     """Which runs speak for a model: held-out protocol first, then AutoAttack, then the largest n."""
-    return (run["protocol"] == "heldout", str(run["attack"]).startswith("autoattack"), int(run["n_examples"]))
+    return (run.protocol is Protocol.HELDOUT, run.attack.startswith("autoattack"), run.n_examples)
 
 
-def entries_from_runs(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One entry per (dataset, threat, model): the preferred runs, averaged over their seeds."""
-    by_model: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+def entries_from_runs(runs: Sequence[RunResult]) -> list[dict[str, Any]]:
+    """One entry per (dataset, threat, model): the preferred setting's runs, averaged over their seeds."""
+    by_model: dict[tuple[str, str, str], list[RunResult]] = {}
     for run in runs:
-        by_model.setdefault((run["dataset"], run["threat"], run["model"]), []).append(run)
+        by_model.setdefault((run.dataset, run.threat.value, run.model), []).append(run)
     entries = []
     for (dataset, threat, model), group in sorted(by_model.items()):
-        best = max(_preference(r) for r in group)
-        chosen = sorted((r for r in group if _preference(r) == best and r["attack"] == _first_attack(group, best)),
-                        key=lambda r: r["seed"])
+        best = max(group, key=lambda r: (_preference(r), r.setting_key))
+        chosen = sorted((r for r in group if r.setting_key == best.setting_key), key=lambda r: r.seed)
         entries.append(_entry(dataset, threat, model, chosen))
     return entries
 
 
-def _first_attack(group: Sequence[dict[str, Any]], best: tuple[int, int, int]) -> str:
-    return sorted(r["attack"] for r in group if _preference(r) == best)[0]
+def _pct(values: Sequence[float]) -> float:
+    return round(mean_std([100 * v for v in values])[0], 2)
 
 
-def _pct(runs: Sequence[dict[str, Any]], variant: str, metric: str) -> float:
-    return round(mean_std([100 * float(r[variant][metric]) for r in runs])[0], 2)
-
-
-def _gain_interval(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """The gain's paired 95% interval and McNemar test over the entry's runs (their tables added up)."""
-    gain = pooled_gain([gain_of(r) for r in runs])
-    return {"gain_ci": [round(gain.low, 2), round(gain.high, 2)], "gain_only_base": gain.only_base,
-            "gain_only_ct": gain.only_ct, "gain_mcnemar_p": gain.p_value}
-
-
-def _entry(dataset: str, threat: str, model: str, runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+def _entry(dataset: str, threat: str, model: str, runs: Sequence[RunResult]) -> dict[str, Any]:
     first = runs[0]
-    base_robust, ct_robust = _pct(runs, "base", "robust_accuracy"), _pct(runs, "ct", "robust_accuracy")
+    base_robust, ct_robust = _pct([r.base.robust_accuracy for r in runs]), _pct([r.ct.robust_accuracy for r in runs])
+    gain = pooled_gain([r.gain for r in runs])
     entry: dict[str, Any] = {
         "name": model,
         "dataset": dataset,
         "threat_model": threat,
-        "eps": first.get("eps"),
-        "clean_acc": _pct(runs, "base", "clean_accuracy"),
+        "eps": first.eps,
+        "clean_acc": _pct([r.base.clean_accuracy for r in runs]),
         "robust_acc": base_robust,
-        "attack": first["attack"],
-        "ct_beta": round(mean_std([float(r["beta"]) for r in runs])[0], 4),
-        "ct_clean_acc": _pct(runs, "ct", "clean_accuracy"),
+        "attack": first.attack,
+        "ct_beta": round(mean_std([r.beta for r in runs])[0], 4),
+        "ct_clean_acc": _pct([r.ct.clean_accuracy for r in runs]),
         "ct_robust_acc": ct_robust,
         "gain": round(ct_robust - base_robust, 2),
-        **_gain_interval(runs),
+        "gain_ci": [round(gain.low, 2), round(gain.high, 2)],
+        "gain_only_base": gain.only_base,
+        "gain_only_ct": gain.only_ct,
+        "gain_mcnemar_p": gain.p_value,
         "relative_improvement_pct": _round(relative_improvement(base_robust, ct_robust)),
-        "protocol": first["protocol"],
-        "optimistic": first["protocol"] == "paper",
-        "n_examples": first["n_examples"],
-        "n_select": first["n_select"],
-        "seeds": [r["seed"] for r in runs],
-        "commands": [r.get("command") for r in runs],
-        "machine": sorted({r["provenance"]["device"] for r in runs}),
-        "git_commit": sorted({str(r["provenance"].get("git_commit")) for r in runs}),
-        "date": max(r["provenance"]["date"] for r in runs),
+        "protocol": first.protocol.value,
+        "optimistic": first.optimistic,
+        "base_candidate": first.base_candidate,
+        "n_examples": first.n_examples,
+        "n_select": first.n_select,
+        "seeds": [r.seed for r in runs],
+        "run_ids": [r.run_id for r in runs],
+        "commands": [r.command for r in runs],
+        "machine": sorted({str(r.provenance.get("device")) for r in runs}),
+        "git_commit": sorted({str(r.provenance.get("git_commit")) for r in runs}),
+        "date": max(str(r.provenance.get("date")) for r in runs),
         "reported": False,
         "footnote": "Measured by ctrobust; accuracies in %, mean over seeds.",
         "entry_version": ENTRY_VERSION,
     }
-    if threat == "corruptions":
+    if not first.threat.is_norm_bounded:
         entry["corruptions_acc"] = entry["robust_acc"]
-    elif first["attack"] == "autoattack-standard":
+    elif first.attack == "autoattack-standard":
         entry["autoattack_acc"] = entry["robust_acc"]
     return entry
 
@@ -105,20 +99,6 @@ def write_entries(entries: Sequence[dict[str, Any]], root: Path) -> list[Path]:
     return paths
 
 
-def read_entries(root: Path) -> list[dict[str, Any]]:
-    """Every entry under ``root``; a file that is not an entry is named in a one-line error."""
-    entries = []
-    for path in sorted(root.glob("*/*/*.json")):
-        try:
-            entry = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError, OSError) as exc:
-            raise CtrobustError(f"{path} is not a leaderboard entry ({exc}); fix or remove it.") from None
-        if not isinstance(entry, dict) or not {"dataset", "threat_model", "ct_robust_acc"} <= entry.keys():
-            raise CtrobustError(f"{path} is not a leaderboard entry (fields missing); fix or remove it.")
-        entries.append(entry)
-    return entries
-
-
 def ranked_boards(entries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """Boards per (dataset, threat), each ranked by CT robust accuracy."""
     boards: dict[tuple[str, str], list[dict[str, Any]]] = {}
@@ -131,7 +111,8 @@ def ranked_boards(entries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 def leaderboard_markdown(boards: Sequence[dict[str, Any]]) -> str:
     lines = ["# ctrobust leaderboards", "",
              "Ranked by CT robust accuracy (mean corruption accuracy for corruptions). Generated by "
-             "`ctrobust leaderboard` from the JSON entries in this folder; each entry records the commands that made it.",
+             "`ctrobust leaderboard` from the results store; each entry (a JSON file in this folder) records the commands "
+             "that made it.",
              ""]
     for board in boards:
         lines += [f"## {board['dataset']} / {board['threat']}", "",
@@ -159,8 +140,9 @@ def _p_text(entry: dict[str, Any]) -> str:
     return "n/a" if p is None else f"{p:.3g}"
 
 
-def write_leaderboard_pages(root: Path) -> tuple[Path, Path]:
-    boards = ranked_boards(read_entries(root))
+def write_leaderboard_pages(entries: Sequence[dict[str, Any]], root: Path) -> tuple[Path, Path]:
+    """README.md and index.html under ``root``, ranking the entries made from the store."""
+    boards = ranked_boards(entries)
     md = root / "README.md"
     md.write_text(leaderboard_markdown(boards))
     html = root / "index.html"

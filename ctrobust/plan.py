@@ -1,0 +1,122 @@
+"""RunPlan: the options of one run, resolved and checked once, as a frozen typed value.
+
+``EvalConfig.resolve()`` (the CLI, ``reproduce`` and the Python API all go through it) turns the
+options as typed into this plan: the threat model as an enum, eps with its dataset default
+applied, the beta grid as floats, both attack specs, the dataset the model implies. Nothing
+downstream parses or re-checks an option.
+
+A run's identity is derived from the plan's fields: every field is part of it unless its metadata
+says ``identity=False`` (where files live, the device, the CT unit's implementation). A new field
+therefore changes the identity unless someone decides it cannot change the numbers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from enum import Enum, StrEnum
+from typing import Any
+
+from ctrobust.attacks.spec import AttackSpec
+from ctrobust.store import identity_key
+from ctrobust.threats import ThreatModel
+
+
+class Protocol(StrEnum):
+    """How beta is chosen: on a held-out split (honest) or on the evaluation split (the paper's code)."""
+
+    HELDOUT = "heldout"
+    PAPER = "paper"
+
+
+class ModelSource(StrEnum):
+    """Where a model comes from; ``models/registry.py`` holds one loader per source."""
+
+    BUILTIN = "builtin"
+    ROBUSTBENCH = "robustbench"
+    TORCHVISION = "torchvision"
+    PAPER = "paper"
+    CUSTOM = "custom"
+
+
+class Device(StrEnum):
+    AUTO = "auto"
+    CPU = "cpu"
+    CUDA = "cuda"
+
+
+class CtuImpl(StrEnum):
+    AUTO = "auto"
+    FUSED = "fused"
+    EAGER = "eager"
+
+
+def _not_identity() -> dict[str, Any]:
+    return {"identity": False}
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """Everything a run needs, resolved. Build it with ``EvalConfig.resolve()``."""
+
+    model: str
+    model_source: ModelSource
+    dataset: str
+    threat: ThreatModel
+    eps: float | None  # None for corruptions
+    final_attack: AttackSpec | None  # None for corruptions: no attack runs
+    select_attack: AttackSpec | None
+    corruptions: tuple[str, ...]
+    severities: tuple[int, ...]
+    betas: tuple[float, ...]
+    base_candidate: bool
+    protocol: Protocol
+    n_examples: int
+    n_select: int
+    seed: int
+    batch_size: int
+    checkpoint: str | None = None
+    zoo_threat: ThreatModel | None = None
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    model_dir: str | None = field(default=None, metadata=_not_identity())
+    data_dir: str | None = field(default=None, metadata=_not_identity())
+    trust_checkpoint: bool = field(default=False, metadata=_not_identity())
+    device: Device = field(default=Device.AUTO, metadata=_not_identity())
+    ctu: CtuImpl = field(default=CtuImpl.AUTO, metadata=_not_identity())
+
+    @property
+    def candidates(self) -> tuple[float, ...]:
+        """The betas tried on the selection split: the grid, and beta = 1 when the original model competes."""
+        return tuple(sorted(set(self.betas) | {1.0})) if self.base_candidate else self.betas
+
+    @property
+    def optimistic(self) -> bool:
+        return self.protocol is Protocol.PAPER
+
+    @property
+    def label(self) -> str:
+        return f"{self.model} {self.dataset} {self.threat.cli_name} seed {self.seed} {self.protocol}"
+
+    def identity(self) -> dict[str, Any]:
+        """The JSON-able values of every identity field: two plans with the same identity give the same numbers."""
+        return {f.name: jsonable(getattr(self, f.name)) for f in fields(self) if f.metadata.get("identity", True)}
+
+    @property
+    def run_id(self) -> str:
+        """A short digest of the identity: the same identity is the same run, another never collides."""
+        return identity_key(self.identity())[:12]
+
+
+def identity_fields() -> list[str]:
+    return [f.name for f in fields(RunPlan) if f.metadata.get("identity", True)]
+
+
+def jsonable(value: Any) -> Any:
+    """Enums as their values, specs as dicts, tuples as lists: the form stored and hashed."""
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, AttackSpec):
+        return value.to_dict()
+    if isinstance(value, (tuple, list)):
+        return [jsonable(v) for v in value]
+    return value

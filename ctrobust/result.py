@@ -1,0 +1,265 @@
+"""RunResult: what one run measured, as a typed value; result.json and the store hold its ``to_dict()``.
+
+Accuracies are kept as exact counts (k of n); every fraction is derived from them, so a stored
+number never drifts (no float32 ``0.3499999940395355``). The store serialises a RunResult, and
+the report, the tables, the figures and the leaderboard read RunResults back from it. The JSON
+layout is documented in docs/results.md and docs/result.schema.json.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+from ctrobust.plan import Protocol
+from ctrobust.stats import PairedGain
+from ctrobust.threats import ThreatModel
+from ctrobust.uncertainty import SelectionFlags, flags_from_dict, run_gain
+
+if TYPE_CHECKING:
+    from ctrobust.sanity import SanityReport
+
+RESULT_SCHEMA_VERSION = 3  # 2 added identity, gain, flags, candidates, counts; 3: counts are the numbers
+OPTIMISTIC_NOTE = (
+    "OPTIMISTIC: protocol 'paper' chose beta on the evaluation split itself and clipped CT up to the base; "
+    "these numbers are biased upward (see docs/protocol.md, fault 1)."
+)
+
+
+@dataclass(frozen=True)
+class Counts:
+    """Exact counts behind the accuracies; for corruptions, ``robust_correct`` counts (point, cell) pairs."""
+
+    n: int
+    clean_correct: int
+    robust_correct: int
+    cells: int = 1  # corruption cells per point; 1 under an attack
+
+    @property
+    def clean_accuracy(self) -> float:
+        return self.clean_correct / self.n if self.n else 0.0
+
+    @property
+    def robust_accuracy(self) -> float:
+        return self.robust_correct / (self.n * self.cells) if self.n else 0.0
+
+    @classmethod
+    def of(cls, per_example: Mapping[str, Sequence[int]]) -> Counts:
+        """Counts from per-example outcomes (0/1 per point, or per point and corruption cell)."""
+        clean = per_example["clean"]
+        if "robust" in per_example:
+            return cls(len(clean), int(sum(clean)), int(sum(per_example["robust"])))
+        cells = [v for k, v in per_example.items() if k != "clean"]
+        return cls(len(clean), int(sum(clean)), int(sum(sum(v) for v in cells)), max(len(cells), 1))
+
+    def to_dict(self) -> dict[str, int]:
+        return {"n": self.n, "clean_correct": self.clean_correct, "robust_correct": self.robust_correct,
+                "cells": self.cells}
+
+
+@dataclass(frozen=True)
+class ArmResult:
+    """One model on the evaluation split: base (beta = 1) or CT at the chosen beta.
+
+    ``details``: what the scorer recorded besides the counts (seconds, rejected adversarial examples,
+    AutoAttack's accuracy after each attack, per-cell corruption accuracy).
+    """
+
+    beta: float
+    counts: Counts
+    details: dict[str, Any] = field(default_factory=dict)
+    clipped: bool = False  # protocol paper: CT was worse than the base and reports the base instead
+    clipped_from: float | None = None  # CT's own robust accuracy before clipping
+    white_box_correct: int | None = None  # CT: robust under its own attack, before transfer is counted
+
+    @property
+    def clean_accuracy(self) -> float:
+        return self.counts.clean_accuracy
+
+    @property
+    def robust_accuracy(self) -> float:
+        return self.counts.robust_accuracy
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {**self.details, "beta": self.beta, "clean_accuracy": self.clean_accuracy,
+                               "robust_accuracy": self.robust_accuracy, "n": self.counts.n,
+                               "counts": self.counts.to_dict(), "clipped": self.clipped}
+        if self.clipped_from is not None:
+            out["clipped_to_base_from"] = self.clipped_from
+        if self.white_box_correct is not None:
+            out["robust_accuracy_white_box"] = self.white_box_correct / self.counts.n if self.counts.n else 0.0
+            out["counts"]["robust_correct_white_box"] = self.white_box_correct
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], per_example: Mapping[str, Sequence[int]], beta: float) -> ArmResult:
+        known = {"beta", "clean_accuracy", "robust_accuracy", "n", "counts", "clipped", "clipped_to_base_from",
+                 "robust_accuracy_white_box"}
+        raw = data.get("counts")
+        if raw and "robust_correct" in raw:
+            counts = Counts(int(raw["n"]), int(raw["clean_correct"]), int(raw["robust_correct"]), int(raw.get("cells", 1)))
+        else:  # stored before schema 3: the counts come from the per-example outcomes
+            counts = Counts.of(per_example)
+        white = (raw or {}).get("robust_correct_white_box")
+        return cls(float(data.get("beta", beta)), counts, {k: v for k, v in data.items() if k not in known},
+                   bool(data.get("clipped", False)), data.get("clipped_to_base_from"),
+                   int(white) if white is not None else None)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """Everything one run measured and how; ``to_dict()`` is result.json."""
+
+    run_id: str
+    identity: dict[str, Any]
+    model: str
+    dataset: str
+    threat: ThreatModel
+    eps: float | None
+    attack: str  # the final attack's label, e.g. autoattack-standard
+    select_attack: str
+    seed: int
+    protocol: Protocol
+    n_examples: int
+    n_select: int
+    betas: list[float]
+    candidates: list[float]
+    base_candidate: bool
+    select_curve: dict[float, float]  # robust accuracy per candidate beta, selection split
+    select_clean: dict[float, float]
+    beta: float
+    base: ArmResult
+    ct: ArmResult
+    gain: PairedGain
+    flags: SelectionFlags
+    per_example: dict[str, dict[str, list[int]]]  # {"base": ..., "ct": ...}: CT's own, before any clipping
+    eval_indices: list[int]
+    select_indices: list[int]
+    weights_digest: str
+    model_source: dict[str, Any]
+    provenance: dict[str, Any]
+    settings: dict[str, Any] = field(default_factory=dict)  # attack configs, corruption lists
+    sanity: SanityReport | None = None
+    ct_coverage: dict[str, Any] = field(default_factory=dict)
+    batch_size: int = 0
+    ctu: str = ""
+    wall_seconds: float = 0.0
+    cells_computed: int = 0
+    cells_reused: int = 0
+    command: str | None = None
+    schema_version: int = RESULT_SCHEMA_VERSION
+
+    @property
+    def optimistic(self) -> bool:
+        return self.protocol is Protocol.PAPER
+
+    @property
+    def note(self) -> str | None:
+        return OPTIMISTIC_NOTE if self.optimistic else None
+
+    @property
+    def gain_points(self) -> float:
+        return self.gain.gain_points
+
+    @property
+    def corruptions(self) -> list[str]:
+        return list(self.settings.get("corruptions") or [])
+
+    @property
+    def severities(self) -> list[int]:
+        return list(self.settings.get("severities") or [])
+
+    @property
+    def setting_key(self) -> str:
+        """Runs with the same key differ in the seed alone: the only runs a table may pool."""
+        from ctrobust.store import identity_key
+
+        return identity_key({k: v for k, v in self.identity.items() if k != "seed"})
+
+    def with_command(self, command: str | None) -> RunResult:
+        return replace(self, command=command)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": self.schema_version,
+            "run_id": self.run_id,
+            "model": self.model,
+            "dataset": self.dataset,
+            "threat": self.threat.value,
+            "eps": self.eps,
+            **self.settings,
+            "attack": self.attack,
+            "select_attack": self.select_attack,
+            "seed": self.seed,
+            "protocol": self.protocol.value,
+            "optimistic": self.optimistic,
+            "note": self.note,
+            "n_examples": self.n_examples,
+            "n_select": self.n_select,
+            "betas": self.betas,
+            "base_candidate": self.base_candidate,
+            "candidates": self.candidates,
+            "select_curve": {f"{b:.4g}": acc for b, acc in self.select_curve.items()},
+            "select_clean": {f"{b:.4g}": acc for b, acc in self.select_clean.items()},
+            "beta": self.beta,
+            "base": self.base.to_dict(),
+            "ct": self.ct.to_dict(),
+            "gain_points": self.gain_points,
+            "gain": self.gain.to_dict(),
+            "sanity_checks": self.sanity.to_dict() if self.sanity is not None else None,
+            "selection_flags": self.flags.to_dict(),
+            "identity": self.identity,
+            "command": self.command,
+            "per_example": self.per_example,
+            "eval_indices": self.eval_indices,
+            "select_indices": self.select_indices,
+            "ct_coverage": self.ct_coverage,
+            "weights_digest": self.weights_digest,
+            "model_source": self.model_source,
+            "batch_size": self.batch_size,
+            "ctu": self.ctu,
+            "wall_seconds": self.wall_seconds,
+            "cells": {"computed": self.cells_computed, "reused": self.cells_reused},
+            "provenance": self.provenance,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RunResult:
+        """A stored result (schema 1 to 3) back as a RunResult; older ones get their counts from per-example data."""
+        from ctrobust.sanity import SanityReport
+
+        threat = ThreatModel(data["threat"])
+        per_example = {k: dict(v) for k, v in data["per_example"].items()}
+        beta = float(data["beta"])
+        base = ArmResult.from_dict(data["base"], per_example["base"], 1.0)
+        ct_outcomes = per_example["base"] if data["ct"].get("clipped") else per_example["ct"]
+        ct = ArmResult.from_dict(data["ct"], ct_outcomes, beta)
+        gain = (PairedGain.from_dict(data["gain"]) if "gain" in data
+                else run_gain(threat, per_example["base"], ct_outcomes))
+        settings = {k: data[k] for k in ("attack_config", "select_attack_config", "corruptions", "severities",
+                                         "corruption_data") if k in data}
+        checks = data.get("sanity_checks")
+        sanity = SanityReport(**{k: checks[k] for k in ("transfer", "budget", "logits", "breakdown", "warnings")}
+                              ) if checks else None
+        curve = {float(b): float(a) for b, a in data["select_curve"].items()}
+        cells = data.get("cells") or {}
+        return cls(
+            run_id=str(data.get("run_id", "")), identity=dict(data.get("identity") or {}), model=data["model"],
+            dataset=data["dataset"], threat=threat, eps=data.get("eps"), attack=data["attack"],
+            select_attack=data.get("select_attack", data["attack"]), seed=int(data["seed"]),
+            protocol=Protocol(data["protocol"]), n_examples=int(data["n_examples"]), n_select=int(data["n_select"]),
+            betas=[float(b) for b in data.get("betas", curve)], candidates=[float(b) for b in data.get("candidates", curve)],
+            base_candidate=bool(data.get("base_candidate", False)), select_curve=curve,
+            select_clean={float(b): float(a) for b, a in (data.get("select_clean") or {}).items()},
+            beta=beta, base=base, ct=ct,
+            gain=gain, flags=flags_from_dict(data.get("selection_flags"), curve, beta, int(data["n_select"])),
+            per_example=per_example, eval_indices=list(data.get("eval_indices") or []),
+            select_indices=list(data.get("select_indices") or []),
+            weights_digest=str(data.get("weights_digest", "")), model_source=dict(data.get("model_source") or {}),
+            provenance=dict(data.get("provenance") or {}), settings=settings, sanity=sanity,
+            ct_coverage=dict(data.get("ct_coverage") or {}), batch_size=int(data.get("batch_size", 0)),
+            ctu=str(data.get("ctu", "")), wall_seconds=float(data.get("wall_seconds", 0.0)),
+            cells_computed=int(cells.get("computed", 0)), cells_reused=int(cells.get("reused", 0)),
+            command=data.get("command"), schema_version=int(data.get("schema_version", 1)),
+        )
