@@ -9,12 +9,12 @@ from typing import Any, TypeVar
 from ctrobust.attacks.spec import ATTACKS, AttackSpec
 from ctrobust.corruptions.names import parse_corruptions, parse_severities
 from ctrobust.errors import CtrobustError
-from ctrobust.plan import CtuImpl, Device, ModelSource, Protocol, RunPlan
+from ctrobust.plan import CtuImpl, Device, ModelSource, Protocol, RunPlan, SweepMode
 from ctrobust.selection import parse_betas
 from ctrobust.threats import THREAT_CHOICES, ThreatModel, check_eps, default_eps, parse_threat
 
 PROTOCOLS = tuple(p.value for p in Protocol)
-E = TypeVar("E", Protocol, Device, CtuImpl)
+E = TypeVar("E", Protocol, Device, CtuImpl, SweepMode)
 
 
 def opt(default: Any, help: str, group: str = "run", *, in_config: bool = True, **argparse_kw: Any) -> Any:
@@ -83,6 +83,15 @@ class EvalConfig:
         False, "heldout protocol: leave beta = 1 (the original ReLU model) out of the candidates and report the best "
         "beta below 1, even where ReLU did better on the held-out points", "beta search", action="store_true",
     )
+    beta_batch: str = opt(
+        "auto", "betas of the sweep attacked together in one batched pass (each point and beta an independent "
+        "example; the numbers are those of one beta at a time): auto (on a GPU as many as its memory holds, on a "
+        "CPU one), or a number", "beta search", metavar="K",
+    )
+    sweep: str = opt(
+        "grid", "grid: every beta on the whole selection split; halving: successive halving (every beta on a third "
+        "of it, the best third on more, ...; see docs/protocol.md)", "beta search",
+    )
     protocol: str = opt(
         "heldout",
         "heldout: choose beta on a disjoint selection split; paper: choose it on the evaluation split "
@@ -148,6 +157,18 @@ class EvalConfig:
                 raise CtrobustError(f"Expected --{name.replace('_', '-')} to be a positive integer, but got "
                                     f"{getattr(self, name)}.")
         protocol = _choice(Protocol, self.protocol, "--protocol")
+        sweep = _choice(SweepMode, self.sweep, "--sweep")
+        if sweep is SweepMode.HALVING and protocol is Protocol.PAPER:
+            raise CtrobustError("--sweep halving goes with --protocol heldout: the paper's protocol scores every "
+                                "beta on the evaluation split.")
+        beta_batch: int | None = None
+        if str(self.beta_batch).strip().lower() != "auto":
+            try:
+                beta_batch = int(self.beta_batch)
+            except ValueError:
+                beta_batch = 0
+            if beta_batch <= 0:
+                raise CtrobustError(f"Expected --beta-batch to be auto or a positive integer, but got {self.beta_batch!r}.")
         betas = tuple(parse_betas(self.betas))
         final = AttackSpec(self.attack, self.steps, self.restarts, self.step_size, self.aa_version)
         if self.select_attack is None and protocol is Protocol.PAPER:
@@ -171,7 +192,7 @@ class EvalConfig:
             select_attack=select if threat.is_norm_bounded else None,
             corruptions=tuple(corruptions) if not threat.is_norm_bounded else (),
             severities=tuple(severities) if not threat.is_norm_bounded else (),
-            betas=betas, base_candidate=protocol is Protocol.HELDOUT and not self.no_base_candidate,
+            betas=betas, sweep=sweep, betas_per_pass=beta_batch, base_candidate=protocol is Protocol.HELDOUT and not self.no_base_candidate,
             protocol=protocol, n_examples=self.n_examples, n_select=self.n_select, seed=self.seed,
             batch_size=self.batch_size, checkpoint=self.checkpoint,
             zoo_threat=parse_threat(self.zoo_threat) if self.zoo_threat else None,

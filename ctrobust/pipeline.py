@@ -20,11 +20,11 @@ from ctrobust.models import load_model
 from ctrobust.progress import AutoAttackWatcher, RunProgress, log
 from ctrobust.provenance import provenance
 from ctrobust.sanity import judge, run_sanity_checks
-from ctrobust.plan import Device, Protocol, RunPlan
+from ctrobust.plan import Device, Protocol, RunPlan, SweepMode
 from ctrobust.result import ArmResult, Counts, RunResult
 from ctrobust.scoring import SCORERS, NormScorer, Scorer
 from ctrobust.seeding import seed_everything
-from ctrobust.selection import choose_beta
+from ctrobust.selection import HALVING_ETA, choose_beta, survivors, sweep_schedule
 from ctrobust.store import Store
 from ctrobust.uncertainty import run_gain, selection_flags
 PRIOR_CLEAN, PRIOR_ROBUST = 0.9, 0.2  # work estimates before anything is measured; revised after one beta
@@ -85,23 +85,35 @@ class CellCache:
         self.computed = self.reused = 0
 
     def get(self, stage: str, beta: float, label: str, compute: Callable[[], Scored]) -> Scored:
-        identity = {**self.common, **self.scorer.cell_identity(stage), "beta": round(float(beta), 6)}
         key = _stage_key(stage, beta)
+        return self.get_group(stage, [beta], None, key, label, lambda _betas: {beta: compute()})[beta]
+
+    def get_group(self, stage: str, betas: list[float], n_points: int | None, key: str, label: str,
+                  compute: Callable[[list[float]], dict[float, Scored]]) -> dict[float, Scored]:
+        """Several betas' cells of one stage: those in the store are read, the others computed together."""
+        identities = {beta: {**self.common, **self.scorer.cell_identity(stage, n_points), "beta": round(float(beta), 6)}
+                      for beta in betas}
+        found: dict[float, Scored] = {}
         if self.store is not None:
-            hit = self.store.get_cell(identity)
-            if hit is not None:
-                self.reused += 1
-                self.progress.skip(key)
-                return hit
-        self.progress.start(key, label)
-        scored = compute()
+            for beta, identity in identities.items():
+                hit = self.store.get_cell(identity)
+                if hit is not None:
+                    found[beta] = hit
+        self.reused += len(found)
+        missing = [beta for beta in betas if beta not in found]
+        if not missing:
+            self.progress.skip(key)
+            return found
+        self.progress.start(key, label, self.progress.planned(key) * len(missing) / len(betas))
+        computed = compute(missing)
         self.progress.finish()
-        self.computed += 1
+        self.computed += len(computed)
         if self.store is not None:
-            meta = {"seconds": scored.summary.get("seconds"), "versions": self.prov["versions"],
-                    "device": self.prov["device"], "git_commit": self.prov["git_commit"]}
-            self.store.put_cell(identity, scored, meta)
-        return scored
+            for beta, scored in computed.items():
+                meta = {"seconds": scored.summary.get("seconds"), "versions": self.prov["versions"],
+                        "device": self.prov["device"], "git_commit": self.prov["git_commit"]}
+                self.store.put_cell(identities[beta], scored, meta)
+        return {**found, **computed}
 
 
 def _stage_key(stage: str, beta: float) -> str:
@@ -141,9 +153,11 @@ class _WorkPlan:
         """Expected fraction left after the final attack's first stage, from the selection curve."""
         return select_robust * self.survivor_ratio
 
-    def revise(self, clean: float, robust_ct: float, robust_base: float, betas_left: list[float]) -> None:
-        for beta in betas_left:
-            self.progress.plan(_stage_key("select", beta), self.work("select", clean, robust_ct))
+    def revise(self, clean: float, robust_ct: float, robust_base: float, pending: list[tuple[str, int, int]]) -> None:
+        """Re-plan the sweep's pending passes ((key, betas, points) each) and both final attacks."""
+        per_beta = self.work("select", clean, robust_ct)
+        for key, n_betas, n_points in pending:
+            self.progress.plan(key, n_betas * per_beta * n_points / max(self.n_select, 1))
         self.progress.plan(_stage_key("final", 1.0), self.work("final", clean, robust_base))
         self.progress.plan("final:ct", self.work("final", clean, robust_ct))
 
@@ -174,19 +188,22 @@ def _watch_autoattack(progress: RunProgress, version: str, n: int, n_classes: in
 
 
 def _scored_with_progress(progress: RunProgress, scorer: Scorer, ct: Any, stage: str, beta: float,
-                          n: int, n_classes: int, robust_estimate: float) -> Scored:
+                          n: int, n_classes: int, robust_estimate: float, n_points: int | None = None) -> Scored:
     """Run one cell with its work counted, and AutoAttack's own progress read from its log."""
     try:
-        return _run_cell(progress, scorer, ct, stage, beta, n, n_classes, robust_estimate)
+        return _run_cell(progress, scorer, ct, stage, beta, n, n_classes, robust_estimate, n_points)
     except NonFiniteOutput as exc:  # nothing is stored for this cell: the exception leaves before put_cell
         where = "choosing beta" if stage == "select" else "the final attack"
         raise CtrobustError(f"{exc} ({where}, beta {beta:g}); nothing was stored for it") from None
 
 
 def _run_cell(progress: RunProgress, scorer: Scorer, ct: Any, stage: str, beta: float, n: int, n_classes: int,
-              robust_estimate: float) -> Scored:
+              robust_estimate: float, n_points: int | None = None) -> Scored:
     spec = scorer.attack_spec(stage)
-    run = scorer.select if stage == "select" else scorer.final
+
+    def run(model: Any, b: float) -> Scored:
+        return scorer.select_many(model, [b], n_points)[b] if stage == "select" else scorer.final(model, b)
+
     with progress.meter.watching(ct):
         if spec is not None and spec.name == "autoattack":
             with _watch_autoattack(progress, spec.version, n, n_classes, robust_estimate).attached():
@@ -194,6 +211,73 @@ def _run_cell(progress: RunProgress, scorer: Scorer, ct: Any, stage: str, beta: 
             progress.meter.factor = 1.0
             return scored
         return run(ct, beta)
+
+
+class _Sweep:
+    """Scores the candidates on the selection split: every beta on all of it (grid), or successive
+    halving (each rung keeps the best third on three times the points); betas are attacked
+    ``betas_per_pass`` at a time in one batched pass where the attack allows it."""
+
+    def __init__(self, plan: RunPlan, scorer: Scorer, cache: CellCache, ct: Any, progress: RunProgress,
+                 work: _WorkPlan, candidates: list[float], n_select: int, n_classes: int) -> None:
+        self.plan, self.scorer, self.cache, self.ct, self.progress, self.work = plan, scorer, cache, ct, progress, work
+        self.candidates, self.n_select, self.n_classes = candidates, n_select, n_classes
+        self.rungs = sweep_schedule(n_select, len(candidates), plan.sweep is SweepMode.HALVING)
+        self.per_pass = scorer.betas_per_pass(ct, plan.betas_per_pass)
+        self.history: list[dict[str, Any]] = []  # per rung: points and the curve on them
+
+    def _groups(self, betas: list[float]) -> list[list[float]]:
+        return [betas[i : i + self.per_pass] for i in range(0, len(betas), self.per_pass)]
+
+    def _pending(self, rung: int, alive: int, groups_done: int) -> list[tuple[str, int, int]]:
+        """The passes still to come: this rung's remaining groups, then the later rungs (expected sizes)."""
+        out = []
+        count = alive
+        for r in range(rung, len(self.rungs)):
+            groups = self._groups(list(range(count)))
+            for j, group in enumerate(groups):
+                if r > rung or j >= groups_done:
+                    out.append((f"select:r{r}:g{j}", len(group), self.rungs[r]))
+            count = max(1, -(-count // HALVING_ETA))
+        return out
+
+    def run(self) -> tuple[dict[float, float], dict[float, float]]:
+        alive = list(self.candidates)
+        curve: dict[float, float] = {}
+        clean: dict[float, float] = {}
+        self.work.revise(PRIOR_CLEAN, PRIOR_ROBUST, PRIOR_ROBUST, self._pending(0, len(alive), 0))
+        for rung, n_points in enumerate(self.rungs):
+            last = rung == len(self.rungs) - 1
+            subset = None if last else n_points
+            curve, clean = {}, {}
+            for j, group in enumerate(self._groups(alive)):
+                span = f"{group[0]:.2f}" if len(group) == 1 else f"{group[0]:.2f}..{group[-1]:.2f}"
+                where = f"rung {rung + 1} of {len(self.rungs)}, {n_points} points" if len(self.rungs) > 1 else (
+                    f"{j + 1} of {len(self._groups(alive))}")
+                scored = self.cache.get_group(
+                    "select", group, subset, f"select:r{rung}:g{j}", f"select \u03b2={span} ({where})",
+                    lambda missing, n=subset: self._score(missing, n))
+                for beta in group:  # exact ratios of counts, not the attack's float32 means
+                    counts = Counts.of(scored[beta].per_example)
+                    curve[beta], clean[beta] = counts.robust_accuracy, counts.clean_accuracy
+                best = max(curve, key=lambda b: (curve[b], b))
+                self.work.revise(clean[best], curve[best], curve[max(curve)], self._pending(rung, len(alive), j + 1))
+            self.history.append({"n_points": n_points, "curve": dict(curve)})
+            if not last:
+                alive = survivors(curve)
+        return curve, clean
+
+    def _score(self, betas: list[float], n_points: int | None) -> dict[float, Scored]:
+        if len(betas) == 1:  # one beta: AutoAttack's own progress is read where it is the selection attack
+            return {betas[0]: _scored_with_progress(self.progress, self.scorer, self.ct, "select", betas[0],
+                                                    n_points or self.n_select, self.n_classes, PRIOR_ROBUST,
+                                                    n_points)}
+        try:
+            with self.progress.meter.watching(self.ct):
+                return self.scorer.select_many(self.ct, betas, n_points)
+        except NonFiniteOutput as exc:  # nothing is stored for these cells
+            raise CtrobustError(f"{exc} (choosing beta, betas {', '.join(f'{b:g}' for b in betas)}); "
+                                "nothing was stored for them") from None
 
 
 def run_eval(plan: RunPlan, progress: RunProgress | None = None, store: Store | None = None,
@@ -237,18 +321,8 @@ def run_eval(plan: RunPlan, progress: RunProgress | None = None, store: Store | 
     candidates = list(plan.candidates)
     n_sel, n_eval = len(splits.select_indices), len(splits.eval_indices)
     work = _WorkPlan(scorer, progress, n_sel, n_eval, n_classes)
-    work.revise(PRIOR_CLEAN, PRIOR_ROBUST, PRIOR_ROBUST, candidates)
-
-    select_curve: dict[float, float] = {}
-    select_clean: dict[float, float] = {}
-    for i, beta in enumerate(candidates):
-        scored = cache.get("select", beta, f"select \u03b2={beta:.2f} ({i + 1} of {len(candidates)})",
-                           lambda b=beta: _scored_with_progress(progress, scorer, ct, "select", b, n_sel, n_classes,
-                                                                PRIOR_ROBUST))
-        select_curve[beta] = scored.robust_accuracy
-        select_clean[beta] = scored.clean_accuracy
-        best = max(select_curve, key=lambda b: (select_curve[b], b))
-        work.revise(select_clean[best], select_curve[best], select_curve[max(select_curve)], candidates[i + 1:])
+    sweep = _Sweep(plan, scorer, cache, ct, progress, work, candidates, n_sel, n_classes)
+    select_curve, select_clean = sweep.run()
     beta = choose_beta(select_curve)
 
     base_select = select_curve[max(select_curve)]  # the beta closest to the original model
@@ -305,6 +379,9 @@ def run_eval(plan: RunPlan, progress: RunProgress | None = None, store: Store | 
         batch_size=plan.batch_size, ctu=ctu_backend(plan.ctu.value, device),
         wall_seconds=round(time.perf_counter() - start, 2), cells_computed=cache.computed,
         cells_reused=cache.reused, command=command,
+        sweep={"mode": plan.sweep.value, "betas_per_pass": sweep.per_pass,
+               "rungs": [{"n_points": r["n_points"], "curve": {f"{b:.4g}": a for b, a in r["curve"].items()}}
+                         for r in sweep.history]},
     )
     if store is not None:
         store.put_run(result)

@@ -38,6 +38,13 @@ class ModelSource(StrEnum):
     CUSTOM = "custom"
 
 
+class SweepMode(StrEnum):
+    """How the candidates are scored on the selection split: all on all of it, or by successive halving."""
+
+    GRID = "grid"
+    HALVING = "halving"
+
+
 class Device(StrEnum):
     AUTO = "auto"
     CPU = "cpu"
@@ -68,6 +75,7 @@ class RunPlan:
     corruptions: tuple[str, ...]
     severities: tuple[int, ...]
     betas: tuple[float, ...]
+    sweep: SweepMode
     base_candidate: bool
     protocol: Protocol
     n_examples: int
@@ -83,6 +91,8 @@ class RunPlan:
     trust_checkpoint: bool = field(default=False, metadata=_not_identity())
     device: Device = field(default=Device.AUTO, metadata=_not_identity())
     ctu: CtuImpl = field(default=CtuImpl.AUTO, metadata=_not_identity())
+    # Betas per batched pass of the sweep (None: what the device holds); the numbers do not depend on it.
+    betas_per_pass: int | None = field(default=None, metadata=_not_identity())
 
     @property
     def candidates(self) -> tuple[float, ...]:

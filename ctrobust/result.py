@@ -148,6 +148,7 @@ class RunResult:
     cells_computed: int = 0
     cells_reused: int = 0
     command: str | None = None
+    sweep: dict[str, Any] = field(default_factory=dict)  # mode, betas per pass, rungs (points and curve each)
     schema_version: int = RESULT_SCHEMA_VERSION
 
     @property
@@ -202,6 +203,7 @@ class RunResult:
             "candidates": self.candidates,
             "select_curve": {f"{b:.4g}": acc for b, acc in self.select_curve.items()},
             "select_clean": {f"{b:.4g}": acc for b, acc in self.select_clean.items()},
+            "sweep": self.sweep,
             "beta": self.beta,
             "base": self.base.to_dict(),
             "ct": self.ct.to_dict(),
@@ -261,5 +263,6 @@ class RunResult:
             ct_coverage=dict(data.get("ct_coverage") or {}), batch_size=int(data.get("batch_size", 0)),
             ctu=str(data.get("ctu", "")), wall_seconds=float(data.get("wall_seconds", 0.0)),
             cells_computed=int(cells.get("computed", 0)), cells_reused=int(cells.get("reused", 0)),
-            command=data.get("command"), schema_version=int(data.get("schema_version", 1)),
+            command=data.get("command"), sweep=dict(data.get("sweep") or {}),
+            schema_version=int(data.get("schema_version", 1)),
         )

@@ -11,7 +11,8 @@ from typing import Any, Protocol
 
 import torch
 
-from ctrobust.attacks.evaluation import evaluate
+from ctrobust.attacks import batched
+from ctrobust.attacks.evaluation import EvalResult, evaluate
 from ctrobust.cell import Scored
 from ctrobust.attacks.spec import AttackSpec
 from ctrobust.plan import RunPlan
@@ -35,11 +36,21 @@ class Scorer(Protocol):
         """The attack of a stage (select or final); None where no attack runs (corruptions)."""
         ...
 
-    def cell_identity(self, stage: str) -> dict[str, Any]:
-        """What determines a cell's numbers besides model, beta and seed (stage: select or final)."""
+    def cell_identity(self, stage: str, n_points: int | None = None) -> dict[str, Any]:
+        """What determines a cell's numbers besides model, beta and seed (stage: select or final;
+        ``n_points``: the first n points of the selection split only)."""
         ...
 
     def select(self, ct: CurvatureTuned, beta: float) -> Scored: ...
+
+    def select_many(self, ct: CurvatureTuned, betas: list[float], n_points: int | None = None) -> dict[float, Scored]:
+        """Several betas of the sweep at once (in one batched pass where the attack allows it), on the
+        first ``n_points`` of the selection split (default: all of it)."""
+        ...
+
+    def betas_per_pass(self, ct: CurvatureTuned, wanted: int | None) -> int:
+        """How many betas one pass of the sweep holds: ``wanted``, or (None) what the device holds."""
+        ...
 
     def final(self, ct: CurvatureTuned, beta: float) -> Scored: ...
 
@@ -57,20 +68,21 @@ class NormScorer:
         self.select_label, self.final_label = self.select_spec.label(), self.final_spec.label()
         self.x_sel, self.y_sel = x[splits.select_indices], y[splits.select_indices]
         self.x_eval, self.y_eval = x[splits.eval_indices], y[splits.eval_indices]
+        self._pairs_per_pass: int | None = None
         self.settings = {"attack_config": self.final_spec.to_dict(),
                          "select_attack_config": self.select_spec.to_dict()}
         library = f"pyautoattack {package_version('pyautoattack')}"
-        self._identity = {
+        self._indices = {"select": splits.select_indices, "final": splits.eval_indices}
+        self._common = {
             stage: {"threat": threat.value, "eps": eps, "attack": spec.to_dict(), "library_version": library,
-                    **_split_identity(stage, indices), "batch_size": plan.batch_size}
-            for stage, spec, indices in (("select", self.select_spec, splits.select_indices),
-                                         ("final", self.final_spec, splits.eval_indices))
+                    "batch_size": plan.batch_size}
+            for stage, spec in (("select", self.select_spec), ("final", self.final_spec))
         }
 
     cells_per_image = 1
 
-    def cell_identity(self, stage: str) -> dict[str, Any]:
-        return dict(self._identity[stage])
+    def cell_identity(self, stage: str, n_points: int | None = None) -> dict[str, Any]:
+        return {**self._common[stage], **_split_identity(stage, self._indices[stage][:n_points])}
 
     def attack_spec(self, stage: str) -> AttackSpec | None:
         return self.select_spec if stage == "select" else self.final_spec
@@ -79,19 +91,44 @@ class NormScorer:
              keep_adversarial: bool = False) -> Scored:
         ct.beta = beta
         res = evaluate(ct, x, y, self.threat, self.eps, spec, self.plan.seed, self.plan.batch_size, self.device)
-        adversarial = None
-        if keep_adversarial and res.x_adv is not None:  # the base model's successes, to transfer to CT
-            fooled = torch.nonzero(res.clean_correct & ~res.robust_correct).flatten()
-            adversarial = {"indices": fooled.numpy(), "images": res.x_adv[fooled].float().numpy()}
-        return Scored(res.clean_accuracy, res.robust_accuracy, res.summary(),
-                      {"clean": res.clean_correct.int().tolist(), "robust": res.robust_correct.int().tolist()},
-                      adversarial)
+        return _scored(res, keep_adversarial)
 
     def select(self, ct: CurvatureTuned, beta: float) -> Scored:
         return self._run(ct, beta, self.x_sel, self.y_sel, self.select_spec)
 
+    def select_many(self, ct: CurvatureTuned, betas: list[float], n_points: int | None = None) -> dict[float, Scored]:
+        x, y = self.x_sel[:n_points], self.y_sel[:n_points]
+        if len(betas) == 1 or not batched.supports(self.select_spec):
+            return {beta: self._run(ct, beta, x, y, self.select_spec) for beta in betas}
+        results = batched.evaluate_betas(ct, betas, x, y, self.threat, self.eps, self.select_spec,
+                                         self.plan.seed, self.plan.batch_size, self.device,
+                                         self._pairs_per_pass)
+        return {beta: _scored(res, False) for beta, res in results.items()}
+
+    def betas_per_pass(self, ct: CurvatureTuned, wanted: int | None) -> int:
+        if not batched.supports(self.select_spec):
+            return 1
+        if wanted is not None:
+            self._pairs_per_pass = wanted * len(self.x_sel)
+            return wanted
+        if self.device.type != "cuda":  # compute-bound: batching gains nothing (benchmarks/RESULTS.md)
+            return 1
+        self._pairs_per_pass = batched.pairs_per_pass(ct, self.x_sel, self.y_sel, self.device)
+        return max(1, self._pairs_per_pass // max(len(self.x_sel), 1))
+
     def final(self, ct: CurvatureTuned, beta: float) -> Scored:
         return self._run(ct, beta, self.x_eval, self.y_eval, self.final_spec, keep_adversarial=beta == 1.0)
+
+
+def _scored(res: EvalResult, keep_adversarial: bool) -> Scored:
+    """A cell's numbers from an attack's result; the base model's successes are kept to transfer to CT."""
+    adversarial = None
+    if keep_adversarial and res.x_adv is not None:
+        fooled = torch.nonzero(res.clean_correct & ~res.robust_correct).flatten()
+        adversarial = {"indices": fooled.numpy(), "images": res.x_adv[fooled].float().numpy()}
+    return Scored(res.clean_accuracy, res.robust_accuracy, res.summary(),
+                  {"clean": res.clean_correct.int().tolist(), "robust": res.robust_correct.int().tolist()},
+                  adversarial)
 
 
 class CorruptionScorer:
@@ -117,11 +154,11 @@ class CorruptionScorer:
             f"imagecorruptions-imaug {package_version('imagecorruptions-imaug')}")
         common = {"threat": "corruptions", "eps": None, "attack": {"corruptions": corruptions,
                   "severities": severities}, "library_version": library}
-        self._identity = {"select": {**common, **_split_identity("select", splits.select_indices)},
-                          "final": {**common, **_split_identity("final", splits.eval_indices)}}
+        self._common = common
+        self._indices = {"select": splits.select_indices, "final": splits.eval_indices}
 
-    def cell_identity(self, stage: str) -> dict[str, Any]:
-        return dict(self._identity[stage])
+    def cell_identity(self, stage: str, n_points: int | None = None) -> dict[str, Any]:
+        return {**self._common, **_split_identity(stage, self._indices[stage][:n_points])}
 
     def attack_spec(self, stage: str) -> AttackSpec | None:
         return None
@@ -135,6 +172,15 @@ class CorruptionScorer:
 
     def select(self, ct: CurvatureTuned, beta: float) -> Scored:
         return self._run(ct, beta, self.x_sel, self.y_sel, self.sel_cells)
+
+    def select_many(self, ct: CurvatureTuned, betas: list[float], n_points: int | None = None) -> dict[float, Scored]:
+        if n_points is None or n_points >= len(self.x_sel):
+            return {beta: self.select(ct, beta) for beta in betas}
+        cells = _subset(self.sel_cells, list(range(n_points)))
+        return {beta: self._run(ct, beta, self.x_sel[:n_points], self.y_sel[:n_points], cells) for beta in betas}
+
+    def betas_per_pass(self, ct: CurvatureTuned, wanted: int | None) -> int:
+        return 1
 
     def final(self, ct: CurvatureTuned, beta: float) -> Scored:
         return self._run(ct, beta, self.x_eval, self.y_eval, self.eval_cells)

@@ -47,3 +47,29 @@ def choose_beta(curve: dict[float, float]) -> float:
     if not curve:
         raise CtrobustError("No beta was evaluated.")
     return max(curve, key=lambda b: (curve[b], b))
+
+
+HALVING_ETA = 3  # each rung keeps the best third of its betas, on three times the points
+HALVING_MIN_POINTS = 50  # no rung scores fewer selection points than this
+
+
+def sweep_schedule(n_select: int, n_candidates: int, halving: bool) -> list[int]:
+    """Points per rung of the sweep: one rung on the whole split, or successive halving's growing prefixes.
+
+    Halving: rungs on n / 9, n / 3 and n points (fewer rungs when a rung would score fewer than
+    HALVING_MIN_POINTS points or keep a single beta before the last).
+    """
+    if not halving:
+        return [n_select]
+    rungs = [n_select]
+    survivors = n_candidates
+    while rungs[0] // HALVING_ETA >= HALVING_MIN_POINTS and survivors > HALVING_ETA:
+        rungs.insert(0, rungs[0] // HALVING_ETA)
+        survivors = math.ceil(survivors / HALVING_ETA)
+    return rungs
+
+
+def survivors(curve: dict[float, float], keep_fraction: int = HALVING_ETA) -> list[float]:
+    """The best 1 / keep_fraction of a rung's betas (at least one); ties go to the larger beta, as in choose_beta."""
+    ranked = sorted(curve, key=lambda b: (curve[b], b), reverse=True)
+    return sorted(ranked[: max(1, math.ceil(len(ranked) / keep_fraction))])

@@ -2,7 +2,9 @@
 
 Recipes: ``adam`` (smallcnn: Adam, one-cycle, horizontal flips) and ``paper`` (the paper's CIFAR
 ResNets: SGD lr 0.1, momentum 0.9, weight decay 5e-4, lr x0.2 at epochs 60/120/160, batch 128,
-random crop with 4 px padding and horizontal flips, 200 epochs). After every epoch the full
+random crop with 4 px padding and horizontal flips, 200 epochs; with fewer epochs the lr steps at
+the same fractions of the run). ``time_limit`` stops after the last whole epoch that fits in it
+(for a check on a machine lent for minutes). After every epoch the full
 training state goes to ``<out>.resume.pt``; a new run with the same ``--out`` continues from it.
 """
 
@@ -39,6 +41,7 @@ class TrainConfig:
     recipe: str = "adam"
     max_batches: int | None = None  # stop after this many batches in all (for smoke tests)
     device: str = "cpu"
+    time_limit: float | None = None  # seconds: no epoch is started that would end after it
 
 
 def paper_config(model: str, dataset: str, **overrides: object) -> TrainConfig:
@@ -70,7 +73,8 @@ def _augment(xb: torch.Tensor, recipe: str, gen: torch.Generator) -> torch.Tenso
 def _optimizer(model: nn.Module, cfg: TrainConfig, steps_per_epoch: int):  # type: ignore[no-untyped-def]
     if cfg.recipe == "paper":
         opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, weight_decay=5e-4)
-        sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[60, 120, 160], gamma=0.2)
+        milestones = sorted({max(1, round(cfg.epochs * f)) for f in (0.3, 0.6, 0.8)})  # 60/120/160 of 200
+        sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=milestones, gamma=0.2)
         return opt, sched, "epoch"
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr * 3, total_steps=cfg.epochs * steps_per_epoch)
@@ -107,7 +111,9 @@ def train_model(cfg: TrainConfig, out: Path, command: str = "", progress: bool =
     done_batches = 0
     bar = tqdm(total=(cfg.epochs - start_epoch) * steps_per_epoch, desc=f"train {cfg.model}", disable=not progress,
                unit="batch", mininterval=1.0)
+    epochs_run = start_epoch
     for epoch in range(start_epoch, cfg.epochs):
+        epoch_start = time.time()
         model.train()
         order = torch.randperm(len(x_train), generator=gen)
         for i in range(0, len(order), cfg.batch_size):
@@ -132,6 +138,10 @@ def train_model(cfg: TrainConfig, out: Path, command: str = "", progress: bool =
         torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                     "generator": gen.get_state(), "epoch": epoch + 1, "elapsed": elapsed + time.time() - start}, tmp)
         tmp.replace(state_file)
+        epochs_run = epoch + 1
+        took = time.time() - epoch_start
+        if cfg.time_limit is not None and time.time() - start + took > cfg.time_limit:
+            break  # the next epoch would end after the limit
     bar.close()
     test_acc = accuracy(model, x_test, y_test)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -145,6 +155,8 @@ def train_model(cfg: TrainConfig, out: Path, command: str = "", progress: bool =
         "seed": cfg.seed,
         "recipe": cfg.recipe,
         "epochs": cfg.epochs,
+        "epochs_trained": epochs_run,
+        "time_limit": cfg.time_limit,
         "batch_size": cfg.batch_size,
         "lr": cfg.lr,
         "n_train": len(x_train),

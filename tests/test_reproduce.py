@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import os
 import re
 import signal
@@ -103,3 +104,8 @@ def test_kill_9_midway_then_resume_gives_the_uninterrupted_table(tmp_path: Path)
     assert _count(store, "cells") == total_cells and _count(store, "runs") == 8  # nothing lost or duplicated
     assert (out / "table.csv").read_text() == (ref_out / "table.csv").read_text()
     assert (out / "table.md").read_text() == (ref_out / "table.md").read_text()
+    # runs.csv names the command that made each run, whether it was made now or found in the store.
+    for folder in (ref_out, tmp_path / "again", out):
+        rows = list(csv.DictReader((folder / "runs.csv").open()))
+        assert len(rows) == 8 and all(r["command"].startswith("ctrobust reproduce --config") for r in rows), folder
+        assert all(int(r["n"]) > 0 and r["run_id"] for r in rows)

@@ -28,6 +28,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--lr", type=float, default=None, help="learning rate (default: 1e-3 Adam for smallcnn, 0.1 SGD for paper:)")
     parser.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
     parser.add_argument("--n-train", type=int, default=None, metavar="N", help="train on the first N points only")
+    parser.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
+                        help="stop after the last whole epoch that fits in SECONDS (the lr schedule still follows --epochs)")
     parser.add_argument("--max-batches", type=int, default=None, metavar="N", help="stop after N batches (smoke tests)")
     parser.add_argument("--data-dir", default=None, metavar="DIR", help="dataset directory (env CTROBUST_DATA_DIR)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default: auto")
@@ -58,9 +60,11 @@ def run(args: argparse.Namespace) -> int:
     for flag, value in (("--epochs", epochs), ("--batch-size", args.batch_size), ("--max-batches", args.max_batches or 1)):
         if value <= 0:
             raise CtrobustError(f"Expected `{flag}` to be a positive integer, but got {value}.")
+    if args.time_limit is not None and not args.time_limit > 0:
+        raise CtrobustError(f"Expected `--time-limit` to be a positive number of seconds, but got {args.time_limit}.")
     device = resolve_device(args.device)
     cfg = TrainConfig(args.model, dataset, epochs, args.batch_size, lr, args.seed, args.n_train, args.data_dir,
-                      "paper" if paper else "adam", args.max_batches, str(device))
+                      "paper" if paper else "adam", args.max_batches, str(device), args.time_limit)
     if args.out:
         out = Path(args.out)
     elif paper:
@@ -71,6 +75,8 @@ def run(args: argparse.Namespace) -> int:
     meta = train_model(cfg, out, command=command, progress=not args.no_progress)
     if meta.get("max_batches") is not None:
         trained = f"{meta['batches_trained']} batches (stopped by --max-batches)"
+    elif meta["epochs_trained"] != meta["epochs"]:
+        trained = f"{meta['epochs_trained']} of {meta['epochs']} epochs (stopped by --time-limit)"
     else:
         trained = f"{meta['epochs']} epochs"
     print(f"test accuracy {meta['test_accuracy']:.2%} after {trained} ({meta['train_seconds']} s)")

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 
 import torch
 import torch.nn as nn
 from torch.overrides import TorchFunctionMode
 
-from ctrobust.ct.fused import FusedCTU, resolve_impl
+from ctrobust.ct.fused import FusedCTU, PerSampleCTU, resolve_impl
 from ctrobust.ct.sites import is_relu_call
 from ctrobust.ct.unit import check_beta, ctu
 
@@ -59,6 +60,23 @@ class CurvatureTuned(nn.Module):
         self.impl = resolve_impl(impl)
         self._beta, self._c = check_beta(beta), check_beta(c, "c")
         self._unit = make_unit(self._beta, self._c, self.impl)
+        self._per_sample: PerSampleCTU | None = None
+
+    @contextmanager
+    def betas_per_sample(self, betas: Sequence[float] | torch.Tensor) -> Iterator[None]:
+        """Within this block, sample i of every batch runs at ``betas[i]``: a sweep's K betas in one pass.
+
+        Batches must then have exactly ``len(betas)`` samples. Outside the block the model runs at
+        ``self.beta`` again.
+        """
+        values = torch.as_tensor(betas, dtype=torch.float64).flatten()
+        for value in values.tolist():
+            check_beta(value)
+        previous, self._per_sample = self._per_sample, PerSampleCTU(values, self._c, self.impl)
+        try:
+            yield
+        finally:
+            self._per_sample = previous
 
     @property
     def beta(self) -> float:
@@ -79,6 +97,9 @@ class CurvatureTuned(nn.Module):
         self._unit = make_unit(self._beta, self._c, self.impl)
 
     def forward(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if self._per_sample is not None:
+            with _ReluToCTU(self._per_sample):
+                return self.model(*args, **kwargs)
         if self._beta == 1.0:
             return self.model(*args, **kwargs)
         with _ReluToCTU(self._unit):

@@ -170,6 +170,20 @@ class _CudaKernels(_Backend):
                 lambda x, grad, beta, c: backward(x, grad, beta=beta, c=c))
 
 
+class _CudaKernelsPerSample(_Backend):
+    """The same kernels with beta as a tensor input, broadcast over each sample (c a Python float)."""
+
+    name, fallback, label = "The per-sample CUDA kernels", "torch.compile", "CUDA kernels, one beta per sample"
+
+    def _build(self) -> tuple[Callable[..., torch.Tensor], Callable[..., torch.Tensor]]:
+        from torch.cuda.jiterator import _create_jit_fn
+
+        forward = _create_jit_fn(_CUDA_FORWARD, c=0.5)
+        backward = _create_jit_fn(_CUDA_BACKWARD, c=0.5)
+        return (lambda x, beta, c: forward(x, beta.expand_as(x), c=c),
+                lambda x, grad, beta, c: backward(x, grad, beta.expand_as(x), c=c))
+
+
 class _Compiled(_Backend):
     """The formula compiled by torch.compile (beta and c as 0-dim tensors)."""
 
@@ -184,6 +198,7 @@ class _Compiled(_Backend):
 
 _COMPILED = _Compiled()
 _CUDA = _CudaKernels()
+_CUDA_PER_SAMPLE = _CudaKernelsPerSample()
 
 
 def resolve_impl(impl: str | None) -> str:
@@ -234,3 +249,53 @@ class FusedCTU:
             self._params[key] = params
         out = _COMPILED(x, *params)
         return ctu(x, self.beta, self.c) if out is None else out
+
+
+class PerSampleCTU:
+    """The CTU with one beta per sample (the batch's first dimension): K betas of a sweep in one pass.
+
+    Each sample's output and gradient depend on its own beta only, exactly as if it had been run
+    alone at that beta; rows whose beta is 1 are exactly ReLU, as in the one-beta unit.
+    """
+
+    def __init__(self, betas: torch.Tensor, c: float, impl: str) -> None:
+        self.betas, self.c, self.impl = betas.detach().flatten(), c, resolve_impl(impl)
+        self._cache: dict[tuple[torch.device, torch.dtype, int], tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+
+    def _params(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        key = (x.device, x.dtype, x.dim())
+        if key not in self._cache:
+            shape = (-1,) + (1,) * (x.dim() - 1)
+            is_relu = (self.betas == 1.0).to(x.device).view(shape)
+            # Rows at beta 1 take ReLU below; give the formula a harmless beta there (its output is dropped).
+            betas = torch.where(self.betas == 1.0, torch.full_like(self.betas, 0.5), self.betas)
+            self._cache[key] = (betas.to(device=x.device, dtype=x.dtype).view(shape), is_relu,
+                                torch.tensor(self.c, device=x.device, dtype=x.dtype))
+        return self._cache[key]
+
+    def _eager(self, x: torch.Tensor) -> torch.Tensor:
+        """:func:`ctrobust.ct.unit.ctu` on each beta's rows: the very function of the one-beta eager unit."""
+        out = x.new_zeros(x.shape)
+        betas = self.betas.to(x.device)
+        for beta in torch.unique(betas).tolist():
+            rows = torch.nonzero(betas == beta).flatten()
+            out = out.index_put((rows,), ctu(x[rows], beta, self.c))
+        return out
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[0] != len(self.betas):
+            from ctrobust.errors import CtrobustError
+
+            raise CtrobustError(f"one beta per sample: the model passed a batch of {x.shape[0]} to a ReLU, but "
+                                f"{len(self.betas)} betas were given (a model that reshapes its batch cannot sweep "
+                                "betas in one pass; use the one-beta sweep)")
+        out = None
+        if self.impl == "fused" and x.is_floating_point():
+            betas, is_relu, c = self._params(x)
+            if x.is_cuda and x.dtype in CUDA_DTYPES:
+                out = _CUDA_PER_SAMPLE(x, betas, self.c)
+            if out is None:
+                out = _COMPILED(x, betas, c)
+        if out is None:
+            return self._eager(x)
+        return torch.where(is_relu, torch.relu(x), out)
