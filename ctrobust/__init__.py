@@ -2,7 +2,8 @@
 
 Data flow: models and data in (``ctrobust.models``, ``ctrobust.data``), CT applied
 (``ctrobust.ct``), attacks run (``ctrobust.attacks``), beta chosen (``ctrobust.selection``),
-results stored and reported (``ctrobust.results``), driven by ``ctrobust.pipeline`` and the CLI.
+results stored and reported (``ctrobust.results``), driven by ``ctrobust.pipeline``; from Python,
+``ctrobust.run`` (the whole protocol on any nn.Module) and ``ctrobust.load_results`` (DataFrames).
 
 Public names are loaded on first use, so ``import ctrobust`` (and ``ctrobust --help``) does not
 import torch.
@@ -14,6 +15,7 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from ctrobust.api import load_results, run
     from ctrobust.attacks.evaluation import evaluate
     from ctrobust.ct import CTCoverage, CurvatureTuned, ct_coverage, ctu, curvature_tuned
 
@@ -22,8 +24,10 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "CTCoverage": "ctrobust.ct", "CurvatureTuned": "ctrobust.ct", "ct_coverage": "ctrobust.ct",
     "ctu": "ctrobust.ct", "curvature_tuned": "ctrobust.ct", "evaluate": "ctrobust.attacks.evaluation",
+    "run": "ctrobust.api", "load_results": "ctrobust.api",
 }
-__all__ = ["__version__", "CTCoverage", "CurvatureTuned", "ct_coverage", "ctu", "curvature_tuned", "evaluate"]
+__all__ = ["__version__", "CTCoverage", "CurvatureTuned", "ct_coverage", "ctu", "curvature_tuned", "evaluate",
+           "load_results", "run"]
 
 
 def __getattr__(name: str) -> Any:

@@ -146,12 +146,13 @@ def read_audit(path: Path = AUDIT_CSV) -> list[AuditRow]:
 
 def summarize(rows: list[AuditRow]) -> str:
     """A Markdown summary: counts per dataset and status, and the models CT does not apply to."""
-    datasets = sorted({r.dataset for r in rows})
+    import pandas as pd
+
     statuses = ["ok", "not applicable", "skipped", "error", "check"]
-    lines = ["| dataset | entries | " + " | ".join(statuses) + " |", "|---" * (len(statuses) + 2) + "|"]
-    for ds in datasets:
-        sub = [r for r in rows if r.dataset == ds]
-        lines.append(f"| {ds} | {len(sub)} | " + " | ".join(str(sum(r.status == s for r in sub)) for s in statuses) + " |")
+    frame = pd.DataFrame({"dataset": [r.dataset for r in rows], "status": [r.status for r in rows]})
+    counts = pd.crosstab(frame["dataset"], pd.Categorical(frame["status"], categories=statuses), dropna=False)
+    counts.insert(0, "entries", counts.sum(axis=1))
+    lines = [counts.rename_axis(index="dataset", columns=None).reset_index().to_markdown(index=False)]
     ok = [r for r in rows if r.status == "ok"]
     functional = sum(1 for r in ok if r.relu_functional_calls > 0)
     worst = max((r.max_abs_diff_beta1 or 0.0 for r in ok), default=0.0)

@@ -123,9 +123,10 @@ class EvalConfig:
     json: bool = opt(False, "print the result JSON on stdout instead of the table", "output", action="store_true", in_config=False)
     no_progress: bool = opt(False, "hide the progress bar", "output", action="store_true", in_config=False)
 
-    def resolve(self) -> RunPlan:
+    def resolve(self, module: Any = None) -> RunPlan:
         """Check every option and every combination once, and return the resolved plan.
 
+        ``module``: a model given as an ``nn.Module`` (``ctrobust.run``); ``self.model`` then names it.
         Raises CtrobustError with what to change. Nothing downstream parses an option again.
         """
         from ctrobust.models.registry import parse_model_name, resolve_model_dataset
@@ -177,8 +178,12 @@ class EvalConfig:
             name = self.select_attack or "apgd-ce"
             select = AttackSpec(name, None if name.strip().lower() == "autoattack" else self.select_steps, 1, None,
                                 self.aa_version)
-        parsed = parse_model_name(self.model)
-        if mean is not None and parsed.source not in (ModelSource.CUSTOM, ModelSource.TORCHVISION):
+        parsed = parse_model_name(self.model) if module is None else None
+        source = parsed.source if parsed is not None else ModelSource.MODULE
+        if module is not None and self.dataset is None:
+            raise CtrobustError("Pass dataset= for a model given as an object: ctrobust cannot tell what it was "
+                                "trained on (e.g. dataset='fashion-mnist').")
+        if mean is not None and source not in (ModelSource.CUSTOM, ModelSource.TORCHVISION, ModelSource.MODULE):
             raise CtrobustError(
                 f"--mean/--std apply to custom and torchvision models; {self.model} normalises its input itself."
             )
@@ -187,7 +192,7 @@ class EvalConfig:
         if threat.is_norm_bounded:
             eps = check_eps(self.eps) if self.eps is not None else default_eps(dataset, threat)
         return RunPlan(
-            model=self.model.strip(), model_source=parsed.source, dataset=dataset, threat=threat, eps=eps,
+            model=self.model.strip(), model_source=source, dataset=dataset, threat=threat, eps=eps,
             final_attack=final if threat.is_norm_bounded else None,
             select_attack=select if threat.is_norm_bounded else None,
             corruptions=tuple(corruptions) if not threat.is_norm_bounded else (),
@@ -199,7 +204,17 @@ class EvalConfig:
             mean=tuple(mean) if mean is not None else None, std=tuple(std) if std is not None else None,
             model_dir=self.model_dir, data_dir=self.data_dir, trust_checkpoint=self.trust_checkpoint,
             device=_choice(Device, self.device, "--device"), ctu=_choice(CtuImpl, self.ctu, "--ctu"),
+            weights=_module_digest(module) if module is not None else None, module=module,
         )
+
+
+def _module_digest(module: Any) -> str:
+    from ctrobust.errors import CtrobustError as _Error
+    from ctrobust.models.registry import weights_digest
+
+    if not hasattr(module, "state_dict") or not callable(module):
+        raise _Error(f"Expected model to be a torch.nn.Module or a model name, but got {type(module).__name__}.")
+    return weights_digest(module)
 
 
 def _choice(kind: type[E], value: str, flag: str) -> E:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Callable
 from typing import Any
@@ -17,9 +16,10 @@ from ctrobust.data import load_test_set, make_splits
 from ctrobust.data.registry import canonical_dataset
 from ctrobust.errors import CtrobustError, NonFiniteOutput, require_finite
 from ctrobust.models import load_model
+from ctrobust.models.registry import weights_digest
 from ctrobust.progress import AutoAttackWatcher, RunProgress, log
 from ctrobust.provenance import provenance
-from ctrobust.sanity import judge, run_sanity_checks
+from ctrobust.sanity import judge, run_sanity_checks, sanity_work
 from ctrobust.plan import Device, Protocol, RunPlan, SweepMode
 from ctrobust.result import ArmResult, Counts, RunResult
 from ctrobust.scoring import SCORERS, NormScorer, Scorer
@@ -36,15 +36,6 @@ def resolve_device(name: str | Device) -> torch.device:
     if name == Device.CUDA and not torch.cuda.is_available():
         raise CtrobustError("--device cuda was asked for but no CUDA device is available; use --device cpu.")
     return torch.device(str(name))
-
-
-def weights_digest(model: torch.nn.Module) -> str:
-    """Digest of every parameter and buffer: cells are reused only for the very same weights."""
-    digest = hashlib.sha256()
-    for name, tensor in model.state_dict().items():
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()[:20]
 
 
 def _check_model_outputs(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, dataset: str,
@@ -160,6 +151,8 @@ class _WorkPlan:
             self.progress.plan(key, n_betas * per_beta * n_points / max(self.n_select, 1))
         self.progress.plan(_stage_key("final", 1.0), self.work("final", clean, robust_base))
         self.progress.plan("final:ct", self.work("final", clean, robust_ct))
+        if self.scorer.attack_spec("final") is not None:  # Linf / L2: the checks against weak attacks
+            self.progress.plan("sanity", sanity_work(self.n_eval, clean))
 
     def learn_from_base(self, base: Scored, select_robust_base: float) -> None:
         """The base model's final attack shows how many points its first stage really leaves."""
@@ -295,7 +288,7 @@ def run_eval(plan: RunPlan, progress: RunProgress | None = None, store: Store | 
     loaded = load_model(
         plan.model, plan.dataset, plan.checkpoint, threat=threat.value,
         zoo_threat=plan.zoo_threat.value if plan.zoo_threat else None, model_dir=plan.model_dir,
-        trust_checkpoint=plan.trust_checkpoint, mean=plan.mean, std=plan.std,
+        trust_checkpoint=plan.trust_checkpoint, mean=plan.mean, std=plan.std, module=plan.module,
     )
     x_all, y_all = load_test_set(loaded.dataset, plan.data_dir)
     splits = make_splits(len(x_all), plan.n_examples, plan.n_select, plan.seed, plan.protocol.value)
@@ -347,11 +340,12 @@ def run_eval(plan: RunPlan, progress: RunProgress | None = None, store: Store | 
         if base.adversarial is None:  # stored by an older ctrobust or another executor: the same seed gives them back
             base = _scored_with_progress(progress, scorer, ct, "final", 1.0, n_eval, n_classes,
                                          work.final_survivors(base_select))
-        progress.start("sanity", "sanity checks (transfer, budget sweep, gradients)", 0.0)
-        robust, sanity = run_sanity_checks(
-            ct, beta, scorer.x_eval, scorer.y_eval, threat, scorer.eps, plan.seed, plan.batch_size, device,
-            base.adversarial if beta != 1.0 else None, ct_res.per_example["robust"], base.summary, ct_res.summary,
-            scorer.final_label)
+        progress.start("sanity", "sanity checks (transfer, budget sweep, gradients)")
+        with progress.meter.watching(ct):
+            robust, sanity = run_sanity_checks(
+                ct, beta, scorer.x_eval, scorer.y_eval, threat, scorer.eps, plan.seed, plan.batch_size, device,
+                base.adversarial if beta != 1.0 else None, ct_res.per_example["robust"], base.summary, ct_res.summary,
+                scorer.final_label)
         progress.finish()
         white_box = int(sum(ct_res.per_example["robust"]))
         ct_outcomes = {**ct_res.per_example, "robust": robust, "robust_white_box": ct_res.per_example["robust"]}
@@ -374,7 +368,8 @@ def run_eval(plan: RunPlan, progress: RunProgress | None = None, store: Store | 
         base=base_arm, ct=ct_arm, gain=gain, flags=flags,
         per_example={"base": base.per_example, "ct": ct_measured},
         eval_indices=splits.eval_indices, select_indices=splits.select_indices, weights_digest=weights,
-        model_source={"source": loaded.source.value, "checkpoint": loaded.checkpoint, **loaded.preprocessing},
+        model_source={"source": loaded.source.value, "checkpoint": loaded.checkpoint,
+                      "architecture": _architecture(loaded.model), **loaded.preprocessing},
         provenance=cache.prov, settings=scorer.settings, sanity=sanity, ct_coverage=coverage.to_dict(),
         batch_size=plan.batch_size, ctu=ctu_backend(plan.ctu.value, device),
         wall_seconds=round(time.perf_counter() - start, 2), cells_computed=cache.computed,
@@ -386,6 +381,13 @@ def run_eval(plan: RunPlan, progress: RunProgress | None = None, store: Store | 
     if store is not None:
         store.put_run(result)
     return result
+
+
+def _architecture(model: torch.nn.Module) -> str:
+    """The network's class name, under any normalisation wrapper."""
+    while isinstance(getattr(model, "model", None), torch.nn.Module):
+        model = model.model
+    return type(model).__name__
 
 
 def _details(summary: dict[str, object]) -> dict[str, object]:

@@ -36,6 +36,7 @@ class ModelSource(StrEnum):
     TORCHVISION = "torchvision"
     PAPER = "paper"
     CUSTOM = "custom"
+    MODULE = "module"  # an nn.Module handed to ctrobust.run from Python
 
 
 class SweepMode(StrEnum):
@@ -93,6 +94,9 @@ class RunPlan:
     ctu: CtuImpl = field(default=CtuImpl.AUTO, metadata=_not_identity())
     # Betas per batched pass of the sweep (None: what the device holds); the numbers do not depend on it.
     betas_per_pass: int | None = field(default=None, metadata=_not_identity())
+    # A model given as an object (ctrobust.run): its weights' digest is part of the identity, the object is not.
+    weights: str | None = None
+    module: Any = field(default=None, metadata=_not_identity(), compare=False, repr=False)
 
     @property
     def candidates(self) -> tuple[float, ...]:

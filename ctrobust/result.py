@@ -18,6 +18,8 @@ from ctrobust.threats import ThreatModel
 from ctrobust.uncertainty import SelectionFlags, flags_from_dict, run_gain
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from ctrobust.sanity import SanityReport
 
 RESULT_SCHEMA_VERSION = 3  # 2 added identity, gain, flags, candidates, counts; 3: counts are the numbers
@@ -177,6 +179,30 @@ class RunResult:
         from ctrobust.store import identity_key
 
         return identity_key({k: v for k, v in self.identity.items() if k != "seed"})
+
+    def to_pandas(self) -> pd.DataFrame:
+        """A tidy frame, one row per cell: every candidate on the selection split (each round of a
+        halving sweep), then base and CT on the evaluation split, with the run's settings on each row."""
+        import pandas as pd
+
+        common = {"run_id": self.run_id, "model": self.model, "dataset": self.dataset, "threat": self.threat.value,
+                  "eps": self.eps, "protocol": self.protocol.value, "seed": self.seed}
+        rows: list[dict[str, Any]] = []
+        rungs = self.sweep.get("rungs") or [{"n_points": self.n_select, "curve": self.select_curve}]
+        for rung in rungs:
+            last = rung is rungs[-1]
+            for beta, acc in sorted((float(b), float(a)) for b, a in rung["curve"].items()):
+                rows.append({**common, "split": "select", "variant": "candidate", "attack": self.select_attack,
+                             "beta": beta, "n": int(rung["n_points"]), "robust_accuracy": acc,
+                             "clean_accuracy": self.select_clean.get(beta) if last else None, "chosen":
+                             last and beta == self.beta})
+        for variant, arm in (("base", self.base), ("ct", self.ct)):
+            rows.append({**common, "split": "eval", "variant": variant, "attack": self.attack, "beta": arm.beta,
+                         "n": arm.counts.n, "robust_accuracy": arm.robust_accuracy,
+                         "clean_accuracy": arm.clean_accuracy, "chosen": variant == "ct",
+                         "clean_correct": arm.counts.clean_correct, "robust_correct": arm.counts.robust_correct,
+                         "cells": arm.counts.cells})
+        return pd.DataFrame(rows)
 
     def with_command(self, command: str | None) -> RunResult:
         return replace(self, command=command)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 from typing import Any
@@ -51,15 +50,16 @@ def write_result(result: RunResult, out_dir: Path) -> tuple[Path, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path, csv_path = out_dir / "result.json", out_dir / "result.csv"
     json_path.write_text(json.dumps(result.to_dict(), indent=1) + "\n")
-    with csv_path.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=CSV_FIELDS)
-        writer.writeheader()
-        writer.writerows(csv_rows(result))
+    import pandas as pd
+
+    pd.DataFrame(csv_rows(result), columns=CSV_FIELDS).to_csv(csv_path, index=False)
     return json_path, csv_path
 
 
 def summary_table(result: RunResult) -> str:
     """A plain-text table for the terminal."""
+    import pandas as pd
+
     from ctrobust.uncertainty import gain_lines
 
     base, ct = result.base, result.ct
@@ -73,10 +73,11 @@ def summary_table(result: RunResult) -> str:
             f"corruptions, {len(result.corruptions) * len(result.severities)} cells ({len(result.corruptions)} "
             f"corruptions x severities {','.join(str(s) for s in result.severities)})"
         )
+    accuracies = pd.DataFrame({"clean acc": [f"{base.clean_accuracy:.2%}", f"{ct.clean_accuracy:.2%}"],
+                               metric: [f"{base.robust_accuracy:.2%}", f"{ct.robust_accuracy:.2%}"]},
+                              index=["base (ReLU)", "CT"])
     lines = [
-        f"{'':<12}{'clean acc':>12}{metric:>12}",
-        f"{'base (ReLU)':<12}{base.clean_accuracy:>12.2%}{base.robust_accuracy:>12.2%}",
-        f"{'CT':<12}{ct.clean_accuracy:>12.2%}{ct.robust_accuracy:>12.2%}",
+        accuracies.to_string(),
         "",
         f"chosen beta   {result.beta:.2f}  (on {result.n_select} selection points with {result.select_attack}; "
         f"{'beta = 1, the original model, was a candidate' if result.base_candidate else 'candidates below 1 only'})",

@@ -129,6 +129,16 @@ def logit_stats(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device: torc
             "grad_norm_median": float(norms.median()), "zero_grad_share": float((norms < ZERO_GRADIENT).float().mean())}
 
 
+def sanity_work(n_eval: int, clean: float) -> float:
+    """Estimated work of the checks (progress units): the budget sweep's APGD-CE runs dominate."""
+    from ctrobust.attacks.cost import attack_work
+    from ctrobust.progress import GRAD_WEIGHT
+
+    sample = min(BUDGET_SAMPLE, n_eval)
+    sweep = 2 * len(BUDGET_FACTORS) * attack_work(AttackSpec("apgd-ce", steps=BUDGET_STEPS), sample, clean, clean)
+    return sweep + GRAD_WEIGHT * min(STATS_SAMPLE, n_eval) * 2 + n_eval
+
+
 def judge(report: SanityReport, gain_points: float, final_attack: str) -> None:
     """Add the warnings the numbers call for."""
     t = report.transfer

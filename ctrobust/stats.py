@@ -11,19 +11,19 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from scipy import stats
+
 Z95 = 1.959963984540054
 
 
 def wilson_interval(correct: int, n: int, z: float = Z95) -> tuple[float, float]:
-    """95% Wilson score interval of a proportion (sane at 0% and 100%, unlike the normal one)."""
+    """95% Wilson score interval of a proportion (sane at 0% and 100%, unlike the normal one), from scipy."""
     if n <= 0:
         return (0.0, 1.0)
-    p = correct / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    low = 0.0 if correct == 0 else max(0.0, centre - half)  # exact ends: rounding must not exclude p itself
-    high = 1.0 if correct == n else min(1.0, centre + half)
+    level = 2 * stats.norm.cdf(z) - 1
+    ci = stats.binomtest(int(correct), int(n)).proportion_ci(confidence_level=level, method="wilson")
+    low = 0.0 if correct == 0 else max(0.0, float(ci.low))  # exact ends: rounding must not exclude p itself
+    high = 1.0 if correct == n else min(1.0, float(ci.high))
     return (low, high)
 
 
@@ -45,20 +45,10 @@ def mcnemar_exact(base_correct: Sequence[int], ct_correct: Sequence[int]) -> McN
 
 
 def _binomial_two_sided(k: int, n: int) -> float:
-    """P(X <= k) * 2 for X ~ Bin(n, 1/2), capped at 1; exact with integers."""
+    """Exact two-sided binomial test of k successes in n at 1/2 (McNemar's exact test), from scipy."""
     if n == 0:
         return 1.0
-    tail = sum(math.comb(n, i) for i in range(k + 1))
-    return min(1.0, 2 * tail / 2**n)
-
-
-def mean_std(values: Sequence[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation (ddof=1; 0 for a single value)."""
-    n = len(values)
-    mean = sum(values) / n
-    if n == 1:
-        return mean, 0.0
-    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    return float(stats.binomtest(int(k), int(n), 0.5, alternative="two-sided").pvalue)
 
 
 def relative_improvement(base: float, ct: float) -> float | None:

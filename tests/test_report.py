@@ -77,6 +77,13 @@ def test_user_strings_are_escaped_and_file_names_sanitised(report_dir: Path) -> 
     assert "http://" not in html and "https://" not in html  # nothing fetched from the network
 
 
+def _png_dpi(path: Path) -> float:
+    """The resolution a PNG declares (its pHYs chunk, pixels per metre)."""
+    data = path.read_bytes()
+    at = data.index(b"pHYs")
+    return int.from_bytes(data[at + 4 : at + 8], "big") * 0.0254
+
+
 def _browser():  # type: ignore[no-untyped-def]
     chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
     if not chromium or not driver:
@@ -107,8 +114,12 @@ def test_report_renders_in_headless_chromium(report_dir: Path) -> None:
     finally:
         browser.quit()
     assert title == "ctrobust report"
-    assert len(images) == 3  # beta curve x 2 runs + one corruption grid
+    assert len(images) == 4  # the gains' forest plot, the beta figure x 2 runs, one corruption grid
     assert all(complete and width > 0 for _, complete, width in images), images
+    for src, _, _ in images:  # every figure also as a vector PDF beside its 300-dpi PNG
+        png = report_dir / src
+        assert png.suffix == ".png" and png.with_suffix(".pdf").read_bytes().startswith(b"%PDF")
+        assert _png_dpi(png) == pytest.approx(300, abs=1)
     names = dict(tables)
     assert names["summary-table"] == 3 and names["paper-table-rows"] == 3  # header + 2 rows each
     assert names["breakdown"] == 6 and names["corruption-grid"] == 3
@@ -132,8 +143,29 @@ def test_leaderboard_entries_and_pages(filled_store: Path, tmp_path: Path) -> No
     assert linf["autoattack_acc"] == linf["robust_acc"] and linf["protocol"] == "heldout"
     assert linf["gain"] == pytest.approx(linf["ct_robust_acc"] - linf["robust_acc"], abs=0.011)
     assert linf["commands"][0].startswith("ctrobust eval --model")
+    assert linf["architecture"] == "SmallCNN" and linf["model_source"] == "custom" and linf["link"] is None
     corr = json.loads(entries[0].read_text())
     assert corr["corruptions_acc"] == corr["robust_acc"] and "autoattack_acc" not in corr
     html = (out / "index.html").read_text()
-    assert "<script" not in html.lower() and "&lt;script&gt;" in html
+    assert "&lt;script&gt;" in html and EVIL not in html  # the model's name is escaped; the page's own script sorts
+    assert "gain (pts) [95% CI]" in html and "base robust %" in html and "CT robust %" in html
     assert "## fashion-mnist / Linf" in (out / "README.md").read_text()
+
+
+@pytest.mark.slow
+def test_leaderboard_page_sorts_in_headless_chromium(filled_store: Path, tmp_path: Path) -> None:
+    out = tmp_path / "lb"
+    assert run_cli("leaderboard", "--store", str(filled_store), "--out", str(out)).returncode == 0
+    browser = _browser()
+    try:
+        browser.get((out / "index.html").as_uri())
+        browser.execute_script(
+            "document.querySelectorAll('table.leaderboard th.sortable')[9].click()")  # base robust %
+        order = browser.execute_script(
+            "return document.querySelectorAll('table.leaderboard th.sortable')[9].dataset.order")
+        errors = browser.execute_script("return window.__errors || []")
+        links = browser.execute_script("return document.querySelectorAll('a').length")
+    finally:
+        browser.quit()
+    assert order == "desc" and errors == []
+    assert links == 0  # custom models have no page to link to; zoo and paper models link theirs

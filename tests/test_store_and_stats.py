@@ -12,7 +12,7 @@ from scipy.stats import binomtest
 from conftest import assert_one_line_error, run_cli
 from ctrobust.cell import Scored
 from ctrobust.errors import CtrobustError
-from ctrobust.stats import mcnemar_exact, mean_std, relative_improvement, wilson_interval
+from ctrobust.stats import mcnemar_exact, relative_improvement, wilson_interval
 from ctrobust.store import Store, identity_key, open_store
 
 
@@ -96,6 +96,12 @@ def test_wilson_interval_matches_the_closed_form(correct: int, n: int) -> None:
     assert low == pytest.approx(ref.low, abs=1e-9) and high == pytest.approx(ref.high, abs=1e-9)
 
 
+def test_wilson_interval_known_value() -> None:
+    """5 of 10: the textbook 95% Wilson interval is 0.2366 to 0.7634 (Newcombe 1998, Table I style)."""
+    low, high = wilson_interval(5, 10)
+    assert (low, high) == (pytest.approx(0.2366, abs=1e-4), pytest.approx(0.7634, abs=1e-4))
+
+
 def test_mcnemar_counts_discordant_pairs_and_matches_the_binomial_test() -> None:
     base = [1] * 30 + [0] * 10 + [1] * 5 + [0] * 55
     ct = [1] * 30 + [1] * 10 + [0] * 5 + [0] * 55
@@ -105,8 +111,6 @@ def test_mcnemar_counts_discordant_pairs_and_matches_the_binomial_test() -> None
     assert mcnemar_exact(base, base).p_value == 1.0
 
 
-def test_mean_std_and_relative_improvement() -> None:
-    assert mean_std([1.0, 2.0, 3.0]) == (2.0, 1.0)
-    assert mean_std([4.0]) == (4.0, 0.0)
+def test_relative_improvement() -> None:
     assert relative_improvement(2.0, 3.0) == pytest.approx(50.0)
     assert relative_improvement(0.0, 3.0) is None

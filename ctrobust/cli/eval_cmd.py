@@ -37,11 +37,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         if meta.get("action") != "store_true" and default is not None:
             help_text += f" (default: {default})"
         group.add_argument(f"--{name.replace('_', '-')}", dest=name, default=default, help=help_text, **meta)
-    parser.set_defaults(handler=run)
+    parser.set_defaults(handler=run_command)
 
 
-def run(args: argparse.Namespace) -> int:
-    from ctrobust.pipeline import run_eval
+def run_command(args: argparse.Namespace) -> int:
+    from ctrobust.api import run
     from ctrobust.progress import RunProgress
     from ctrobust.results import run_name, summary_table, write_result
     from ctrobust.errors import CtrobustError
@@ -58,8 +58,11 @@ def run(args: argparse.Namespace) -> int:
         if cfg.executor == "ray":
             result = _run_on_ray(plan, cfg.ray_address, store, args.command_line)
         else:
+            options = {name: getattr(cfg, name) for name, _, _ in config_fields()
+                       if name not in ("model", "dataset", "threat", "store")}
             with RunProgress("ctrobust eval", disable=cfg.no_progress or args.verbosity < 0) as progress:
-                result = run_eval(plan, progress=progress, store=store, command=args.command_line)
+                result = run(cfg.model, cfg.dataset, cfg.threat, store=store, progress=progress,
+                             command=args.command_line, **options)
     out_dir = out_root if cfg.out else out_root / run_name(result)
     json_path, csv_path = write_result(result, out_dir)
     if cfg.json:

@@ -54,10 +54,8 @@ def run(args: argparse.Namespace) -> int:
                     applies = {"ok": "yes (ReLU)", "not applicable": f"no ({r.other_activations or 'no ReLU'})",
                                "skipped": f"not audited ({r.note})", "error": "not audited (build failed)"}.get(r.status, r.status)
                 rows.append((name, ds, th, arch, applies))
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in
-              enumerate(("model", "dataset", "threat", "architecture", "CT applies"))]
-    header = ("model", "dataset", "threat", "architecture", "CT applies")
-    print("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
-    for r in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)))
+    import pandas as pd
+
+    table = pd.DataFrame(rows, columns=["model", "dataset", "threat", "architecture", "CT applies"])
+    print(table.to_markdown(index=False, tablefmt="simple"))
     return 0

@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     from ctrobust.errors import CtrobustError
     from ctrobust.executors import Progress, run_grid
     from ctrobust.outputs import check_output_dir, safe_name
-    from ctrobust.report.tables import paper_table, paper_table_markdown, summary_rows, write_csv
+    from ctrobust.report.tables import paper_table, paper_table_latex, paper_table_markdown, runs_frame, write_csv
     from ctrobust.reproduce import load_config
     from ctrobust.store import open_store
 
@@ -83,12 +83,13 @@ def run(args: argparse.Namespace) -> int:
         rows = paper_table(outcome.results)
         out.mkdir(parents=True, exist_ok=True)
         (out / "table.md").write_text(paper_table_markdown(rows))
+        (out / "table.tex").write_text(paper_table_latex(rows))
         write_csv(rows, out / "table.csv")
-        write_csv(summary_rows(outcome.results), out / "runs.csv")
+        write_csv(runs_frame(outcome.results), out / "runs.csv")
         print(paper_table_markdown(rows))
         print(f"{outcome.ran} runs made, {outcome.already_stored} already stored; cells: {outcome.cells_computed} "
               f"computed, {outcome.cells_reused} reused from {store.path}")
-        print(f"wrote {out / 'table.md'}, {out / 'table.csv'}, {out / 'runs.csv'}")
+        print(f"wrote {out / 'table.md'}, {out / 'table.tex'}, {out / 'table.csv'}, {out / 'runs.csv'}")
     for label, error in outcome.failures:
         print(f"ctrobust: error: unit {label} failed: {error}", file=sys.stderr)
     return 2 if outcome.failures else 0

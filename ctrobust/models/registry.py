@@ -8,11 +8,13 @@ prefixes.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
 import torch.nn as nn
 
 from ctrobust.data.registry import Dataset, canonical_dataset
@@ -75,6 +77,7 @@ class ModelRequest:
     trust_checkpoint: bool
     mean: Sequence[float] | None
     std: Sequence[float] | None
+    module: nn.Module | None = None
 
     @property
     def info(self) -> Dataset:
@@ -253,6 +256,28 @@ def _load_custom(name: str, req: ModelRequest) -> LoadedModel:
                        prep)
 
 
+def _load_module(name: str, req: ModelRequest) -> LoadedModel:
+    if req.module is None:
+        raise CtrobustError("module: models are given as objects from Python: ctrobust.run(model, dataset=...).")
+    net = req.module
+    if req.mean is not None and req.std is not None:
+        net = Normalized(net, req.mean, req.std)
+        prep = {**req.preprocessing(), "mean": list(req.mean), "std": list(req.std)}
+    else:
+        prep = {"normalisation": "none added (the model normalises itself, or takes [0, 1])",
+                "input_size": list(req.info.input_size)}
+    return LoadedModel(f"module:{name}", req.dataset, net.eval(), ModelSource.MODULE, None, prep)
+
+
+def weights_digest(model: torch.nn.Module) -> str:
+    """Digest of every parameter and buffer: cells are reused only for the very same weights."""
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:20]
+
+
 @dataclass(frozen=True)
 class SourceEntry:
     """How one model source loads a model, and which dataset its names imply (None: --dataset is required)."""
@@ -269,6 +294,7 @@ SOURCES: dict[ModelSource, SourceEntry] = {
     ModelSource.ROBUSTBENCH: SourceEntry(_load_robustbench, _zoo_dataset),
     ModelSource.TORCHVISION: SourceEntry(_load_torchvision, lambda name: "imagenet"),
     ModelSource.CUSTOM: SourceEntry(_load_custom, None),
+    ModelSource.MODULE: SourceEntry(_load_module, None),
 }
 
 
@@ -283,9 +309,11 @@ def load_model(
     trust_checkpoint: bool = False,
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
+    module: nn.Module | None = None,
 ) -> LoadedModel:
-    """Load any supported model, in eval mode, taking images in [0, 1]."""
-    parsed = parse_model_name(name)
-    request = ModelRequest(resolve_model_dataset(name, dataset), Path(checkpoint) if checkpoint is not None else None,
-                           threat, zoo_threat, model_dir, trust_checkpoint, mean, std)
+    """Load any supported model, in eval mode, taking images in [0, 1]; ``module``: one given as an object."""
+    parsed = parse_model_name(name) if module is None else ModelName(ModelSource.MODULE, name.removeprefix("module:"))
+    request = ModelRequest(canonical_dataset(dataset).name if module is not None and dataset else
+                           resolve_model_dataset(name, dataset), Path(checkpoint) if checkpoint is not None else None,
+                           threat, zoo_threat, model_dir, trust_checkpoint, mean, std, module)
     return SOURCES[parsed.source].load(parsed.name, request)

@@ -1,7 +1,9 @@
-"""Figures of a run as PNG files: accuracy against beta, and the corruption grid of CT minus base."""
+"""Figures of runs, each as a vector PDF and a 300-dpi PNG: accuracy against beta, the corruption grid of
+CT minus base, and a forest plot of the gains across runs."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -10,56 +12,98 @@ import matplotlib
 matplotlib.use("Agg")  # files only: no display on servers and CI
 import matplotlib.pyplot as plt  # noqa: E402
 
-from ctrobust.report.tables import corruption_delta, selection_curve  # noqa: E402
+from ctrobust.report.tables import corruption_delta, selection_frame  # noqa: E402
 from ctrobust.result import RunResult  # noqa: E402
+from ctrobust.stats import wilson_interval  # noqa: E402
+
+PNG_DPI = 300
+BETA = "\u03b2"
 
 
-def beta_figure(run: RunResult, path: Path) -> Path:
-    """Selection-split robust (and clean) accuracy against beta; chosen beta and eval-split results marked."""
-    curve = selection_curve(run)
-    clean = sorted(run.select_clean.items())
-    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=110)
+def beta_figure(run: RunResult, stem: Path) -> tuple[Path, Path]:
+    """Robust accuracy against beta (top) and clean accuracy (bottom): the selection curve with its 95%
+    band, base and CT on the evaluation split with their 95% intervals, the chosen beta marked."""
+    curve = selection_frame(run)
+    paper = run.optimistic
+    curve_split = "evaluation split (paper protocol: \u03b2 chosen on it)" if paper else "selection split"
     metric = "robust accuracy" if run.threat.is_norm_bounded else "mean corruption accuracy"
-    ax.plot([b for b, _ in curve], [100 * a for _, a in curve], "o-", ms=3, color="tab:blue",
-            label=f"selection split: {metric} ({run.select_attack})")
-    if clean:
-        ax.plot([b for b, _ in clean], [100 * a for _, a in clean], "-", color="tab:blue", alpha=0.35,
-                label="selection split: clean accuracy")
-    ax.axvline(run.beta, color="tab:red", ls="--", lw=1, label=f"chosen beta {run.beta:.2f}")
-    ax.plot([1.0], [100 * run.base.robust_accuracy], "s", color="black", label="base (ReLU), evaluation split")
-    ax.plot([run.beta], [100 * run.ct.robust_accuracy], "*", ms=12, color="tab:red",
-            label="CT, evaluation split")
-    ax.set_xlabel("beta")
-    ax.set_ylabel("accuracy (%)")
-    ax.set_title(f"{run.threat.value}: accuracy against beta (n_select={run.n_select}, n_eval={run.n_examples})",
-                 fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="best")
-    return _save(fig, path)
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7.2, 4.8), sharex=True, gridspec_kw={"height_ratios": [3, 1.3]})
+    betas = curve["beta"].tolist()
+    top.fill_between(betas, 100 * curve["select_low"], 100 * curve["select_high"], color="tab:blue", alpha=0.18,
+                     lw=0, label="95% interval (Wilson)")
+    top.plot(betas, 100 * curve["select_accuracy"], "o-", ms=3, color="tab:blue",
+             label=f"{curve_split}, {run.select_attack} (n={run.n_select})")
+    for arm, label, marker, colour in ((run.base, "base (ReLU)", "s", "black"), (run.ct, "CT", "D", "tab:red")):
+        c = arm.counts
+        low, high = wilson_interval(c.robust_correct, c.n * c.cells)
+        acc = 100 * arm.robust_accuracy
+        top.errorbar([arm.beta], [acc], yerr=[[acc - 100 * low], [100 * high - acc]], fmt=marker, ms=6, color=colour,
+                     mfc="white" if arm is run.base else colour, capsize=3,
+                     label=f"{label}, evaluation split, {run.attack} (n={c.n})")
+    top.axvline(run.beta, color="tab:red", ls="--", lw=1, label=f"chosen {BETA} = {run.beta:.2f}")
+    top.set_ylabel(f"{metric} (%)")
+    top.grid(alpha=0.3)
+    top.set_title(f"{run.model} · {run.dataset} · {run.threat.value}" + (f" \u03b5={run.eps:.4g}" if run.eps else "")
+                  + f" · seed {run.seed} · {run.protocol.value}", fontsize=9)
+    top.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    clean = curve.dropna(subset=["select_clean"])
+    bottom.plot(clean["beta"], 100 * clean["select_clean"], "-", color="tab:blue", alpha=0.7,
+                label=f"{curve_split}")
+    bottom.plot([run.base.beta], [100 * run.base.clean_accuracy], "s", color="black", mfc="white",
+                label="base, evaluation split")
+    bottom.plot([run.ct.beta], [100 * run.ct.clean_accuracy], "D", color="tab:red", label="CT, evaluation split")
+    bottom.axvline(run.beta, color="tab:red", ls="--", lw=1)
+    bottom.set_ylabel("clean (%)")
+    bottom.set_xlabel(BETA)
+    bottom.grid(alpha=0.3)
+    bottom.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    return _save(fig, stem)
 
 
-def corruption_figure(run: RunResult, path: Path) -> Path:
-    """Heat map of CT minus base accuracy (points) per corruption and severity."""
-    delta = corruption_delta(run)
-    names = list(delta)
-    severities = sorted({s for row in delta.values() for s in row}, key=int)
-    values = [[100 * delta[c].get(s, float("nan")) for s in severities] for c in names]
-    bound = max([abs(v) for row in values for v in row if v == v] + [1.0])
-    fig, ax = plt.subplots(figsize=(1.2 + 0.9 * len(severities), 0.9 + 0.38 * len(names)), dpi=110)
+def corruption_figure(run: RunResult, stem: Path) -> tuple[Path, Path]:
+    """Heat map of CT minus base accuracy (points) per corruption and severity; text light on dark cells."""
+    delta = 100 * corruption_delta(run)
+    values = delta.to_numpy(dtype=float)
+    finite = [abs(v) for v in values.flatten() if v == v]
+    bound = max(finite + [1.0])
+    fig, ax = plt.subplots(figsize=(1.6 + 0.9 * delta.shape[1], 1.0 + 0.38 * delta.shape[0]))
     image = ax.imshow(values, cmap="RdBu", vmin=-bound, vmax=bound, aspect="auto")
-    ax.set_xticks(range(len(severities)), [f"sev {s}" for s in severities], fontsize=8)
-    ax.set_yticks(range(len(names)), names, fontsize=8)
-    for i, row in enumerate(values):
-        for j, v in enumerate(row):
-            ax.text(j, i, f"{v:+.1f}", ha="center", va="center", fontsize=7)
-    fig.colorbar(image, ax=ax, label="CT - base (points)")
-    ax.set_title(f"CT (beta {run.beta:.2f}) minus base, evaluation split", fontsize=9)
-    return _save(fig, path)
+    ax.set_xticks(range(delta.shape[1]), [f"severity {s}" for s in delta.columns], fontsize=8)
+    ax.set_yticks(range(delta.shape[0]), list(delta.index), fontsize=8)
+    for i in range(values.shape[0]):
+        for j in range(values.shape[1]):
+            v = values[i, j]
+            ax.text(j, i, f"{v:+.1f}", ha="center", va="center", fontsize=7,
+                    color="white" if abs(v) > 0.55 * bound else "black")
+    fig.colorbar(image, ax=ax, label="CT \u2212 base (points)")
+    ax.set_title(f"CT ({BETA} = {run.beta:.2f}) minus base, evaluation split (n={run.n_examples})", fontsize=9)
+    return _save(fig, stem)
 
 
-def _save(fig: Any, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
+def gain_forest_figure(runs: Sequence[RunResult], stem: Path) -> tuple[Path, Path]:
+    """One row per run: the gain of CT over base in points with its paired 95% interval (a forest plot)."""
+    fig, ax = plt.subplots(figsize=(7.2, 0.9 + 0.32 * len(runs)))
+    labels = []
+    for row, run in enumerate(runs):
+        g = run.gain
+        colour = "tab:red" if g.significant else "tab:gray"
+        ax.errorbar([g.gain_points], [row], xerr=[[g.gain_points - g.low], [g.high - g.gain_points]], fmt="o",
+                    color=colour, capsize=3, ms=4)
+        labels.append(f"{run.model} · {run.threat.value} · {run.attack} · {run.protocol.value} · seed {run.seed}"
+                      f" ({BETA}={run.beta:.2f})")
+    ax.axvline(0.0, color="black", lw=0.8)
+    ax.set_yticks(range(len(runs)), labels, fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel("gain of CT over base (points), paired 95% interval; red: McNemar p < 0.05")
+    ax.grid(axis="x", alpha=0.3)
+    return _save(fig, stem)
+
+
+def _save(fig: Any, stem: Path) -> tuple[Path, Path]:
+    stem.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path, format="png")
+    png, pdf = stem.with_name(stem.name + ".png"), stem.with_name(stem.name + ".pdf")
+    fig.savefig(png, format="png", dpi=PNG_DPI, bbox_inches="tight")
+    fig.savefig(pdf, format="pdf", bbox_inches="tight")
     plt.close(fig)
-    return path
+    return png, pdf

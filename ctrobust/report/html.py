@@ -1,4 +1,5 @@
-"""``report``: one offline HTML page (Jinja2, autoescaped) plus CSV files and PNG figures.
+"""``report``: one offline HTML page (Jinja2, autoescaped) plus tables (CSV, Markdown, LaTeX) and figures
+(PDF and 300-dpi PNG).
 
 Everything comes from the runs in the store. Strings from users (model names, paths, commands)
 reach the page only through Jinja2's autoescape and never become file names unsanitised.
@@ -9,16 +10,16 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from ctrobust.outputs import safe_name
-from ctrobust.report.figures import beta_figure, corruption_figure
-from ctrobust.result import RunResult
+from ctrobust.report.figures import beta_figure, corruption_figure, gain_forest_figure
 from ctrobust.report.tables import (
-    breakdown_rows, corruption_delta, paper_table, selection_curve, summary_rows, write_csv,
+    breakdown_frame, corruption_delta, paper_table, paper_table_latex, paper_table_markdown, runs_frame,
+    selection_frame, write_csv,
 )
+from ctrobust.result import RunResult
 
 
 def template_environment() -> Environment:
@@ -34,37 +35,50 @@ def run_slug(run: RunResult, index: int) -> str:
 
 
 def write_report(runs: Sequence[RunResult], out: Path, store_path: str) -> Path:
-    """Write index.html, CSV files and figures for ``runs`` under ``out``; return the page's path."""
+    """Write index.html, the tables (CSV, Markdown, LaTeX) and the figures (PDF and PNG) under ``out``."""
     out.mkdir(parents=True, exist_ok=True)
-    summary = summary_rows(runs)
+    summary = runs_frame(runs)
     table = paper_table(runs)
     write_csv(summary, out / "summary.csv")
     write_csv(table, out / "paper_table.csv")
+    (out / "paper_table.md").write_text(paper_table_markdown(table))
+    (out / "paper_table.tex").write_text(paper_table_latex(table))
+    figures_dir = out / "figures"
     sections = []
-    for index, (run, row) in enumerate(zip(runs, summary), 1):
+    for index, (run, row) in enumerate(zip(runs, summary.to_dict("records"), strict=True), 1):
         slug = run_slug(run, index)
-        figures = [{"src": f"figures/{slug}-beta.png", "alt": f"accuracy against beta, run {index}"}]
-        beta_figure(run, out / figures[0]["src"])
-        write_csv([{"beta": b, "select_accuracy": a} for b, a in selection_curve(run)], out / "csv" / f"{slug}-beta.csv")
-        breakdown = breakdown_rows(run)
-        if breakdown:
+        figures = [_figure(beta_figure(run, figures_dir / f"{slug}-beta"), out,
+                           f"robust accuracy against \u03b2 on the selection split, run {index}")]
+        write_csv(selection_frame(run), out / "csv" / f"{slug}-beta.csv")
+        breakdown = breakdown_frame(run)
+        if not breakdown.empty:
             write_csv(breakdown, out / "csv" / f"{slug}-autoattack.csv")
-        grid: list[dict[str, Any]] = []
-        if not run.threat.is_norm_bounded:
-            src = f"figures/{slug}-corruptions.png"
-            corruption_figure(run, out / src)
-            figures.append({"src": src, "alt": f"corruption grid CT minus base, run {index}"})
-            grid = [{"corruption": c, **{f"severity_{s}": d for s, d in sev.items()}}
-                    for c, sev in corruption_delta(run).items()]
-            write_csv(grid, out / "csv" / f"{slug}-corruptions.csv")
+        grid = corruption_delta(run)
+        if not run.threat.is_norm_bounded and not grid.empty:
+            figures.append(_figure(corruption_figure(run, figures_dir / f"{slug}-corruptions"), out,
+                                   f"corruption grid, CT minus base, run {index}"))
+            write_csv(grid.rename_axis("corruption").reset_index(), out / "csv" / f"{slug}-corruptions.csv")
         sanity = run.sanity.lines() if run.sanity is not None else []
         sections.append({"index": index, "anchor": slug, "run": run, "row": row, "figures": figures, "sanity": sanity,
-                         "breakdown": breakdown, "grid": grid,
-                         "grid_severities": sorted({s for r in grid for s in r if s != "corruption"})})
+                         "breakdown": breakdown.to_dict("records"),
+                         "grid": [{"corruption": c, **{f"severity_{s}": v for s, v in r.items()}}
+                                  for c, r in grid.to_dict("index").items()],
+                         "grid_severities": [f"severity_{s}" for s in grid.columns]})
+    overview = []
+    if runs:
+        overview.append(_figure(gain_forest_figure(runs, figures_dir / "gains"), out,
+                                "gain of CT over base per run, with its paired 95% interval"))
     html = template_environment().get_template("report.html.j2").render(
         generated=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        store_path=store_path, summary=summary, table=table, sections=sections,
+        store_path=store_path, summary=summary.to_dict("records"), table=table.to_dict("records"),
+        sections=sections, overview=overview,
     )
     page = out / "index.html"
     page.write_text(html, encoding="utf-8")
     return page
+
+
+def _figure(paths: tuple[Path, Path], out: Path, alt: str) -> dict[str, str]:
+    """A figure's PNG (shown) and PDF (linked, vector), relative to the page."""
+    png, pdf = paths
+    return {"src": png.relative_to(out).as_posix(), "pdf": pdf.relative_to(out).as_posix(), "alt": alt}

@@ -11,11 +11,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from ctrobust.outputs import safe_name
 from ctrobust.plan import Protocol
 from ctrobust.report.html import template_environment
+from ctrobust.report.tables import markdown_safe
 from ctrobust.result import RunResult
-from ctrobust.stats import mean_std, pooled_gain, relative_improvement
+from ctrobust.stats import pooled_gain, relative_improvement
 
 ENTRY_VERSION = 1
 
@@ -38,26 +41,31 @@ def entries_from_runs(runs: Sequence[RunResult]) -> list[dict[str, Any]]:
     return entries
 
 
-def _pct(values: Sequence[float]) -> float:
-    return round(mean_std([100 * v for v in values])[0], 2)
-
-
 def _entry(dataset: str, threat: str, model: str, runs: Sequence[RunResult]) -> dict[str, Any]:
     first = runs[0]
-    base_robust, ct_robust = _pct([r.base.robust_accuracy for r in runs]), _pct([r.ct.robust_accuracy for r in runs])
+    frame = pd.DataFrame({"base_clean": [100 * r.base.clean_accuracy for r in runs],
+                          "base_robust": [100 * r.base.robust_accuracy for r in runs],
+                          "ct_clean": [100 * r.ct.clean_accuracy for r in runs],
+                          "ct_robust": [100 * r.ct.robust_accuracy for r in runs],
+                          "beta": [r.beta for r in runs]}).mean().round(4)
+    base_robust, ct_robust = round(float(frame["base_robust"]), 2), round(float(frame["ct_robust"]), 2)
     gain = pooled_gain([r.gain for r in runs])
+    source = str(first.model_source.get("source", ""))
     entry: dict[str, Any] = {
         "name": model,
         "dataset": dataset,
         "threat_model": threat,
         "eps": first.eps,
-        "clean_acc": _pct([r.base.clean_accuracy for r in runs]),
+        "architecture": first.model_source.get("architecture"),
+        "model_source": source,
+        "link": _link(source, dataset, threat),
+        "clean_acc": round(float(frame["base_clean"]), 2),
         "robust_acc": base_robust,
         "attack": first.attack,
-        "ct_beta": round(mean_std([r.beta for r in runs])[0], 4),
-        "ct_clean_acc": _pct([r.ct.clean_accuracy for r in runs]),
+        "ct_beta": round(float(frame["beta"]), 4),
+        "ct_clean_acc": round(float(frame["ct_clean"]), 2),
         "ct_robust_acc": ct_robust,
-        "gain": round(ct_robust - base_robust, 2),
+        "gain": round(gain.gain_points, 2),
         "gain_ci": [round(gain.low, 2), round(gain.high, 2)],
         "gain_only_base": gain.only_base,
         "gain_only_ct": gain.only_ct,
@@ -75,7 +83,7 @@ def _entry(dataset: str, threat: str, model: str, runs: Sequence[RunResult]) -> 
         "git_commit": sorted({str(r.provenance.get("git_commit")) for r in runs}),
         "date": max(str(r.provenance.get("date")) for r in runs),
         "reported": False,
-        "footnote": "Measured by ctrobust; accuracies in %, mean over seeds.",
+        "footnote": "Measured by ctrobust; accuracies in %, mean over seeds; gain pooled over the seeds' paired tables.",
         "entry_version": ENTRY_VERSION,
     }
     if not first.threat.is_norm_bounded:
@@ -83,6 +91,15 @@ def _entry(dataset: str, threat: str, model: str, runs: Sequence[RunResult]) -> 
     elif first.attack == "autoattack-standard":
         entry["autoattack_acc"] = entry["robust_acc"]
     return entry
+
+
+def _link(source: str, dataset: str, threat: str) -> str | None:
+    """Where the model is described: RobustBench's leaderboard for zoo models, the CT paper for its ResNets."""
+    if source == "robustbench":
+        return f"https://robustbench.github.io/#{dataset}-{threat}".lower()
+    if source == "paper":
+        return "https://arxiv.org/abs/2502.07783"
+    return None
 
 
 def _round(value: float | None) -> float | None:
@@ -108,36 +125,36 @@ def ranked_boards(entries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             for (d, t), rows in sorted(boards.items())]
 
 
+def board_frame(entries: Sequence[dict[str, Any]]) -> pd.DataFrame:
+    """A board as a reader sees it: base and CT robust accuracy named as such, the gain with its interval."""
+    return pd.DataFrame({
+        "Rank": range(1, len(entries) + 1),
+        "Model": [markdown_safe(e["name"]) for e in entries],
+        "Architecture": [e.get("architecture") or "" for e in entries],
+        "Source": [e.get("model_source") or "" for e in entries],
+        "Attack": [e["attack"] for e in entries],
+        "Protocol": [e["protocol"] + (" (optimistic)" if e["optimistic"] else "") for e in entries],
+        "n": [e["n_examples"] for e in entries],
+        "Seeds": [",".join(map(str, e["seeds"])) for e in entries],
+        "Base clean (%)": [f"{e['clean_acc']:.2f}" for e in entries],
+        "Base robust (%)": [f"{e['robust_acc']:.2f}" for e in entries],
+        "β": [f"{e['ct_beta']:.3f}" for e in entries],
+        "CT clean (%)": [f"{e['ct_clean_acc']:.2f}" for e in entries],
+        "CT robust (%)": [f"{e['ct_robust_acc']:.2f}" for e in entries],
+        "Gain (pts) [95% CI]": [f"{e['gain']:+.2f} [{e['gain_ci'][0]:+.2f}, {e['gain_ci'][1]:+.2f}]" for e in entries],
+        "McNemar p": [f"{e['gain_mcnemar_p']:.3g}" for e in entries],
+    })
+
+
 def leaderboard_markdown(boards: Sequence[dict[str, Any]]) -> str:
     lines = ["# ctrobust leaderboards", "",
              "Ranked by CT robust accuracy (mean corruption accuracy for corruptions). Generated by "
-             "`ctrobust leaderboard` from the results store; each entry (a JSON file in this folder) records the commands "
-             "that made it.",
-             ""]
+             "`ctrobust leaderboard` from the results store; each entry (a JSON file in this folder) records the "
+             "commands that made it. Base robust: the original (ReLU) model's; CT robust: at the chosen β.", ""]
     for board in boards:
         lines += [f"## {board['dataset']} / {board['threat']}", "",
-                  "| Rank | Model | Attack | Protocol | n | Seeds | Clean (%) | Robust (%) | beta | CT clean (%) | CT robust (%) | "
-                  "Gain (pts) [95% CI] | McNemar p |",
-                  "|---:|---|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
-        for rank, e in enumerate(board["entries"], 1):
-            protocol = e["protocol"] + (" (optimistic)" if e["optimistic"] else "")
-            name = str(e["name"]).replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
-            lines.append(f"| {rank} | {name} | {e['attack']} | {protocol} | {e['n_examples']} | "
-                         f"{','.join(map(str, e['seeds']))} | {e['clean_acc']:.2f} | {e['robust_acc']:.2f} | "
-                         f"{e['ct_beta']:.3f} | {e['ct_clean_acc']:.2f} | {e['ct_robust_acc']:.2f} | {e['gain']:+.2f} "
-                         f"{_ci_text(e)} | {_p_text(e)} |")
-        lines.append("")
+                  board_frame(board["entries"]).to_markdown(index=False), ""]
     return "\n".join(lines)
-
-
-def _ci_text(entry: dict[str, Any]) -> str:
-    ci = entry.get("gain_ci")
-    return f"[{ci[0]:+.2f}, {ci[1]:+.2f}]" if ci else "[n/a]"
-
-
-def _p_text(entry: dict[str, Any]) -> str:
-    p = entry.get("gain_mcnemar_p")
-    return "n/a" if p is None else f"{p:.3g}"
 
 
 def write_leaderboard_pages(entries: Sequence[dict[str, Any]], root: Path) -> tuple[Path, Path]:

@@ -1,0 +1,79 @@
+"""The whole protocol from Python: ``ctrobust.run`` on any nn.Module or model name, results as DataFrames.
+
+``run`` is what ``ctrobust eval`` calls: the same options (the fields of ``EvalConfig``, by name),
+the same plan, the same store; it returns the typed ``RunResult`` instead of writing files.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import nullcontext
+from typing import TYPE_CHECKING, Any
+
+from ctrobust.config import EvalConfig
+from ctrobust.errors import CtrobustError
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import torch.nn as nn
+
+    from ctrobust.progress import RunProgress
+    from ctrobust.result import RunResult
+    from ctrobust.store import Store
+
+
+def run(model: nn.Module | str, dataset: str | None = None, threat: str = "linf", *,
+        store: Store | str | os.PathLike[str] | None = None, name: str | None = None, command: str | None = None,
+        progress: RunProgress | bool = False, **options: Any) -> RunResult:
+    """Choose beta on held-out data, attack base and CT, and return the result (with per-example outcomes,
+    the selection curve and the sanity checks).
+
+    ``model``: an ``nn.Module`` taking images in [0, 1] (pass ``mean``/``std`` to normalise inside it,
+    and ``dataset``), or a model name as ``ctrobust eval --model`` takes it. ``store``: a results store
+    (a path or an open Store) that every cell is looked up in and written to, as ``eval`` does; default:
+    none. ``options``: any ``ctrobust eval`` option by its field name (``n_examples=200``, ``betas="0.8,0.9"``,
+    ``attack="apgd-ce"``, ``mean=(0.5,)``, ...).
+    """
+    from ctrobust.pipeline import run_eval
+    from ctrobust.progress import RunProgress
+    from ctrobust.store import Store, open_store
+
+    module = None if isinstance(model, str) else model
+    label = model if isinstance(model, str) else (name or type(model).__name__)
+    for key in ("mean", "std"):  # sequences are welcome from Python; the CLI spells them "0.5,0.5,0.5"
+        if options.get(key) is not None and not isinstance(options[key], str):
+            options[key] = ",".join(str(float(v)) for v in options[key])
+    unknown = set(options) - set(EvalConfig.__dataclass_fields__)
+    if unknown:
+        raise CtrobustError(f"Unknown option {sorted(unknown)[0]!r} for ctrobust.run; the options are those of "
+                            "`ctrobust eval` by field name (n_examples, betas, attack, eps, seed, ...).")
+    plan = EvalConfig(model=label, dataset=dataset, threat=threat, **options).resolve(module=module)
+    bar = progress if isinstance(progress, RunProgress) else RunProgress("ctrobust.run", disable=not progress)
+    opened = open_store(store) if store is not None and not isinstance(store, Store) else nullcontext(store)
+    with opened as st, (bar if bar is not progress else nullcontext(bar)):
+        return run_eval(plan, progress=bar, store=st, command=command)
+
+
+def load_results(store: Store | str | os.PathLike[str] | None = None, kind: str = "runs",
+                 **filters: Any) -> pd.DataFrame:
+    """The runs (one row each) or cells (one row per cell of every run) of a store, as a DataFrame.
+
+    ``filters``: column=value pairs that rows must match (``model="smallcnn"``, ``threat="Linf"``, ``seed=0``).
+    """
+    import pandas as pd
+
+    from ctrobust.report.tables import runs_frame
+    from ctrobust.store import Store, existing_store
+
+    if kind not in ("runs", "cells"):
+        raise CtrobustError(f"Expected kind 'runs' or 'cells', but got {kind!r}.")
+    opened = existing_store(store) if not isinstance(store, Store) else nullcontext(store)
+    with opened as st:
+        runs = st.runs()
+    frame = runs_frame(runs) if kind == "runs" else pd.concat([r.to_pandas() for r in runs], ignore_index=True) \
+        if runs else pd.DataFrame()
+    for column, value in filters.items():
+        if column not in frame.columns:
+            raise CtrobustError(f"No column {column!r} to filter on; columns: {', '.join(frame.columns)}.")
+        frame = frame[frame[column] == value]
+    return frame.reset_index(drop=True)
