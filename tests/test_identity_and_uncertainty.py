@@ -104,7 +104,7 @@ def test_runs_that_differ_get_their_own_folder_and_row(tmp_path: Path) -> None:
     assert len({found[0] for found in folders.values()}) == len(variants)  # nothing written over
     with existing_store(store) as opened:
         rows = paper_table(opened.runs())
-    by_seeds = sorted(r["seeds"] for r in rows)
+    by_seeds = sorted(rows["seeds"])
     assert by_seeds == ["0", "0", "0", "0", "0,1"]  # the two seeds of one setting share a row, nothing else
     for r in results.values():
         gain = r["gain"]

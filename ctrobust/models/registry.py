@@ -244,28 +244,25 @@ def _load_custom(name: str, req: ModelRequest) -> LoadedModel:
     net = load_factory_model(name)
     if req.checkpoint is not None:
         _load_weights(net, req.checkpoint, req.trust_checkpoint, name)
+    net, prep = _normalised(net, req)
+    return LoadedModel(name, req.dataset, net.eval(), ModelSource.CUSTOM, str(req.checkpoint) if req.checkpoint else None,
+                       prep)
+
+
+def _normalised(net: nn.Module, req: ModelRequest) -> tuple[nn.Module, dict[str, object]]:
+    """A user's model with the normalisation they gave (--mean/--std) put inside it, or as it is."""
     if (req.mean is None) != (req.std is None):
         raise CtrobustError("Pass both --mean and --std, or neither.")
     if req.mean is not None and req.std is not None:
-        net = Normalized(net, req.mean, req.std)
-        prep = {**req.preprocessing(), "mean": list(req.mean), "std": list(req.std)}
-    else:
-        prep = {"normalisation": "none added (the model normalises itself, or takes [0, 1])",
-                "input_size": list(req.info.input_size)}
-    return LoadedModel(name, req.dataset, net.eval(), ModelSource.CUSTOM, str(req.checkpoint) if req.checkpoint else None,
-                       prep)
+        return Normalized(net, req.mean, req.std), {**req.preprocessing(), "mean": list(req.mean), "std": list(req.std)}
+    return net, {"normalisation": "none added (the model normalises itself, or takes [0, 1])",
+                 "input_size": list(req.info.input_size)}
 
 
 def _load_module(name: str, req: ModelRequest) -> LoadedModel:
     if req.module is None:
         raise CtrobustError("module: models are given as objects from Python: ctrobust.run(model, dataset=...).")
-    net = req.module
-    if req.mean is not None and req.std is not None:
-        net = Normalized(net, req.mean, req.std)
-        prep = {**req.preprocessing(), "mean": list(req.mean), "std": list(req.std)}
-    else:
-        prep = {"normalisation": "none added (the model normalises itself, or takes [0, 1])",
-                "input_size": list(req.info.input_size)}
+    net, prep = _normalised(req.module, req)
     return LoadedModel(f"module:{name}", req.dataset, net.eval(), ModelSource.MODULE, None, prep)
 
 

@@ -57,7 +57,8 @@ def write_report(runs: Sequence[RunResult], out: Path, store_path: str) -> Path:
         if not run.threat.is_norm_bounded and not grid.empty:
             figures.append(_figure(corruption_figure(run, figures_dir / f"{slug}-corruptions"), out,
                                    f"corruption grid, CT minus base, run {index}"))
-            write_csv(grid.rename_axis("corruption").reset_index(), out / "csv" / f"{slug}-corruptions.csv")
+            write_csv(grid.rename(columns=lambda s: f"severity_{s}").rename_axis("corruption").reset_index(),
+                      out / "csv" / f"{slug}-corruptions.csv")
         sanity = run.sanity.lines() if run.sanity is not None else []
         sections.append({"index": index, "anchor": slug, "run": run, "row": row, "figures": figures, "sanity": sanity,
                          "breakdown": breakdown.to_dict("records"),
