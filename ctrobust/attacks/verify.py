@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
+from ctrobust.attacks.norms import NORM_BALLS
 from ctrobust.errors import require_finite
 from ctrobust.threats import ThreatModel
 
@@ -23,8 +24,7 @@ class Verification:
 
 
 def perturbation_norm(delta: torch.Tensor, threat: ThreatModel) -> torch.Tensor:
-    flat = delta.flatten(1)
-    return flat.abs().amax(dim=1) if threat is ThreatModel.LINF else flat.norm(dim=1)
+    return NORM_BALLS[threat].distance(delta)
 
 
 def verify_adversarial(
