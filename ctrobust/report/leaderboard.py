@@ -153,7 +153,7 @@ def leaderboard_markdown(boards: Sequence[dict[str, Any]]) -> str:
              "commands that made it. Base robust: the original (ReLU) model's; CT robust: at the chosen β.", ""]
     for board in boards:
         lines += [f"## {board['dataset']} / {board['threat']}", "",
-                  board_frame(board["entries"]).to_markdown(index=False), ""]
+                  board_frame(board["entries"]).to_markdown(index=False, disable_numparse=True), ""]
     return "\n".join(lines)
 
 

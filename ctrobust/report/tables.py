@@ -75,7 +75,9 @@ def paper_table(runs: Sequence[RunResult]) -> pd.DataFrame:
     table["only_ct"] = [g.only_ct for g in pooled]
     table["mcnemar_p"] = [g.p_value for g in pooled]
     table["optimistic"] = table["protocol"] == "paper"
-    table = table.drop(columns="run_ids").round(4)
+    table = table.drop(columns="run_ids").round({c: 4 for c in (
+        "base_robust_mean", "base_robust_std", "ct_robust_mean", "ct_robust_std", "mean_beta", "base_clean_mean",
+        "ct_clean_mean", "gain_points_pooled", "gain_ci_low", "gain_ci_high")})  # p-values keep their digits
     table["relative_improvement_pct"] = table["relative_improvement_pct"].astype(float).round(2)
     return table.sort_values(["dataset", "model", "threat", "attack", "protocol"]).reset_index(drop=True)
 
@@ -105,7 +107,7 @@ def paper_table_markdown(table: pd.DataFrame) -> str:
     shown = paper_table_display(table)
     for column in ("Model", "Attack"):  # Markdown-safe cells: no pipes, no raw HTML
         shown[column] = shown[column].map(markdown_safe)
-    return shown.to_markdown(index=False, colalign=["left"] * 5 + ["right"] * 8) + "\n"
+    return shown.to_markdown(index=False, colalign=["left"] * 5 + ["right"] * 8, disable_numparse=True) + "\n"
 
 
 def paper_table_latex(table: pd.DataFrame) -> str:
