@@ -30,14 +30,14 @@ def _preference(run: RunResult) -> tuple[int, int, int]:
 
 def entries_from_runs(runs: Sequence[RunResult]) -> list[dict[str, Any]]:
     """One entry per (dataset, threat, model): the preferred setting's runs, averaged over their seeds."""
-    by_model: dict[tuple[str, str, str], list[RunResult]] = {}
-    for run in runs:
-        by_model.setdefault((run.dataset, run.threat.value, run.model), []).append(run)
+    frame = pd.DataFrame({"dataset": [r.dataset for r in runs], "threat": [r.threat.value for r in runs],
+                          "model": [r.model for r in runs], "run": range(len(runs))})
     entries = []
-    for (dataset, threat, model), group in sorted(by_model.items()):
+    for (dataset, threat, model), rows in frame.groupby(["dataset", "threat", "model"], sort=True):
+        group = [runs[i] for i in rows["run"]]
         best = max(group, key=lambda r: (_preference(r), r.setting_key))
         chosen = sorted((r for r in group if r.setting_key == best.setting_key), key=lambda r: r.seed)
-        entries.append(_entry(dataset, threat, model, chosen))
+        entries.append(_entry(str(dataset), str(threat), str(model), chosen))
     return entries
 
 
@@ -118,11 +118,12 @@ def write_entries(entries: Sequence[dict[str, Any]], root: Path) -> list[Path]:
 
 def ranked_boards(entries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """Boards per (dataset, threat), each ranked by CT robust accuracy."""
-    boards: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for entry in entries:
-        boards.setdefault((entry["dataset"], entry["threat_model"]), []).append(entry)
-    return [{"dataset": d, "threat": t, "entries": sorted(rows, key=lambda e: -e["ct_robust_acc"])}
-            for (d, t), rows in sorted(boards.items())]
+    if not entries:
+        return []
+    frame = pd.DataFrame({"dataset": [e["dataset"] for e in entries], "threat": [e["threat_model"] for e in entries],
+                          "score": [-e["ct_robust_acc"] for e in entries], "entry": range(len(entries))})
+    return [{"dataset": d, "threat": t, "entries": [entries[i] for i in rows.sort_values("score", kind="stable")["entry"]]}
+            for (d, t), rows in frame.groupby(["dataset", "threat"], sort=True)]
 
 
 def board_frame(entries: Sequence[dict[str, Any]]) -> pd.DataFrame:
