@@ -209,11 +209,10 @@ class EvalConfig:
 
 
 def _module_digest(module: Any) -> str:
-    from ctrobust.errors import CtrobustError as _Error
     from ctrobust.models.registry import weights_digest
 
     if not hasattr(module, "state_dict") or not callable(module):
-        raise _Error(f"Expected model to be a torch.nn.Module or a model name, but got {type(module).__name__}.")
+        raise CtrobustError(f"Expected model to be a torch.nn.Module or a model name, but got {type(module).__name__}.")
     return weights_digest(module)
 
 

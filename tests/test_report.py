@@ -163,9 +163,9 @@ def test_leaderboard_page_sorts_in_headless_chromium(filled_store: Path, tmp_pat
             "document.querySelectorAll('table.leaderboard th.sortable')[9].click()")  # base robust %
         order = browser.execute_script(
             "return document.querySelectorAll('table.leaderboard th.sortable')[9].dataset.order")
-        errors = browser.execute_script("return window.__errors || []")
+        errors = [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"]
         links = browser.execute_script("return document.querySelectorAll('a').length")
     finally:
         browser.quit()
-    assert order == "desc" and errors == []
+    assert order == "desc" and errors == [], errors
     assert links == 0  # custom models have no page to link to; zoo and paper models link theirs
