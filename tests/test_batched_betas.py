@@ -26,8 +26,10 @@ def test_per_sample_betas_give_each_beta_its_own_function(smallcnn, fmnist_test,
     x = fmnist_test[0][:16]
     ct = curvature_tuned(smallcnn, 1.0, impl=impl)
     stacked = torch.cat([x] * len(BETAS)).requires_grad_(True)
+    before = ct(x).detach()
     with ct.betas_per_sample([b for b in BETAS for _ in range(len(x))]):
         out = ct(stacked)
+    assert torch.equal(ct(x).detach(), before)  # after the block the model runs at its own beta again
     (grad,) = torch.autograd.grad(out.square().sum(), stacked)
     for k, beta in enumerate(BETAS):
         ct.beta = beta
