@@ -122,6 +122,9 @@ class EvalConfig:
     )
     json: bool = opt(False, "print the result JSON on stdout instead of the table", "output", action="store_true", in_config=False)
     no_progress: bool = opt(False, "hide the progress bar", "output", action="store_true", in_config=False)
+    strict_checks: bool = opt(
+        False, "exit with status 3 when the binarization test FAILs on either arm (the result is still written "
+        "and stored)", "output", action="store_true", in_config=False)
 
     def resolve(self, module: Any = None) -> RunPlan:
         """Check every option and every combination once, and return the resolved plan.

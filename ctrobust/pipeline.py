@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from ctrobust.attacks.determinism import is_randomised
 from ctrobust.attacks.cost import TIME_FACTOR, attack_work, autoattack_remaining
 from ctrobust.cell import Scored
 from ctrobust.ct import ct_coverage, curvature_tuned
@@ -19,7 +20,7 @@ from ctrobust.models import load_model
 from ctrobust.models.registry import weights_digest
 from ctrobust.progress import AutoAttackWatcher, RunProgress, log
 from ctrobust.provenance import provenance
-from ctrobust.sanity import judge, run_sanity_checks, sanity_work
+from ctrobust.sanity import ArmOutcomes, judge, run_sanity_checks, sanity_work
 from ctrobust.plan import Device, Protocol, RunPlan, SweepMode
 from ctrobust.result import ArmResult, Counts, RunResult
 from ctrobust.scoring import SCORERS, NormScorer, Scorer
@@ -60,6 +61,25 @@ def _check_model_outputs(model: torch.nn.Module, x: torch.Tensor, y: torch.Tenso
         raise CtrobustError(f"the {dataset} labels run from {int(y.min())} to {int(y.max())}, outside the model's "
                             f"{expected} classes: the data files are not {dataset}'s.")
     return expected
+
+
+def _refuse_randomised(model: torch.nn.Module, plan: RunPlan, x: torch.Tensor) -> None:
+    """Before any work: a randomised model (or its CT view) is refused unless every attack of the run is
+    AutoAttack's ``rand`` version (expectation over transformation)."""
+    ct = curvature_tuned(model, min(plan.candidates), impl="eager")
+    if not (is_randomised(model, x) or is_randomised(ct, x)):
+        return
+    specs = [s for s in (plan.final_attack, plan.select_attack) if s is not None]
+    if not plan.threat.is_norm_bounded:
+        log.warning("the model is randomised: its corruption accuracy varies from pass to pass")
+        return
+    if all(s.name == "autoattack" and s.version == "rand" for s in specs):
+        log.warning("the model is randomised: evaluated with AutoAttack's rand version (expectation over transformation)")
+        return
+    raise CtrobustError(
+        "the model is randomised (two passes over the same images give different outputs): an attack would count "
+        "points it never attempted as robust. Evaluate it with expectation over transformation: --attack autoattack "
+        "--aa-version rand --select-attack autoattack; or make its forward deterministic in eval mode.")
 
 
 class CellCache:
@@ -151,8 +171,9 @@ class _WorkPlan:
             self.progress.plan(key, n_betas * per_beta * n_points / max(self.n_select, 1))
         self.progress.plan(_stage_key("final", 1.0), self.work("final", clean, robust_base))
         self.progress.plan("final:ct", self.work("final", clean, robust_ct))
-        if self.scorer.attack_spec("final") is not None:  # Linf / L2: the checks against weak attacks
-            self.progress.plan("sanity", sanity_work(self.n_eval, clean))
+        final = self.scorer.attack_spec("final")
+        if final is not None:  # Linf / L2: the checks against weak attacks
+            self.progress.plan("sanity", sanity_work(self.n_eval, clean, final, self.work("final", clean, robust_ct)))
 
     def learn_from_base(self, base: Scored, select_robust_base: float) -> None:
         """The base model's final attack shows how many points its first stage really leaves."""
@@ -302,6 +323,7 @@ def run_eval(plan: RunPlan, progress: RunProgress | None = None, store: Store | 
             f"(activations found: {coverage.describe_others()})."
         )
 
+    _refuse_randomised(model, plan, x_all[:16].to(device))
     seed_everything(plan.seed)
     scorer = SCORERS[threat](plan, x_all, y_all, splits, device, progress.status)
     ct = curvature_tuned(model, 1.0, impl=plan.ctu.value)
@@ -334,28 +356,36 @@ def run_eval(plan: RunPlan, progress: RunProgress | None = None, store: Store | 
                                                          work.final_survivors(select_curve[beta])))
 
     ct_outcomes = ct_res.per_example
+    base_outcomes = base.per_example
     white_box: int | None = None
+    base_white_box: int | None = None
     sanity = None
     if isinstance(scorer, NormScorer):
         if base.adversarial is None:  # stored by an older ctrobust or another executor: the same seed gives them back
             base = _scored_with_progress(progress, scorer, ct, "final", 1.0, n_eval, n_classes,
                                          work.final_survivors(base_select))
-        progress.start("sanity", "sanity checks (transfer, budget sweep, gradients)")
+        progress.start("sanity", "sanity checks (transfer, budget sweep, gradients, binarization)")
         with progress.meter.watching(ct):
-            robust, sanity = run_sanity_checks(
+            base_robust, robust, sanity = run_sanity_checks(
                 ct, beta, scorer.x_eval, scorer.y_eval, threat, scorer.eps, plan.seed, plan.batch_size, device,
-                base.adversarial if beta != 1.0 else None, ct_res.per_example["robust"], base.summary, ct_res.summary,
-                scorer.final_label)
+                base.adversarial if beta != 1.0 else None,
+                ArmOutcomes(1.0, base.per_example["robust"], base.summary),
+                ArmOutcomes(beta, ct_res.per_example["robust"], ct_res.summary), scorer.final_spec,
+                work.work("final", ct_res.clean_accuracy, ct_res.robust_accuracy))
         progress.finish()
+        if beta == 1.0:  # "CT" is the original model: one set of outcomes for both
+            base_robust = robust
         white_box = int(sum(ct_res.per_example["robust"]))
+        base_white_box = int(sum(base.per_example["robust"]))
         ct_outcomes = {**ct_res.per_example, "robust": robust, "robust_white_box": ct_res.per_example["robust"]}
+        base_outcomes = {**base.per_example, "robust": base_robust, "robust_white_box": base.per_example["robust"]}
     ct_measured = ct_outcomes  # CT's own outcomes, before any clipping to the base
     ct_arm = ArmResult(beta, Counts.of(ct_outcomes), _details(ct_res.summary), white_box_correct=white_box)
-    base_arm = ArmResult(1.0, Counts.of(base.per_example), _details(base.summary))
+    base_arm = ArmResult(1.0, Counts.of(base_outcomes), _details(base.summary), white_box_correct=base_white_box)
     if plan.protocol is Protocol.PAPER and ct_arm.robust_accuracy < base_arm.robust_accuracy:
         ct_arm = ArmResult(beta, base_arm.counts, base_arm.details, clipped=True, clipped_from=ct_arm.robust_accuracy)
-        ct_outcomes = base.per_example
-    gain = run_gain(threat, base.per_example, ct_outcomes)
+        ct_outcomes = base_outcomes
+    gain = run_gain(threat, base_outcomes, ct_outcomes)
     if sanity is not None:
         judge(sanity, gain.gain_points, scorer.final_label)
     flags = selection_flags(select_curve, beta, candidates, n_sel)
@@ -366,7 +396,7 @@ def run_eval(plan: RunPlan, progress: RunProgress | None = None, store: Store | 
         protocol=plan.protocol, n_examples=n_eval, n_select=n_sel, betas=list(plan.betas), candidates=candidates,
         base_candidate=plan.base_candidate, select_curve=select_curve, select_clean=select_clean, beta=beta,
         base=base_arm, ct=ct_arm, gain=gain, flags=flags,
-        per_example={"base": base.per_example, "ct": ct_measured},
+        per_example={"base": base_outcomes, "ct": ct_measured},
         eval_indices=splits.eval_indices, select_indices=splits.select_indices, weights_digest=weights,
         model_source={"source": loaded.source.value, "checkpoint": loaded.checkpoint,
                       "architecture": _architecture(loaded.model), **loaded.preprocessing},

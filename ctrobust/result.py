@@ -22,7 +22,8 @@ if TYPE_CHECKING:
 
     from ctrobust.sanity import SanityReport
 
-RESULT_SCHEMA_VERSION = 3  # 2 added identity, gain, flags, candidates, counts; 3: counts are the numbers
+RESULT_SCHEMA_VERSION = 4  # 2 added identity, gain, flags, candidates, counts; 3: counts are the numbers;
+# 4: the evidence that the attack worked (sanity_checks: attack_evidence, reference, incomplete, gradients, binarization)
 OPTIMISTIC_NOTE = (
     "OPTIMISTIC: protocol 'paper' chose beta on the evaluation split itself and clipped CT up to the base; "
     "these numbers are biased upward (see docs/protocol.md, fault 1)."
@@ -254,7 +255,7 @@ class RunResult:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RunResult:
-        """A stored result (schema 1 to 3) back as a RunResult; older ones get their counts from per-example data."""
+        """A stored result (schema 1 to 4) back as a RunResult; older ones get their counts from per-example data."""
         from ctrobust.sanity import SanityReport
 
         threat = ThreatModel(data["threat"])
@@ -268,8 +269,7 @@ class RunResult:
         settings = {k: data[k] for k in ("attack_config", "select_attack_config", "corruptions", "severities",
                                          "corruption_data") if k in data}
         checks = data.get("sanity_checks")
-        sanity = SanityReport(**{k: checks[k] for k in ("transfer", "budget", "logits", "breakdown", "warnings")}
-                              ) if checks else None
+        sanity = SanityReport.from_dict(checks) if checks else None
         curve = {float(b): float(a) for b, a in data["select_curve"].items()}
         cells = data.get("cells") or {}
         return cls(

@@ -14,6 +14,19 @@ a row in the HTML report:
 - clean logits and input gradients: logit scale, margin, and the input-gradient norm of the loss
   (mean, median, share of near-zero gradients) for base and CT.
 - AutoAttack's per-attack breakdown, and a warning when a gain rests on plain PGD alone.
+
+And the evidence that the reported attack itself worked, on each arm (docs/results.md):
+
+- AutoAttack's own warnings about the model (randomised, probabilities, zero gradients, Square
+  beating the gradient attacks), adversarial examples the re-check rejected, points no attack
+  attempted, and PGD's silent successes (kept, and counted);
+- the reference attack: the budget sweep's APGD-CE at 1x eps on the same points; where it breaks
+  significantly more points than the reported attack (exact McNemar), the reported attack is weaker
+  than a 20-step APGD-CE; its extra breaks always count as not robust (the worst case per point);
+- incomplete optimisation (pgd / apgd-ce): CT's survivors attacked again with twice the steps;
+- gradient fidelity: autograd's directional derivative against a finite difference;
+- the binarization test (:mod:`ctrobust.checks.binarization`) on CT at the chosen beta and on the
+  original model, with the same samples and planted points.
 """
 
 from __future__ import annotations
@@ -27,10 +40,16 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ctrobust.attacks.evaluation import evaluate
-from ctrobust.attacks.spec import AttackSpec
+from ctrobust.attacks.spec import AttackName, AttackSpec
+from ctrobust.checks import binarization
+from ctrobust.checks.gradient_fidelity import gradient_fidelity
+from ctrobust.stats import mcnemar_exact
 from ctrobust.threats import ThreatModel
 
-BUDGET_FACTORS = (2, 4, 8)
+BUDGET_FACTORS = (1, 2, 4, 8)  # 1x: the reference attack the reported one is compared with
+REFERENCE_P = 0.05
+INCOMPLETE_SAMPLE = 100
+ARM_LABELS = {"base": "the original model", "ct": "CT"}
 BUDGET_SAMPLE = 100
 BUDGET_STEPS = 20
 NEAR_ZERO_ROBUST = 0.02  # robust accuracy at 8x eps above this is a warning
@@ -47,10 +66,36 @@ class SanityReport:
     logits: dict[str, Any] = field(default_factory=dict)
     breakdown: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    attack_evidence: dict[str, Any] = field(default_factory=dict)  # per arm: flags, rejected, silent, unattacked
+    reference: dict[str, Any] = field(default_factory=dict)  # per arm: the reported attack against APGD-CE at 1x
+    incomplete: dict[str, Any] = field(default_factory=dict)  # CT's survivors re-attacked with twice the steps
+    gradients: dict[str, Any] = field(default_factory=dict)  # per arm: gradient fidelity
+    binarization: dict[str, Any] = field(default_factory=dict)  # per arm, and the McNemar test between them
+
+    FIELDS = ("transfer", "budget", "logits", "breakdown", "warnings", "attack_evidence", "reference", "incomplete",
+              "gradients", "binarization")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"transfer": self.transfer, "budget": self.budget, "logits": self.logits,
-                "breakdown": self.breakdown, "warnings": list(self.warnings)}
+        return {name: getattr(self, name) for name in self.FIELDS}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SanityReport:
+        """Stored checks, older ones (without the attack evidence) included."""
+        return cls(**{name: data[name] for name in cls.FIELDS if name in data})
+
+    @property
+    def binarization_failed(self) -> bool:
+        return any(arm.get("verdict") == "FAIL" for arm in self.binarization.get("arms", {}).values())
+
+    def binarization_line(self) -> str | None:
+        arms = self.binarization.get("arms", {})
+        if not arms:
+            note = self.binarization.get("note")
+            return f"binarization  NOT RUN ({note})" if note else None
+        parts = [binarization.ArmBinarization(**{k: v for k, v in arm.items() if k != "ci"}).line(short=i > 0)
+                 for i, arm in enumerate(a for a in (arms.get("ct"), arms.get("base")) if a)]
+        note = self.binarization.get("note")
+        return "binarization  " + " | ".join(parts) + (f"  ({note})" if note else "")
 
     def lines(self) -> list[str]:
         out = []
@@ -62,15 +107,31 @@ class SanityReport:
                        f"{100 * t['combined_robust']:.2f}% worst case)")
         b = self.budget
         if b:
+            factors = [f for f in BUDGET_FACTORS if str(f) in b.get("base", {})]
             cells = ", ".join(f"{f}x eps: base {100 * b['base'][str(f)]:.1f}% / CT {100 * b['ct'][str(f)]:.1f}%"
-                              for f in BUDGET_FACTORS)
+                              for f in factors)
             out.append(f"budget sweep  APGD-CE on {b['n']} points, {cells}")
+        for name, r in self.reference.items():
+            out.append(f"reference     {ARM_LABELS.get(name, name)}: APGD-CE {r['steps']} steps at eps breaks "
+                       f"{r['only_reference']} of the {r['n']} sampled points the reported attack left robust, "
+                       f"the reported attack {r['only_reported']} it missed (McNemar p={r['p_value']:.3g})")
+        if self.incomplete:
+            i = self.incomplete
+            out.append(f"re-attack     CT's survivors with {i['steps']} steps: {i['broken']} of {i['m']} broken "
+                       "(counted as not robust)")
         for name in ("base", "ct"):
             s = self.logits.get(name)
             if s:
                 out.append(f"logits {name:<6} max logit {s['max_logit_mean']:.2f}, margin median {s['margin_median']:.2f}, "
                            f"input-gradient norm mean {s['grad_norm_mean']:.3g} / median {s['grad_norm_median']:.3g}, "
                            f"{100 * s['zero_grad_share']:.1f}% near zero")
+        for name, g in self.gradients.items():
+            ratio = f", median ratio {g['ratio_median']:.3g}" if g.get("ratio_median") is not None else ""
+            out.append(f"gradients     {ARM_LABELS.get(name, name)}: autograd and finite differences disagree on "
+                       f"{g['disagreeing']} of {g['n']} points{ratio}")
+        line = self.binarization_line()
+        if line:
+            out.append(line)
         if self.breakdown:
             steps = " -> ".join(f"{k} {100 * v:.1f}%" for k, v in self.breakdown.get("ct", {}).items())
             out.append(f"AutoAttack    CT after each attack: {steps}")
@@ -107,11 +168,34 @@ def transfer_check(ct: nn.Module, x: torch.Tensor, y: torch.Tensor, adversarial:
 
 
 def budget_sweep(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, eps: float, seed: int,
-                 batch_size: int, device: torch.device) -> dict[str, float]:
-    """Robust accuracy under APGD-CE at multiples of eps (should fall to about 0)."""
+                 batch_size: int, device: torch.device) -> tuple[dict[str, float], list[int]]:
+    """Robust accuracy under APGD-CE at multiples of eps (should fall to about 0 beyond 1x), and the
+    per-point outcomes at 1x (the reference attack)."""
     spec = AttackSpec("apgd-ce", steps=BUDGET_STEPS)
-    return {str(f): evaluate(model, x, y, threat, eps * f, spec, seed, batch_size, device).robust_accuracy
-            for f in BUDGET_FACTORS}
+    fractions, at_eps = {}, []
+    for f in BUDGET_FACTORS:
+        res = evaluate(model, x, y, threat, eps * f, spec, seed, batch_size, device)
+        fractions[str(f)] = res.robust_accuracy
+        if f == 1:
+            at_eps = res.robust_correct.int().tolist()
+    return fractions, at_eps
+
+
+def reference_check(reported: Sequence[int], reference: Sequence[int]) -> dict[str, Any]:
+    """The reported attack's per-point outcomes against the reference APGD-CE's, on the same points."""
+    test = mcnemar_exact(list(reported), list(reference))
+    # mcnemar_exact(a, b): only_base = robust under a only = broken by the reference alone
+    return {"n": len(reported), "steps": BUDGET_STEPS, "only_reference": test.only_base,
+            "only_reported": test.only_ct, "p_value": test.p_value,
+            "weaker": test.only_base > test.only_ct and test.p_value < REFERENCE_P}
+
+
+def worst_case(robust: Sequence[int], reference: Sequence[int]) -> list[int]:
+    """Per point, robust only if robust under both attacks (on the points the reference attacked)."""
+    out = [int(v) for v in robust]
+    for i, r in enumerate(reference):
+        out[i] = out[i] & int(r)
+    return out
 
 
 def logit_stats(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device) -> dict[str, float]:
@@ -129,14 +213,18 @@ def logit_stats(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device: torc
             "grad_norm_median": float(norms.median()), "zero_grad_share": float((norms < ZERO_GRADIENT).float().mean())}
 
 
-def sanity_work(n_eval: int, clean: float) -> float:
-    """Estimated work of the checks (progress units): the budget sweep's APGD-CE runs dominate."""
+def sanity_work(n_eval: int, clean: float, final: AttackSpec | None = None, final_work: float = 0.0) -> float:
+    """Estimated work of the checks (progress units): the budget sweep's APGD-CE runs and the binarization test."""
     from ctrobust.attacks.cost import attack_work
     from ctrobust.progress import GRAD_WEIGHT
 
     sample = min(BUDGET_SAMPLE, n_eval)
     sweep = 2 * len(BUDGET_FACTORS) * attack_work(AttackSpec("apgd-ce", steps=BUDGET_STEPS), sample, clean, clean)
-    return sweep + GRAD_WEIGHT * min(STATS_SAMPLE, n_eval) * 2 + n_eval
+    binarized = 0.0
+    if final is not None:
+        per = binarization.per_sample_work(final)
+        binarized = 2 * per * min(binarization.sample_size(final_work, per), n_eval)
+    return sweep + binarized + GRAD_WEIGHT * min(STATS_SAMPLE, n_eval) * 2 + n_eval
 
 
 def judge(report: SanityReport, gain_points: float, final_attack: str) -> None:
@@ -163,25 +251,136 @@ def judge(report: SanityReport, gain_points: float, final_attack: str) -> None:
     if gain_points > 0 and final_attack.startswith("pgd"):
         report.warnings.append("the gain rests on plain PGD alone, which overstates the robustness of smooth models; "
                                "confirm it with --attack autoattack")
+    _judge_attack_evidence(report, final_attack)
+
+
+def _judge_attack_evidence(report: SanityReport, final_attack: str) -> None:
+    for name, evidence in report.attack_evidence.items():
+        label = ARM_LABELS.get(name, name)
+        for flag in evidence.get("autoattack_flags", []):
+            report.warnings.append(f"AutoAttack flagged {label}: {flag}")
+        if evidence.get("rejected"):
+            report.warnings.append(f"the re-check rejected {evidence['rejected']} adversarial examples the attack "
+                                   f"claimed on {label} (outside the eps-ball or [0, 1], or not misclassified again): "
+                                   "the attack or the model is not behaving as expected")
+        if evidence.get("unattacked"):
+            report.warnings.append(f"{evidence['unattacked']} clean-correct points of {label} were never attacked "
+                                   "(the attack's own clean pass disagreed): counted as not robust")
+    for name, r in report.reference.items():
+        if r.get("weaker"):
+            report.warnings.append(
+                f"the reported attack ({final_attack}) is weaker than a {r['steps']}-step APGD-CE on "
+                f"{ARM_LABELS.get(name, name)}: APGD-CE broke {r['only_reference']} of the {r['n']} sampled points it "
+                f"left robust against {r['only_reported']} the other way (McNemar p={r['p_value']:.3g}); those points "
+                "are counted as not robust, the others are not re-checked")
+    if report.incomplete.get("broken"):
+        i = report.incomplete
+        report.warnings.append(f"incomplete optimisation: twice the steps broke {i['broken']} of {i['m']} of CT's "
+                               "survivors (counted as not robust); the reported attack had not converged")
+    for name, g in report.gradients.items():
+        if g.get("n") and g["disagreeing"] > 0.1 * g["n"]:
+            report.warnings.append(
+                f"gradient fidelity: on {g['disagreeing']} of {g['n']} points of {ARM_LABELS.get(name, name)} the input "
+                "gradient disagrees with finite differences of its forward pass (ratio outside [0.5, 2]): a wrong "
+                "backward, a straight-through layer or scrambled gradients; gradient attacks are not to be trusted")
+    arms = report.binarization.get("arms", {})
+    for name, arm in arms.items():
+        if arm.get("verdict") == "FAIL":
+            report.warnings.append(
+                f"binarization test FAILED on {ARM_LABELS.get(name, name)}: the attack found an adversarial example "
+                f"that provably exists within eps in only {arm['found']} of {arm['m']} binarized copies of the model: "
+                "its robust accuracy is not to be trusted")
+    versus = report.binarization.get("mcnemar")
+    if versus and versus["only_base"] > versus["only_ct"] and versus["p_value"] < REFERENCE_P:
+        report.warnings.append(
+            "the attack is weaker on CT than on the original model: the gain may be the attack's, not the model's "
+            f"(binarization test, McNemar p={versus['p_value']:.3g}: {versus['only_base']} samples solved on the original "
+            f"model only, {versus['only_ct']} on CT only)")
+
+
+@dataclass
+class ArmOutcomes:
+    """One arm's final cell as the checks need it: its beta, per-point outcomes and summary."""
+
+    beta: float
+    robust: list[int]
+    summary: dict[str, Any]
+
+
+def _evidence(summary: dict[str, Any]) -> dict[str, Any]:
+    return {"autoattack_flags": list(summary.get("autoattack_flags") or []),
+            "rejected": int(summary.get("rejected_adversarials") or 0),
+            "unattacked": int(summary.get("unattacked_points") or 0),
+            "silent_successes": summary.get("silent_successes"), "randomised": bool(summary.get("randomised"))}
 
 
 def run_sanity_checks(ct: Any, beta: float, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, eps: float,
                       seed: int, batch_size: int, device: torch.device, base_adversarial: dict[str, Any] | None,
-                      ct_robust: Sequence[int], base_summary: dict[str, Any], ct_summary: dict[str, Any],
-                      final_attack: str) -> tuple[list[int], SanityReport]:
-    """All checks for one run; returns CT's worst-case per-point robustness and the report."""
+                      base: ArmOutcomes, ct_arm: ArmOutcomes, final: AttackSpec, final_work: float
+                      ) -> tuple[list[int], list[int], SanityReport]:
+    """All checks for one run; returns the base model's and CT's worst-case per-point robustness, and the report.
+
+    ``final_work``: the estimated work of CT's final attack, which sizes the binarization test.
+    """
     report = SanityReport()
     ct.beta = beta
-    combined, report.transfer = transfer_check(ct, x, y, base_adversarial, ct_robust, batch_size, device)
+    combined, report.transfer = transfer_check(ct, x, y, base_adversarial, ct_arm.robust, batch_size, device)
     sample = slice(0, min(BUDGET_SAMPLE, len(x)))
     stats = slice(0, min(STATS_SAMPLE, len(x)))
     report.budget = {"n": sample.stop, "steps": BUDGET_STEPS}
-    for name, b in (("base", 1.0), ("ct", beta)):
+    worst = {"base": list(base.robust), "ct": combined}
+    for name, b, arm in (("base", 1.0, base), ("ct", beta, ct_arm)):
         ct.beta = b
-        report.budget[name] = budget_sweep(ct, x[sample], y[sample], threat, eps, seed, batch_size, device)
+        report.attack_evidence[name] = _evidence(arm.summary)
+        report.budget[name], at_eps = budget_sweep(ct, x[sample], y[sample], threat, eps, seed, batch_size, device)
+        report.reference[name] = reference_check(arm.robust[sample], at_eps)
+        worst[name] = worst_case(worst[name], at_eps)
         report.logits[name] = logit_stats(ct, x[stats], y[stats], device)
+        report.gradients[name] = gradient_fidelity(ct, x, y, threat, eps, device).to_dict()
     ct.beta = beta
-    base_after, ct_after = base_summary.get("robust_accuracy_after"), ct_summary.get("robust_accuracy_after")
+    if final.name in (AttackName.PGD, AttackName.APGD_CE):
+        worst["ct"], report.incomplete = _reattack_survivors(ct, x, y, threat, eps, final, seed, batch_size, device,
+                                                             worst["ct"])
+    report.binarization = _binarization(ct, beta, x, threat, eps, final, seed, batch_size, device, final_work)
+    ct.beta = beta
+    base_after, ct_after = base.summary.get("robust_accuracy_after"), ct_arm.summary.get("robust_accuracy_after")
     if base_after and ct_after:
         report.breakdown = {"base": base_after, "ct": ct_after}
-    return combined, report
+    return worst["base"], worst["ct"], report
+
+
+def _reattack_survivors(ct: Any, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, eps: float,
+                        final: AttackSpec, seed: int, batch_size: int, device: torch.device,
+                        robust: list[int]) -> tuple[list[int], dict[str, Any]]:
+    """Up to INCOMPLETE_SAMPLE of CT's survivors attacked again with twice the steps (same seed)."""
+    survivors = [i for i, r in enumerate(robust) if r][:INCOMPLETE_SAMPLE]
+    doubled = AttackSpec(final.name, steps=2 * (final.steps or 20), restarts=final.restarts,
+                         step_size=final.step_size)
+    info: dict[str, Any] = {"steps": doubled.steps, "m": len(survivors), "broken": 0}
+    if not survivors:
+        return robust, info
+    idx = torch.tensor(survivors)
+    res = evaluate(ct, x[idx], y[idx], threat, eps, doubled, seed, batch_size, device)
+    out = list(robust)
+    for position, still in zip(survivors, res.robust_correct.tolist(), strict=True):
+        if not still:
+            out[position] = 0
+            info["broken"] += 1
+    return out, info
+
+
+def _binarization(ct: Any, beta: float, x: torch.Tensor, threat: ThreatModel, eps: float, final: AttackSpec,
+                  seed: int, batch_size: int, device: torch.device, final_work: float) -> dict[str, Any]:
+    """The binarization test on both arms, with the same samples and planted points; CT runs only at ``beta``."""
+    m = binarization.sample_size(final_work, binarization.per_sample_work(final))
+    planted = binarization.plant(x, binarization.sample_positions(len(x), m, seed), threat, eps, seed)
+    arms = {}
+    for name, b in (("ct", beta), ("base", 1.0)):
+        ct.beta = b
+        label = f"CT beta={beta:.2f}" if name == "ct" else "base"
+        arms[name] = binarization.run_arm(ct, planted, threat, eps, final, seed, batch_size, device, label)
+    ct.beta = beta
+    note = ("AutoAttack's APGD-CE with its own settings: APGD-T needs four classes, the binarized model has two"
+            if final.name is AttackName.AUTOATTACK else None)
+    return {"arms": {k: v.to_dict() for k, v in arms.items()}, "note": note, "mcnemar": binarization.compare_arms(arms["base"], arms["ct"]),
+            "samples": len(planted.positions), "inner_points": binarization.N_INNER + 1, "seed": seed}

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 from pyautoattack import AutoAttack, checks
 from pyautoattack.autopgd_base import APGDAttack
 
+from ctrobust.attacks.flags import AUTOATTACK_LOGGER, autoattack_flags
 from ctrobust.errors import CtrobustError
 from ctrobust.threats import ThreatModel
 
-AUTOATTACK_VERSIONS = ("standard", "plus", "rand")
 _capture_lock = threading.Lock()
 
 
@@ -40,6 +42,25 @@ def _robust_accuracy_per_attack() -> Iterator[dict[str, float]]:
             checks.check_square_sr = original
 
 
+@dataclass
+class AutoAttackRun:
+    """What one AutoAttack run returned: candidates, its own verdicts, its breakdown and its warnings."""
+
+    x_adv: torch.Tensor
+    y_adv: torch.Tensor  # AutoAttack's prediction per point: y where it found the point robust
+    breakdown: dict[str, float]  # fraction of x still robust after each attack (clean first)
+    flags: list[str]  # pyautoattack's warnings about the model, in the order raised
+
+    def attacked(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The points AutoAttack attacked: those its own clean pass found correct.
+
+        AutoAttack returns a point it found misclassified unchanged with its wrong prediction; any
+        other point was attacked (and is either still predicted y, or perturbed).
+        """
+        unchanged = (self.x_adv == x).flatten(1).all(1)
+        return ~(unchanged & (self.y_adv != y))
+
+
 def autoattack(
     model: nn.Module,
     x: torch.Tensor,
@@ -50,8 +71,8 @@ def autoattack(
     seed: int,
     batch_size: int,
     version: str = "standard",
-) -> tuple[torch.Tensor, dict[str, float]]:
-    """Adversarial candidates from AutoAttack, and the fraction of ``x`` still robust after each attack.
+) -> AutoAttackRun:
+    """AutoAttack on (x, y): its candidates, verdicts, per-attack breakdown and warnings.
 
     APGD-T/FAB-T targets are capped at num_classes - 1. Attacks skipped because no point was
     left get the last fraction (0).
@@ -66,10 +87,10 @@ def autoattack(
     n_targets = min(9, num_classes - 1)
     adversary.apgd_targeted.n_target_classes = n_targets
     adversary.fab.n_target_classes = n_targets
-    with _robust_accuracy_per_attack() as captured:
-        x_adv, _ = adversary.run_standard_evaluation(x, y, batch_size=batch_size)
+    with _robust_accuracy_per_attack() as captured, autoattack_flags() as flags:
+        x_adv, y_adv = adversary.run_standard_evaluation(x, y, batch_size=batch_size)
     breakdown = {name: captured.get(name, 0.0) for name in ["clean", *adversary.attacks_to_run]}
-    return x_adv, breakdown
+    return AutoAttackRun(x_adv, y_adv, breakdown, list(flags))
 
 
 def apgd_ce(
@@ -84,6 +105,7 @@ def apgd_ce(
 ) -> torch.Tensor:
     """Adversarial candidates for one batch from APGD on the cross-entropy loss."""
     attack = APGDAttack(
-        model, n_iter=steps, norm=threat.value, n_restarts=restarts, eps=eps, seed=seed, loss="ce", device=x.device
+        model, n_iter=steps, norm=threat.value, n_restarts=restarts, eps=eps, seed=seed, loss="ce", device=x.device,
+        logger=logging.getLogger(AUTOATTACK_LOGGER),  # its zero-gradient warning goes where autoattack_flags reads
     )
     return attack.perturb(x, y)

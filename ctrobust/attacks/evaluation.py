@@ -10,6 +10,8 @@ import torch
 import torch.nn as nn
 
 from ctrobust.attacks.autoattack import apgd_ce, autoattack
+from ctrobust.attacks.determinism import is_randomised, randomised_model_error
+from ctrobust.attacks.flags import autoattack_flags
 from ctrobust.attacks.pgd import pgd_attack
 from ctrobust.attacks.spec import ATTACKS, AttackName, AttackSpec, as_spec
 from ctrobust.attacks.verify import verify_adversarial
@@ -107,9 +109,14 @@ def evaluate(
     model.eval()
     x, y = x.to(device), y.to(device)
     start = time.perf_counter()
+    randomised = is_randomised(model, x)
+    if randomised and not (spec.name is AttackName.AUTOATTACK and spec.version == "rand"):
+        raise randomised_model_error("the attacked model")
     clean_pred = _predict(model, x, batch_size)
     clean_correct = clean_pred == y
     x_adv, extra = ATTACK_RUNNERS[spec.name](model, x, y, clean_correct, eps, threat, spec, seed, batch_size)
+    if randomised:
+        extra["randomised"] = True
     return checked_result(model, x, y, clean_correct, x_adv, eps, threat, spec, seed,
                           time.perf_counter() - start, extra)
 
@@ -117,10 +124,23 @@ def evaluate(
 def checked_result(model: nn.Module, x: torch.Tensor, y: torch.Tensor, clean_correct: torch.Tensor,
                    x_adv: torch.Tensor, eps: float, threat: ThreatModel, spec: AttackSpec, seed: int,
                    seconds: float, extra: dict[str, object]) -> EvalResult:
-    """Re-check the attack's candidates on ``model`` and count only the successes that hold."""
+    """Re-check the attack's candidates on ``model`` and count only the successes that hold.
+
+    A point is counted robust only if it is clean-correct, the attack attempted it (``extra['attacked']``,
+    where the attack decides that with a clean pass of its own) and no checked adversarial example
+    exists; on a randomised model, also only if the attack's own verdict says robust.
+    """
     start = time.perf_counter()
+    attacked = extra.pop("attacked", None)
+    attack_says_robust = extra.pop("attack_says_robust", None)
     check = verify_adversarial(model, x, x_adv, y, eps, threat, claimed=clean_correct & (x_adv != x).flatten(1).any(1))
     robust_correct = clean_correct & ~check.fooled
+    if isinstance(attacked, torch.Tensor):
+        unattacked = robust_correct & ~attacked.to(robust_correct.device)
+        extra["unattacked_points"] = int(unattacked.sum())  # counted as not robust
+        robust_correct = robust_correct & ~unattacked
+    if extra.get("randomised") and isinstance(attack_says_robust, torch.Tensor):
+        robust_correct = robust_correct & attack_says_robust.to(robust_correct.device)
     x_adv = torch.where(check.fooled.view(-1, *([1] * (x.dim() - 1))), x_adv, x)
     return EvalResult(
         x_adv=x_adv.detach().cpu(),
@@ -147,34 +167,45 @@ def _run_autoattack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, clean_co
                     ) -> tuple[torch.Tensor, dict[str, object]]:
     """All points go to AutoAttack, which skips the misclassified ones itself: the flags are then
     exactly those of calling pyautoattack directly with the same seed (its random starts are drawn
-    per batch, so a different subset would draw different starts)."""
-    x_adv, per_attack = autoattack(model, x, y, eps, threat, _num_classes(model, x), seed, batch_size, spec.version)
-    return x_adv, {"robust_accuracy_after": per_attack}  # AutoAttack's own count, before ctrobust's re-check
+    per batch, so a different subset would draw different starts). Which points it attacked comes
+    back with the candidates, so a point it skipped is never counted robust."""
+    run = autoattack(model, x, y, eps, threat, _num_classes(model, x), seed, batch_size, spec.version)
+    return run.x_adv, {"robust_accuracy_after": run.breakdown,  # AutoAttack's own count, before the re-check
+                       "autoattack_flags": run.flags, "attacked": run.attacked(x, y),
+                       "attack_says_robust": run.y_adv == y}
 
 
-def _gradient_runner(step: Callable[..., torch.Tensor]) -> AttackRunner:
-    """A runner that attacks the correctly classified points only, batch by batch, with ``step``."""
+def _gradient_runner(step: Callable[..., tuple[torch.Tensor, int]]) -> AttackRunner:
+    """A runner that attacks the correctly classified points only, batch by batch, with ``step``;
+    ``step`` returns its candidates and how many mid-run successes it kept that a last-iterate attack loses."""
 
     def run(model: nn.Module, x: torch.Tensor, y: torch.Tensor, clean_correct: torch.Tensor, eps: float,
             threat: ThreatModel, spec: AttackSpec, seed: int, batch_size: int) -> tuple[torch.Tensor, dict[str, object]]:
         x_adv = x.clone()
         idx = torch.nonzero(clean_correct).flatten()
-        for i in range(0, len(idx), batch_size):
-            part = idx[i : i + batch_size]
-            x_adv[part] = step(model, x[part], y[part], eps, threat, spec, seed, i)
-        return x_adv, {}
+        silent = 0
+        with autoattack_flags() as flags:
+            for i in range(0, len(idx), batch_size):
+                part = idx[i : i + batch_size]
+                x_adv[part], kept = step(model, x[part], y[part], eps, threat, spec, seed, i)
+                silent += kept
+        extra: dict[str, object] = {"attacked": clean_correct.clone(), "autoattack_flags": list(flags)}
+        if spec.name is AttackName.PGD:
+            extra["silent_successes"] = silent
+        return x_adv, extra
 
     return run
 
 
 def _pgd_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, threat: ThreatModel, spec: AttackSpec,
-              seed: int, offset: int) -> torch.Tensor:
-    return pgd_attack(model, x, y, eps, threat, spec.steps or 20, spec.step_size, spec.restarts, seed + offset)
+              seed: int, offset: int) -> tuple[torch.Tensor, int]:
+    out = pgd_attack(model, x, y, eps, threat, spec.steps or 20, spec.step_size, spec.restarts, seed + offset)
+    return out.x_adv, out.silent_successes
 
 
 def _apgd_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, threat: ThreatModel, spec: AttackSpec,
-               seed: int, offset: int) -> torch.Tensor:
-    return apgd_ce(model, x, y, eps, threat, spec.steps or 20, seed, spec.restarts)
+               seed: int, offset: int) -> tuple[torch.Tensor, int]:
+    return apgd_ce(model, x, y, eps, threat, spec.steps or 20, seed, spec.restarts), 0  # APGD keeps its best point
 
 
 # One runner per attack: adding an attack means an AttackName, a runner here and its cost in cost.py.

@@ -59,7 +59,7 @@ def run_command(args: argparse.Namespace) -> int:
             result = _run_on_ray(plan, cfg.ray_address, store, args.command_line)
         else:
             options = {name: getattr(cfg, name) for name, _, _ in config_fields()
-                       if name not in ("model", "dataset", "threat", "store")}
+                       if name not in ("model", "dataset", "threat", "store", "strict_checks")}
             with RunProgress("ctrobust eval", disable=cfg.no_progress or args.verbosity < 0) as progress:
                 result = run(cfg.model, cfg.dataset, cfg.threat, store=store, progress=progress,
                              command=args.command_line, **options)
@@ -71,6 +71,10 @@ def run_command(args: argparse.Namespace) -> int:
         print(summary_table(result))
         print(f"\nwrote {json_path} and {csv_path}; store {store.path}: "
               f"{result.cells_computed} cells computed, {result.cells_reused} reused")
+    if cfg.strict_checks and result.sanity is not None and result.sanity.binarization_failed:
+        print("ctrobust: error: the binarization test FAILED (--strict-checks): the attack does not find adversarial "
+              "examples that provably exist; see the warnings above", file=sys.stderr)
+        return 3
     return 0
 
 

@@ -1,0 +1,405 @@
+"""The binarization test (Zimmermann, Brendel, Tramèr & Carlini, NeurIPS 2022), on each arm of a run.
+
+For a sample point x, a two-class problem is built whose answer is known: the model's own features
+(the input of its last linear layer, with CT applied at the arm's beta) feed a new linear readout
+fitted to call x and random points within 0.95 eps of it class 0, and one planted point at exactly
+eps class 1. The readout's boundary is then moved close to the planted point, so an adversarial
+example within eps provably exists. The arm's attack is run on this binarized model at x: an attack
+that works finds one. Over many samples, the success rate says whether the attack can find
+adversarial examples on this model at this beta at all: a PASS is necessary, not sufficient, and
+bounds nothing about the true robust accuracy.
+
+Verdicts: PASS when the attack succeeds on at least 95% of the samples whose setup worked; FAIL when
+the 95% Wilson upper bound of its success rate is below 95%; otherwise INCONCLUSIVE; also
+INCONCLUSIVE when random points on the eps-sphere, with the attack's query budget, pass too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from ctrobust.attacks.autoattack import apgd_ce
+from ctrobust.attacks.norms import NORM_BALLS
+from ctrobust.attacks.pgd import pgd_attack
+from ctrobust.attacks.spec import AttackName, AttackSpec
+from ctrobust.attacks.verify import verify_adversarial
+from ctrobust.stats import mcnemar_exact, wilson_interval
+from ctrobust.threats import ThreatModel
+
+PASS_RATE = 0.95
+INNER_RADIUS = 0.95  # inner points lie within this fraction of eps
+CLOSENESS = 0.999  # how far the readout's boundary is moved towards the planted point
+N_INNER = 49  # random inner points per sample, besides the point itself
+MIN_SAMPLES, MAX_SAMPLES = 20, 100
+AA_APGD_STEPS = 100  # AutoAttack's APGD-CE: 100 iterations, one restart, rho 0.75
+FIT_ITERATIONS = 100
+
+
+@dataclass
+class Features:
+    """Where the readout reads: the input of the model's last linear layer, or (fallback) the logits."""
+
+    head: nn.Linear | None
+    kind: str  # "penultimate" or "logits"
+    reason: str = ""
+
+
+def find_head(model: nn.Module, x: torch.Tensor) -> Features:
+    """The last ``nn.Linear`` called in a probe forward pass whose output has the model's class count."""
+    calls: list[tuple[nn.Linear, int]] = []
+    handles = [m.register_forward_hook(lambda mod, _inp, out: calls.append((mod, out.shape[-1])))
+               for m in model.modules() if isinstance(m, nn.Linear)]
+    try:
+        with torch.no_grad():
+            n_classes = model(x[:2]).shape[-1]
+    finally:
+        for h in handles:
+            h.remove()
+    heads = [mod for mod, width in calls if width == n_classes]
+    if not heads:
+        return Features(None, "logits", "no linear layer with one output per class: the readout reads the logits")
+    return Features(heads[-1], "penultimate")
+
+
+@contextmanager
+def _capture_head_input(head: nn.Linear, sink: list[torch.Tensor]) -> Iterator[None]:
+    handle = head.register_forward_pre_hook(lambda _m, args: sink.append(args[0].detach().flatten(1)))
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+def features(model: nn.Module, where: Features, x: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """The readout's input for each image, in float64."""
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(x), batch_size):
+            sink: list[torch.Tensor] = []
+            if where.head is None:
+                out.append(model(x[i : i + batch_size]).double())
+                continue
+            with _capture_head_input(where.head, sink):
+                model(x[i : i + batch_size])
+            out.append(sink[-1].double())
+    return torch.cat(out)
+
+
+class BinarizedModel(nn.Module):
+    """``model`` with its head replaced by one two-class readout per sample; row i of a batch uses readout
+    ``rows[i]``, so a batch must hold exactly one image per row (the attack's own layout is checked)."""
+
+    def __init__(self, model: nn.Module, where: Features, weight: torch.Tensor, bias: torch.Tensor) -> None:
+        super().__init__()
+        self.model, self.where = model, where
+        self.register_buffer("weight", weight.float())
+        self.register_buffer("bias", bias.float())
+        self.rows = torch.arange(len(weight))
+
+    @contextmanager
+    def using_rows(self, rows: torch.Tensor) -> Iterator[None]:
+        previous, self.rows = self.rows, rows
+        try:
+            yield
+        finally:
+            self.rows = previous
+
+    def _readout(self, f: torch.Tensor) -> torch.Tensor:
+        if len(f) != len(self.rows):
+            raise RuntimeError(f"binarized model: batch of {len(f)} for {len(self.rows)} readouts")
+        rows = self.rows.to(f.device)
+        s = (f.flatten(1) * self.weight[rows]).sum(1) + self.bias[rows]
+        return torch.stack([-s / 2, s / 2], dim=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.where.head is None:
+            return self._readout(self.model(x))
+        handle = self.where.head.register_forward_hook(lambda _m, args, _out: self._readout(args[0]))
+        try:  # the head's output is replaced; whatever follows the head still runs
+            return self.model(x)
+        finally:
+            handle.remove()
+
+
+def boundary_point(x: torch.Tensor, threat: ThreatModel, eps: float, gen: torch.Generator) -> torch.Tensor:
+    """A point at exactly eps from ``x`` inside [0, 1]: a random corner (Linf), or a random direction scaled by
+    bisection until the clipped perturbation has L2 norm eps."""
+    if threat is ThreatModel.LINF:
+        signs = torch.randint(0, 2, x.shape, generator=gen).to(x) * 2 - 1
+        signs = torch.where(x + eps > 1, -torch.ones_like(signs), signs)  # turn away from a wall of the box
+        signs = torch.where(x - eps < 0, torch.ones_like(signs), signs)
+        return (x + signs * eps).clamp(0, 1)
+    direction = torch.randn(x.shape, generator=gen).to(x)
+    direction = direction / direction.norm()
+    low, high = eps, eps
+    while float(((x + high * direction).clamp(0, 1) - x).norm()) < eps and high < 1e3 * eps:
+        high *= 2
+    for _ in range(60):
+        mid = (low + high) / 2
+        if float(((x + mid * direction).clamp(0, 1) - x).norm()) < eps:
+            low = mid
+        else:
+            high = mid
+    return (x + high * direction).clamp(0, 1)
+
+
+def inner_points(x: torch.Tensor, threat: ThreatModel, eps: float, n: int, gen: torch.Generator) -> torch.Tensor:
+    """``n`` random points within INNER_RADIUS * eps of ``x``, inside [0, 1] (clipping only moves them closer)."""
+    shape = (n, *x.shape)
+    radius = INNER_RADIUS * eps
+    if threat is ThreatModel.LINF:
+        delta = (torch.rand(shape, generator=gen) * 2 - 1) * radius
+    else:
+        direction = torch.randn(shape, generator=gen)
+        direction = direction / direction.flatten(1).norm(dim=1).view(-1, *([1] * x.dim()))
+        delta = direction * torch.rand((n,) + (1,) * x.dim(), generator=gen) * radius
+    return (x.unsqueeze(0) + delta.to(x)).clamp(0, 1)
+
+
+def sphere_points(x: torch.Tensor, threat: ThreatModel, eps: float, n: int, gen: torch.Generator) -> torch.Tensor:
+    """``n`` random points at distance eps (before clipping to [0, 1]): the random baseline's queries."""
+    shape = (n, *x.shape)
+    if threat is ThreatModel.LINF:
+        delta = (torch.randint(0, 2, shape, generator=gen) * 2 - 1).float() * eps
+    else:
+        direction = torch.randn(shape, generator=gen)
+        delta = direction / direction.flatten(1).norm(dim=1).view(-1, *([1] * x.dim())) * eps
+    return (x.unsqueeze(0) + delta.to(x)).clamp(0, 1)
+
+
+@dataclass
+class Planted:
+    """The samples and the planted points of the test: the same for both arms."""
+
+    positions: list[int]  # positions in the evaluation split
+    x: torch.Tensor  # the sample points
+    inner: torch.Tensor  # (m, N_INNER, ...) random inner points
+    boundary: torch.Tensor  # (m, ...) one planted point at eps per sample
+
+
+def plant(x: torch.Tensor, positions: list[int], threat: ThreatModel, eps: float, seed: int) -> Planted:
+    gen = torch.Generator().manual_seed(seed)
+    xs = x[positions].cpu().float()
+    inner = torch.stack([inner_points(p, threat, eps, N_INNER, gen) for p in xs])
+    boundary = torch.stack([boundary_point(p, threat, eps, gen) for p in xs])
+    return Planted(positions, xs, inner, boundary)
+
+
+def fit_readout(f_inner: torch.Tensor, f_boundary: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """An unregularised logistic readout in float64 that calls ``f_inner`` 0 and ``f_boundary`` 1, or None when it
+    does not separate them perfectly. Classes are weighted equally (one point against many)."""
+    mean = f_inner.mean(0)
+    w0 = f_boundary - mean  # start at the perpendicular bisector of the two
+    w = w0.clone().requires_grad_(True)
+    b = (-(w0 @ (f_boundary + mean)) / 2).clone().requires_grad_(True)
+    scale = f_inner.std(0).mean().clamp_min(1e-12) + (f_boundary - mean).norm() / max(len(w0) ** 0.5, 1.0)
+    optimizer = torch.optim.LBFGS([w, b], max_iter=FIT_ITERATIONS, line_search_fn="strong_wolfe")
+
+    def loss() -> torch.Tensor:
+        optimizer.zero_grad()
+        s_in = (f_inner @ w + b) / scale
+        s_b = (f_boundary @ w + b) / scale
+        value = torch.nn.functional.softplus(s_in).mean() + torch.nn.functional.softplus(-s_b)
+        value.backward()
+        return value
+
+    optimizer.step(loss)
+    with torch.no_grad():
+        w, b = w.detach(), b.detach()
+        if not (bool(((f_inner @ w + b) < 0).all()) and float(f_boundary @ w + b) > 0):
+            return None
+    return w, b
+
+
+def place_readout(w: torch.Tensor, b: torch.Tensor, f_inner: torch.Tensor, f_boundary: torch.Tensor,
+                  logit_range: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Move the boundary close to the planted point (CLOSENESS), then rescale to the model's logit range."""
+    s_b = float(f_boundary @ w + b)
+    b = b - CLOSENESS * s_b
+    s = torch.cat([f_inner @ w + b, (f_boundary @ w + b).view(1)])
+    span = float(s.max() - s.min())  # the two logits are -s/2 and s/2: their range is the range of s
+    factor = logit_range / span if span > 0 else 1.0
+    return w * factor, b * factor
+
+
+@dataclass
+class ArmBinarization:
+    """One arm's outcome: samples set up, attack successes, random-baseline successes, verdict."""
+
+    label: str
+    attack: str
+    verdict: str
+    m: int = 0
+    found: int = 0
+    random_found: int = 0
+    setup_failed: int = 0
+    features: str = ""
+    note: str = ""
+    success: list[int] = field(default_factory=list)  # per sample: 1 found, 0 not, -1 setup failed
+
+    @property
+    def ci(self) -> tuple[float, float]:
+        return wilson_interval(self.found, self.m)
+
+    def to_dict(self) -> dict[str, Any]:
+        low, high = self.ci
+        return {"label": self.label, "attack": self.attack, "verdict": self.verdict, "m": self.m, "found": self.found,
+                "ci": [low, high], "random_found": self.random_found, "setup_failed": self.setup_failed,
+                "features": self.features, "note": self.note, "success": list(self.success)}
+
+    def line(self, short: bool = False) -> str:
+        if self.verdict == "NOT RUN":
+            return f"{self.label}: NOT RUN ({self.note})"
+        if short:
+            return f"{self.label} {self.found}/{self.m} {self.verdict}"
+        low, high = self.ci
+        rate = self.found / self.m if self.m else 0.0
+        return (f"{self.label} {self.attack}: {self.found}/{self.m} found ({100 * rate:.0f}%, CI {100 * low:.0f}-"
+                f"{100 * high:.0f}%) {self.verdict}")
+
+
+def verdict(found: int, m: int, random_found: int) -> str:
+    if m < MIN_SAMPLES:
+        return "INCONCLUSIVE"
+    if random_found >= PASS_RATE * m:
+        return "INCONCLUSIVE"  # random points pass too: the test says nothing about the attack
+    if found >= PASS_RATE * m:
+        return "PASS"
+    return "FAIL" if wilson_interval(found, m)[1] < PASS_RATE else "INCONCLUSIVE"
+
+
+def binarized_attack(spec: AttackSpec) -> tuple[AttackSpec, str]:
+    """The arm's attack restricted to two classes, and its label: AutoAttack runs its APGD-CE with its own
+    settings (APGD-T needs four classes, FAB-T and Square are left out with it); pgd and apgd-ce as specified."""
+    if spec.name is AttackName.AUTOATTACK:
+        return AttackSpec("apgd-ce", steps=AA_APGD_STEPS), "APGD-CE"
+    return spec, spec.label()
+
+
+def query_budget(spec: AttackSpec) -> int:
+    return (spec.steps or 20) * spec.restarts
+
+
+def _attack(binarized: BinarizedModel, x: torch.Tensor, threat: ThreatModel, eps: float, spec: AttackSpec,
+            seed: int) -> torch.Tensor:
+    """The attack on every sample at once, in the layout the readouts expect (one row per sample)."""
+    y0 = torch.zeros(len(x), dtype=torch.long, device=x.device)
+    if spec.name is AttackName.PGD:
+        return pgd_attack(binarized, x, y0, eps, threat, spec.steps or 20, spec.step_size, spec.restarts, seed).x_adv
+    if spec.restarts == 1:  # APGD attacks the points it finds correct, all of them here: the layout holds
+        return apgd_ce(binarized, x, y0, eps, threat, spec.steps or 20, seed, 1)
+    out = []  # later restarts attack a subset: one sample at a time keeps each row on its readout
+    for i in range(len(x)):
+        with binarized.using_rows(torch.tensor([i])):
+            out.append(apgd_ce(binarized, x[i : i + 1], y0[:1], eps, threat, spec.steps or 20, seed, spec.restarts))
+    return torch.cat(out)
+
+
+def run_arm(model: nn.Module, planted: Planted, threat: ThreatModel, eps: float, spec: AttackSpec, seed: int,
+            batch_size: int, device: torch.device, label: str) -> ArmBinarization:
+    """The test on one arm (``model`` already at its beta), on the planted samples."""
+    attack_spec, attack_label = binarized_attack(spec)
+    model.eval()
+    m = len(planted.positions)
+    if m == 0:
+        return ArmBinarization(label, attack_label, "NOT RUN", note="no sample points")
+    where = find_head(model, planted.x[:2].to(device))
+    shape = planted.x.shape[1:]
+    inner = torch.cat([planted.x.unsqueeze(1), planted.inner], dim=1)  # the point itself is an inner point
+    images = torch.cat([inner.reshape(-1, *shape), planted.boundary]).to(device)
+    feats = features(model, where, images, batch_size)
+    with torch.no_grad():
+        logits = torch.cat([model(images[i : i + batch_size]) for i in range(0, len(images), batch_size)]).double()
+    per = inner.shape[1]
+    f_inner = feats[: m * per].view(m, per, -1)
+    f_boundary = feats[m * per :]
+    logit_range = [float(logits[i * per : (i + 1) * per].max().clamp_min(logits[m * per + i].max())
+                         - logits[i * per : (i + 1) * per].min().clamp_max(logits[m * per + i].min())) for i in range(m)]
+    weights, biases, ok = [], [], []
+    for i in range(m):
+        fitted = fit_readout(f_inner[i], f_boundary[i])
+        if fitted is None:
+            weights.append(torch.zeros(feats.shape[1], dtype=torch.float64))
+            biases.append(torch.zeros((), dtype=torch.float64))
+            ok.append(False)
+            continue
+        w, b = place_readout(*fitted, f_inner[i], f_boundary[i], logit_range[i])
+        weights.append(w)
+        biases.append(b)
+        ok.append(True)
+    binarized = BinarizedModel(model, where, torch.stack(weights), torch.stack(biases)).to(device)
+    x = planted.x.to(device)
+    with torch.no_grad():  # in the attack's own layout: class 0 at each point, class 1 at each planted point
+        at_point = binarized(x).argmax(1)
+        at_boundary = binarized(planted.boundary.to(device)).argmax(1)
+    valid = torch.tensor(ok, device=device) & (at_point == 0) & (at_boundary == 1)
+    found = torch.zeros(m, dtype=torch.bool, device=device)
+    rows = torch.nonzero(valid).flatten()
+    if len(rows):  # only the samples set up: an attack that skips a point would shift every later row
+        with binarized.using_rows(rows.cpu()):
+            x_adv = _attack(binarized, x[rows], threat, eps, attack_spec, seed)
+            y0 = torch.zeros(len(rows), dtype=torch.long, device=device)
+            check = verify_adversarial(binarized, x[rows], x_adv, y0, eps, threat,
+                                       claimed=(x_adv != x[rows]).flatten(1).any(1))
+        found[rows] = check.fooled
+    random_found = _random_baseline(binarized, planted, threat, eps, query_budget(attack_spec), seed, batch_size,
+                                    device) & valid
+    m_valid, k, r = int(valid.sum()), int(found.sum()), int(random_found.sum())
+    success = [(1 if bool(f) else 0) if bool(v) else -1 for f, v in zip(found.tolist(), valid.tolist(), strict=True)]
+    note = where.reason
+    if m_valid < MIN_SAMPLES:
+        note = (note + "; " if note else "") + f"only {m_valid} samples set up (at least {MIN_SAMPLES} needed)"
+    return ArmBinarization(label, attack_label, verdict(k, m_valid, r), m_valid, k, r, m - m_valid, where.kind,
+                           note, success)
+
+
+def _random_baseline(binarized: BinarizedModel, planted: Planted, threat: ThreatModel, eps: float, queries: int,
+                     seed: int, batch_size: int, device: torch.device) -> torch.Tensor:
+    """Per sample: does one of ``queries`` random points on the eps-sphere reach class 1?"""
+    gen = torch.Generator().manual_seed(seed + 1)
+    hits = []
+    for i, point in enumerate(planted.x):
+        candidates = sphere_points(point, threat, eps, queries, gen).to(device)
+        hit = False
+        for j in range(0, queries, batch_size):
+            part = candidates[j : j + batch_size]
+            with binarized.using_rows(torch.full((len(part),), i)), torch.no_grad():
+                if bool((binarized(part).argmax(1) == 1).any()):
+                    hit = True
+                    break
+        hits.append(hit)
+    return torch.tensor(hits, device=device)
+
+
+def sample_positions(n_eval: int, n_samples: int, seed: int) -> list[int]:
+    """Which evaluation points are the samples: a seeded draw, so the same seed gives the same samples."""
+    gen = torch.Generator().manual_seed(seed)
+    return sorted(torch.randperm(n_eval, generator=gen)[: min(n_samples, n_eval)].tolist())
+
+
+def sample_size(final_work: float, per_sample_work: float) -> int:
+    """Between MIN_SAMPLES and MAX_SAMPLES, so that the test costs at most a tenth of CT's final attack."""
+    if per_sample_work <= 0:
+        return MIN_SAMPLES
+    return int(min(MAX_SAMPLES, max(MIN_SAMPLES, 0.1 * final_work // per_sample_work)))
+
+
+def per_sample_work(spec: AttackSpec) -> float:
+    """Work units (images through the model, back-propagated ones x3) one sample costs."""
+    attack_spec, _ = binarized_attack(spec)
+    return 2 * (N_INNER + 2) + query_budget(attack_spec) * (3.0 + 1.0) + query_budget(attack_spec)
+
+
+def compare_arms(base: ArmBinarization, ct: ArmBinarization) -> dict[str, Any] | None:
+    """Exact McNemar test on the samples both arms set up: does the attack succeed less often on CT?"""
+    pairs = [(b, c) for b, c in zip(base.success, ct.success, strict=True) if b >= 0 and c >= 0]
+    if not pairs:
+        return None
+    test = mcnemar_exact([b for b, _ in pairs], [c for _, c in pairs])
+    return {"n": len(pairs), "only_base": test.only_base, "only_ct": test.only_ct, "p_value": test.p_value}
