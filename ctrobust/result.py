@@ -167,6 +167,13 @@ class RunResult:
         return self.gain.gain_points
 
     @property
+    def binarization(self) -> dict[str, str]:
+        """The binarization test's verdict per arm (base, ct); empty where it did not run (corruptions, older results)."""
+        if self.sanity is None:
+            return {}
+        return {name: str(arm.get("verdict", "")) for name, arm in self.sanity.binarization.get("arms", {}).items()}
+
+    @property
     def corruptions(self) -> list[str]:
         return list(self.settings.get("corruptions") or [])
 

@@ -13,7 +13,7 @@ CSV_FIELDS = [
     "run_id", "model", "dataset", "threat", "eps", "attack", "select_attack", "protocol", "seed", "n_examples",
     "variant", "beta", "clean_correct", "robust_correct", "n_scored", "clean_accuracy", "robust_accuracy",
     "gain_points", "gain_ci_low", "gain_ci_high", "only_base", "only_ct", "mcnemar_p", "base_candidate",
-    "flat_curve", "beta_on_grid_edge", "device", "wall_seconds", "command",
+    "flat_curve", "beta_on_grid_edge", "binarization", "device", "wall_seconds", "command",
 ]
 
 
@@ -36,7 +36,8 @@ def csv_rows(result: RunResult) -> list[dict[str, Any]]:
         counts = arm.counts
         row = {**common, "variant": variant, "beta": arm.beta, "clean_correct": counts.clean_correct,
                "robust_correct": counts.robust_correct, "n_scored": counts.n * counts.cells,
-               "clean_accuracy": arm.clean_accuracy, "robust_accuracy": arm.robust_accuracy}
+               "clean_accuracy": arm.clean_accuracy, "robust_accuracy": arm.robust_accuracy,
+               "binarization": result.binarization.get(variant, "")}
         if variant == "ct":  # the gain is CT's row: CT minus base on the same points
             row.update({"gain_points": gain.gain_points, "gain_ci_low": gain.low, "gain_ci_high": gain.high,
                         "only_base": gain.only_base, "only_ct": gain.only_ct, "mcnemar_p": gain.p_value,

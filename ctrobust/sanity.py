@@ -31,7 +31,9 @@ And the evidence that the reported attack itself worked, on each arm (docs/resul
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,9 +73,10 @@ class SanityReport:
     incomplete: dict[str, Any] = field(default_factory=dict)  # CT's survivors re-attacked with twice the steps
     gradients: dict[str, Any] = field(default_factory=dict)  # per arm: gradient fidelity
     binarization: dict[str, Any] = field(default_factory=dict)  # per arm, and the McNemar test between them
+    seconds: dict[str, float] = field(default_factory=dict)  # what each check cost
 
     FIELDS = ("transfer", "budget", "logits", "breakdown", "warnings", "attack_evidence", "reference", "incomplete",
-              "gradients", "binarization")
+              "gradients", "binarization", "seconds")
 
     def to_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.FIELDS}
@@ -298,6 +301,21 @@ def _judge_attack_evidence(report: SanityReport, final_attack: str) -> None:
             f"model only, {versus['only_ct']} on CT only)")
 
 
+class _Clock:
+    """Adds the seconds spent in each ``with clock(name):`` block to ``sink[name]``."""
+
+    def __init__(self, sink: dict[str, float]) -> None:
+        self.sink = sink
+
+    @contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.sink[name] = round(self.sink.get(name, 0.0) + time.perf_counter() - start, 3)
+
+
 @dataclass
 class ArmOutcomes:
     """One arm's final cell as the checks need it: its beta, per-point outcomes and summary."""
@@ -323,8 +341,10 @@ def run_sanity_checks(ct: Any, beta: float, x: torch.Tensor, y: torch.Tensor, th
     ``final_work``: the estimated work of CT's final attack, which sizes the binarization test.
     """
     report = SanityReport()
+    clock = _Clock(report.seconds)
     ct.beta = beta
-    combined, report.transfer = transfer_check(ct, x, y, base_adversarial, ct_arm.robust, batch_size, device)
+    with clock("transfer"):
+        combined, report.transfer = transfer_check(ct, x, y, base_adversarial, ct_arm.robust, batch_size, device)
     sample = slice(0, min(BUDGET_SAMPLE, len(x)))
     stats = slice(0, min(STATS_SAMPLE, len(x)))
     report.budget = {"n": sample.stop, "steps": BUDGET_STEPS}
@@ -332,16 +352,20 @@ def run_sanity_checks(ct: Any, beta: float, x: torch.Tensor, y: torch.Tensor, th
     for name, b, arm in (("base", 1.0, base), ("ct", beta, ct_arm)):
         ct.beta = b
         report.attack_evidence[name] = _evidence(arm.summary)
-        report.budget[name], at_eps = budget_sweep(ct, x[sample], y[sample], threat, eps, seed, batch_size, device)
+        with clock("budget"):
+            report.budget[name], at_eps = budget_sweep(ct, x[sample], y[sample], threat, eps, seed, batch_size, device)
         report.reference[name] = reference_check(arm.robust[sample], at_eps)
         worst[name] = worst_case(worst[name], at_eps)
-        report.logits[name] = logit_stats(ct, x[stats], y[stats], device)
-        report.gradients[name] = gradient_fidelity(ct, x, y, threat, eps, device).to_dict()
+        with clock("gradients"):
+            report.logits[name] = logit_stats(ct, x[stats], y[stats], device)
+            report.gradients[name] = gradient_fidelity(ct, x, y, threat, eps, device).to_dict()
     ct.beta = beta
     if final.name in (AttackName.PGD, AttackName.APGD_CE):
-        worst["ct"], report.incomplete = _reattack_survivors(ct, x, y, threat, eps, final, seed, batch_size, device,
-                                                             worst["ct"])
-    report.binarization = _binarization(ct, beta, x, threat, eps, final, seed, batch_size, device, final_work)
+        with clock("incomplete"):
+            worst["ct"], report.incomplete = _reattack_survivors(ct, x, y, threat, eps, final, seed, batch_size,
+                                                                 device, worst["ct"])
+    with clock("binarization"):
+        report.binarization = _binarization(ct, beta, x, threat, eps, final, seed, batch_size, device, final_work)
     ct.beta = beta
     base_after, ct_after = base.summary.get("robust_accuracy_after"), ct_arm.summary.get("robust_accuracy_after")
     if base_after and ct_after:

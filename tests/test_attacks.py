@@ -86,7 +86,7 @@ def test_results_stay_in_ball_and_box() -> None:
     model, x, y, _ = linear_problem(ThreatModel.L2, 0.1)
     from ctrobust.attacks.pgd import pgd_attack
 
-    x_adv = pgd_attack(model, x, y, 0.1, ThreatModel.L2, steps=10)
+    x_adv = pgd_attack(model, x, y, 0.1, ThreatModel.L2, steps=10).x_adv
     assert float(perturbation_norm(x_adv - x, ThreatModel.L2).max()) <= 0.1 + 1e-5
     assert float(x_adv.min()) >= 0 and float(x_adv.max()) <= 1
 

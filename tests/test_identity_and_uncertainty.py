@@ -182,9 +182,14 @@ def test_sanity_checks_flag_gradient_masking_and_not_the_shipped_model(tmp_path:
     assert checks["budget"]["ct"]["8"] > 0.1 and checks["logits"]["ct"]["zero_grad_share"] > 0.9  # shipped: 0.0, 0.0
     assert any("gradient masking" in w for w in checks["warnings"])
     assert any("near zero" in w for w in checks["warnings"])
+    for arm in checks["binarization"]["arms"].values():  # the attack cannot find what provably exists
+        assert arm["verdict"] == "FAIL" and arm["found"] <= 2 and arm["m"] >= 20, arm
+    assert any("binarization test FAILED" in w for w in checks["warnings"])
     shipped = _run(tmp_path, tmp_path / "s.sqlite", "--betas", "0.9", "--no-base-candidate", "--n-examples", "60")
     checks = shipped["sanity_checks"]
     assert checks["warnings"] == [], checks["warnings"]
+    for arm in checks["binarization"]["arms"].values():
+        assert arm["verdict"] == "PASS" and arm["setup_failed"] <= 2 and arm["random_found"] <= 2, arm
     assert checks["budget"]["base"]["8"] <= 0.02 and checks["budget"]["ct"]["8"] <= 0.02
     # CT's reported robust accuracy is the worst case over its own attack and the transferred examples.
     assert shipped["ct"]["robust_accuracy"] <= shipped["ct"]["robust_accuracy_white_box"]

@@ -35,7 +35,7 @@ from ctrobust.threats import ThreatModel
 PASS_RATE = 0.95
 INNER_RADIUS = 0.95  # inner points lie within this fraction of eps
 CLOSENESS = 0.999  # how far the readout's boundary is moved towards the planted point
-N_INNER = 49  # random inner points per sample, besides the point itself
+N_INNER = 199  # random inner points per sample, besides the point itself (fewer let random points pass under L2)
 MIN_SAMPLES, MAX_SAMPLES = 20, 100
 AA_APGD_STEPS = 100  # AutoAttack's APGD-CE: 100 iterations, one restart, rho 0.75
 FIT_ITERATIONS = 100
@@ -378,9 +378,13 @@ def _random_baseline(binarized: BinarizedModel, planted: Planted, threat: Threat
 
 
 def sample_positions(n_eval: int, n_samples: int, seed: int) -> list[int]:
-    """Which evaluation points are the samples: a seeded draw, so the same seed gives the same samples."""
+    """Which evaluation points are the samples: a seeded draw, so the same seed gives the same samples. A split
+    smaller than the sample takes its points again (each with planted points of its own: another test)."""
     gen = torch.Generator().manual_seed(seed)
-    return sorted(torch.randperm(n_eval, generator=gen)[: min(n_samples, n_eval)].tolist())
+    if n_eval <= 0:
+        return []
+    order = torch.randperm(n_eval, generator=gen).tolist()
+    return sorted((order * (n_samples // n_eval + 1))[:n_samples])
 
 
 def sample_size(final_work: float, per_sample_work: float) -> int:

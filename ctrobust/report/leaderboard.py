@@ -82,6 +82,7 @@ def _entry(dataset: str, threat: str, model: str, runs: Sequence[RunResult]) -> 
         "machine": sorted({str(r.provenance.get("device")) for r in runs}),
         "git_commit": sorted({str(r.provenance.get("git_commit")) for r in runs}),
         "date": max(str(r.provenance.get("date")) for r in runs),
+        "binarization": _worst_verdicts(runs),
         "reported": False,
         "footnote": "Measured by ctrobust; accuracies in %, mean over seeds; gain pooled over the seeds' paired tables.",
         "entry_version": ENTRY_VERSION,
@@ -91,6 +92,19 @@ def _entry(dataset: str, threat: str, model: str, runs: Sequence[RunResult]) -> 
     elif first.attack == "autoattack-standard":
         entry["autoattack_acc"] = entry["robust_acc"]
     return entry
+
+
+VERDICT_ORDER = ("FAIL", "INCONCLUSIVE", "NOT RUN", "PASS")
+
+
+def _worst_verdicts(runs: Sequence[RunResult]) -> dict[str, str]:
+    """Per arm, the binarization test's worst verdict over the seeds (absent where no run recorded one)."""
+    out = {}
+    for arm in ("base", "ct"):
+        verdicts = [r.binarization[arm] for r in runs if r.binarization.get(arm)]
+        if verdicts:
+            out[arm] = min(verdicts, key=lambda v: VERDICT_ORDER.index(v) if v in VERDICT_ORDER else 0)
+    return out
 
 
 def _link(source: str, dataset: str, threat: str) -> str | None:

@@ -38,7 +38,8 @@ def runs_frame(runs: Sequence[RunResult]) -> pd.DataFrame:
                     "only_base": gain.only_base, "only_ct": gain.only_ct, "mcnemar_p": gain.p_value,
                     "significant": gain.significant, "flat_curve": run.flags.flat,
                     "beta_on_grid_edge": run.flags.edge, "base_candidate": run.base_candidate,
-                    "clipped": run.ct.clipped, "command": run.command})
+                    "clipped": run.ct.clipped, "binarization_base": run.binarization.get("base", ""),
+                    "binarization_ct": run.binarization.get("ct", ""), "command": run.command})
         rows.append(row)
     return pd.DataFrame(rows)
 
