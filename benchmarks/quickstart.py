@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import os
 import platform
 import re
@@ -93,6 +94,8 @@ def main() -> int:
         code = proc.wait()
         reader.join()
         total = time.monotonic() - start
+        result_path = Path(tmp) / "out" / "result.json"
+        checks = json.loads(result_path.read_text()).get("sanity_checks") if result_path.exists() else None
     print((b"".join(stdout_chunks)).decode(errors="replace"))
     if code != 0:
         print(f"ctrobust eval exited {code}", file=sys.stderr)
@@ -114,6 +117,14 @@ def main() -> int:
     for name, a, b in zip(order[1:], bounds[1:], bounds[2:], strict=False):
         print(f"| {name} | {b - a:.1f} |")
     print(f"| total | {total:.1f} |\n")
+    if checks and checks.get("seconds"):
+        # The checks' own clocks (inside the last stage): their share of the run, the binarization's in it.
+        spent = checks["seconds"]
+        together = sum(spent.values())
+        print("| sanity check | wall time (s) | share of the run |\n|---|---:|---:|")
+        for name, sec in spent.items():
+            print(f"| {name} | {sec:.1f} | {100 * sec / total:.1f}% |")
+        print(f"| all checks together | {together:.1f} | {100 * together / total:.1f}% |\n")
 
     # ETA against the real remaining time, after the first 10% of the run.
     rows = [(t, pct, eta, total - t) for t, pct, _el, eta, _p in snapshots if eta is not None and t >= 0.1 * total]

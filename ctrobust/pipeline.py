@@ -369,8 +369,9 @@ def run_eval(plan: RunPlan, progress: RunProgress | None = None, store: Store | 
             base_robust, robust, sanity = run_sanity_checks(
                 ct, beta, scorer.x_eval, scorer.y_eval, threat, scorer.eps, plan.seed, plan.batch_size, device,
                 base.adversarial if beta != 1.0 else None,
-                ArmOutcomes(1.0, base.per_example["robust"], base.summary),
-                ArmOutcomes(beta, ct_res.per_example["robust"], ct_res.summary), scorer.final_spec,
+                ArmOutcomes(1.0, base.per_example["clean"], base.per_example["robust"], base.summary),
+                ArmOutcomes(beta, ct_res.per_example["clean"], ct_res.per_example["robust"], ct_res.summary),
+                scorer.final_spec,
                 work.work("final", ct_res.clean_accuracy, ct_res.robust_accuracy))
         progress.finish()
         if beta == 1.0:  # "CT" is the original model: one set of outcomes for both

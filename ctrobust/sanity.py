@@ -321,6 +321,7 @@ class ArmOutcomes:
     """One arm's final cell as the checks need it: its beta, per-point outcomes and summary."""
 
     beta: float
+    clean: list[int]
     robust: list[int]
     summary: dict[str, Any]
 
@@ -365,7 +366,9 @@ def run_sanity_checks(ct: Any, beta: float, x: torch.Tensor, y: torch.Tensor, th
             worst["ct"], report.incomplete = _reattack_survivors(ct, x, y, threat, eps, final, seed, batch_size,
                                                                  device, worst["ct"])
     with clock("binarization"):
-        report.binarization = _binarization(ct, beta, x, threat, eps, final, seed, batch_size, device, final_work)
+        eligible = [i for i, (b, c) in enumerate(zip(base.clean, ct_arm.clean, strict=True)) if b and c]
+        report.binarization = _binarization(ct, beta, x, threat, eps, final, seed, batch_size, device, final_work,
+                                            eligible)
     ct.beta = beta
     base_after, ct_after = base.summary.get("robust_accuracy_after"), ct_arm.summary.get("robust_accuracy_after")
     if base_after and ct_after:
@@ -394,10 +397,18 @@ def _reattack_survivors(ct: Any, x: torch.Tensor, y: torch.Tensor, threat: Threa
 
 
 def _binarization(ct: Any, beta: float, x: torch.Tensor, threat: ThreatModel, eps: float, final: AttackSpec,
-                  seed: int, batch_size: int, device: torch.device, final_work: float) -> dict[str, Any]:
-    """The binarization test on both arms, with the same samples and planted points; CT runs only at ``beta``."""
+                  seed: int, batch_size: int, device: torch.device, final_work: float,
+                  eligible: list[int]) -> dict[str, Any]:
+    """The binarization test on both arms, with the same samples and planted points; CT runs only at ``beta``.
+
+    Samples are drawn from the points both arms classify correctly: the only points whose robustness
+    an attack could overstate. None: NOT RUN (both robust accuracies are 0 on the other points anyway).
+    """
+    if not eligible:
+        return {"arms": {}, "note": "no evaluation point is classified correctly by both arms: nothing for a weak "
+                "attack to overstate", "mcnemar": None, "samples": 0}
     m = binarization.sample_size(final_work, binarization.per_sample_work(final))
-    planted = binarization.plant(x, binarization.sample_positions(len(x), m, seed), threat, eps, seed)
+    planted = binarization.plant(x, binarization.sample_positions(eligible, m, seed), threat, eps, seed)
     arms = {}
     for name, b in (("ct", beta), ("base", 1.0)):
         ct.beta = b

@@ -241,6 +241,26 @@ class Store:
         return [_run_result(result, command) for result, command in rows]
 
 
+    # attack audits (ctrobust audit-attack) ---------------------------------------------------------
+
+    AUDIT_PREFIX = "attack-audit/"
+
+    def put_audit(self, run_id: str, settings: dict[str, Any], audit: dict[str, Any]) -> None:
+        """Store one audit of a run (JSON, in the artifacts table); the same settings replace an older one."""
+        key = f"{self.AUDIT_PREFIX}{run_id}/{identity_key(settings)[:16]}"
+        with self._transaction():
+            self._db.execute("INSERT OR REPLACE INTO artifacts VALUES (?, ?)",
+                             (key, json.dumps(audit, sort_keys=True).encode()))
+
+    def audits(self, run_id: str) -> list[dict[str, Any]]:
+        """Every stored audit of a run."""
+        if not self._exists():
+            return []
+        rows = self._db.execute("SELECT data FROM artifacts WHERE key LIKE ? ORDER BY key",
+                                (f"{self.AUDIT_PREFIX}{run_id}/%",)).fetchall()
+        return [json.loads(bytes(row[0]).decode()) for row in rows]
+
+
 def _run_result(text: str, command: str | None) -> RunResult:
     from ctrobust.result import RunResult
 

@@ -99,7 +99,7 @@ def test_each_arm_runs_only_at_its_own_beta(fmnist_test, monkeypatch: pytest.Mon
 
     monkeypatch.setattr(bz, "run_arm", spy)
     out = sanity._binarization(ct, 0.8, x[:30], ThreatModel.LINF, 0.05, AttackSpec("apgd-ce", steps=5), 0, 500,
-                               CPU, 0.0)
+                               CPU, 0.0, list(range(30)))
     assert seen == {"CT beta=0.80": {0.8}, "base": {1.0}}
     assert out["arms"]["ct"]["m"] + out["arms"]["ct"]["setup_failed"] == bz.MIN_SAMPLES
 
@@ -121,7 +121,7 @@ def test_verdicts() -> None:
 def test_shipped_model_passes_on_both_arms(threat: ThreatModel, eps: float, spec: AttackSpec, fmnist_test) -> None:
     x, _ = fmnist_test
     ct = curvature_tuned(_smallcnn(), 1.0, impl="eager")
-    planted = bz.plant(x[:200], bz.sample_positions(200, 20, 0), threat, eps, 0)
+    planted = bz.plant(x[:200], bz.sample_positions(list(range(200)), 20, 0), threat, eps, 0)
     for beta in (0.8, 1.0):
         ct.beta = beta
         arm = bz.run_arm(ct, planted, threat, eps, spec, 0, 500, CPU, "arm")
@@ -233,7 +233,7 @@ def _load(masked: Path, name: str) -> nn.Module:
 def test_a_scrambled_backward_fails_under_apgd_and_autoattack_flags_it(masked: Path, fmnist_test) -> None:
     x, y = fmnist_test
     model = _load(masked, "scrambled")
-    planted = bz.plant(x[:100], bz.sample_positions(100, 20, 0), ThreatModel.LINF, 0.05, 0)
+    planted = bz.plant(x[:100], bz.sample_positions(list(range(100)), 20, 0), ThreatModel.LINF, 0.05, 0)
     arm = bz.run_arm(model, planted, ThreatModel.LINF, 0.05, AttackSpec("apgd-ce", steps=20), 0, 500, CPU, "arm")
     assert arm.verdict == "FAIL", arm.line()
     assert gradient_fidelity(model, x[:16], y[:16], ThreatModel.LINF, 0.05, CPU).suspicious
@@ -333,3 +333,43 @@ def test_a_far_too_weak_final_attack_is_caught(tmp_path: Path) -> None:
     assert len(weaker) == 2  # both arms
     # the reference attack's breaks count: nowhere near the 69% the weak attack alone reports
     assert result["ct"]["robust_accuracy"] < 0.3 and result["ct"]["robust_accuracy_white_box"] > 0.5
+
+
+# --- ctrobust audit-attack ----------------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_audit_attack_on_a_stored_run_stores_and_reports(tmp_path: Path) -> None:
+    store = tmp_path / "s.sqlite"
+    proc = run_cli("eval", "--attack", "apgd-ce", "--steps", "10", "--n-examples", "30", "--n-select", "20",
+                   "--betas", "0.9", "--no-base-candidate", "--store", str(store), "--json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    run_id = json.loads(proc.stdout)["run_id"]
+    proc = run_cli("audit-attack", "--store", str(store), "--run", run_id[:6], "--samples", "20", "--inner", "49",
+                   "--square-queries", "50", "--fidelity-points", "10", "--trajectory-points", "10", "--json",
+                   "--no-progress", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    audit = json.loads(proc.stdout)
+    for arm in ("ct", "base"):
+        attacks = audit["arms"][arm]["attacks"]
+        assert {"apgd-ce", "apgd-margin", "fab", "square"} <= set(attacks)
+        assert attacks["apgd-ce"]["verdict"] == "PASS", attacks["apgd-ce"]
+        assert audit["arms"][arm]["unbounded"]["found"] == audit["arms"][arm]["unbounded"]["m"] > 0
+        assert audit["trajectory"][arm]["unconstrained_failure"] == 0
+    assert set(audit["grid"]) == {"0.9"}
+    assert set(audit["fidelity"]["curves"]["autoattack"]) == {"0.9"}
+    from ctrobust.store import open_store
+
+    with open_store(store) as opened:
+        assert opened.audits(run_id) == [audit]
+    proc = run_cli("report", "--store", str(store), "--out", str(tmp_path / "html"), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert list((tmp_path / "html" / "figures").glob("*-audit0.png"))
+    assert "attack audit of run" in (tmp_path / "html" / "index.html").read_text()
+
+
+def test_audit_attack_refuses_bad_sizes_and_unknown_runs(tmp_path: Path) -> None:
+    store = tmp_path / "s.sqlite"
+    proc = run_cli("audit-attack", "--store", str(store), cwd=tmp_path)
+    assert_one_line_error(proc, "No results store")
+    proc = run_cli("audit-attack", "--store", str(store), "--samples", "0", cwd=tmp_path)
+    assert_one_line_error(proc, "--samples")

@@ -16,7 +16,7 @@ INCONCLUSIVE when random points on the eps-sphere, with the attack's query budge
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -91,6 +91,10 @@ def features(model: nn.Module, where: Features, x: torch.Tensor, batch_size: int
     return torch.cat(out)
 
 
+class LayoutError(RuntimeError):
+    """A batch that does not hold one image per readout (an attack that subsets its batch)."""
+
+
 class BinarizedModel(nn.Module):
     """``model`` with its head replaced by one two-class readout per sample; row i of a batch uses readout
     ``rows[i]``, so a batch must hold exactly one image per row (the attack's own layout is checked)."""
@@ -112,7 +116,7 @@ class BinarizedModel(nn.Module):
 
     def _readout(self, f: torch.Tensor) -> torch.Tensor:
         if len(f) != len(self.rows):
-            raise RuntimeError(f"binarized model: batch of {len(f)} for {len(self.rows)} readouts")
+            raise LayoutError(f"binarized model: batch of {len(f)} for {len(self.rows)} readouts")
         rows = self.rows.to(f.device)
         s = (f.flatten(1) * self.weight[rows]).sum(1) + self.bias[rows]
         return torch.stack([-s / 2, s / 2], dim=1)
@@ -183,10 +187,11 @@ class Planted:
     boundary: torch.Tensor  # (m, ...) one planted point at eps per sample
 
 
-def plant(x: torch.Tensor, positions: list[int], threat: ThreatModel, eps: float, seed: int) -> Planted:
+def plant(x: torch.Tensor, positions: list[int], threat: ThreatModel, eps: float, seed: int,
+          n_inner: int = N_INNER) -> Planted:
     gen = torch.Generator().manual_seed(seed)
     xs = x[positions].cpu().float()
-    inner = torch.stack([inner_points(p, threat, eps, N_INNER, gen) for p in xs])
+    inner = torch.stack([inner_points(p, threat, eps, n_inner, gen) for p in xs])
     boundary = torch.stack([boundary_point(p, threat, eps, gen) for p in xs])
     return Planted(positions, xs, inner, boundary)
 
@@ -286,77 +291,116 @@ def query_budget(spec: AttackSpec) -> int:
     return (spec.steps or 20) * spec.restarts
 
 
-def _attack(binarized: BinarizedModel, x: torch.Tensor, threat: ThreatModel, eps: float, spec: AttackSpec,
-            seed: int) -> torch.Tensor:
-    """The attack on every sample at once, in the layout the readouts expect (one row per sample)."""
-    y0 = torch.zeros(len(x), dtype=torch.long, device=x.device)
-    if spec.name is AttackName.PGD:
-        return pgd_attack(binarized, x, y0, eps, threat, spec.steps or 20, spec.step_size, spec.restarts, seed).x_adv
-    if spec.restarts == 1:  # APGD attacks the points it finds correct, all of them here: the layout holds
-        return apgd_ce(binarized, x, y0, eps, threat, spec.steps or 20, seed, 1)
-    out = []  # later restarts attack a subset: one sample at a time keeps each row on its readout
-    for i in range(len(x)):
-        with binarized.using_rows(torch.tensor([i])):
-            out.append(apgd_ce(binarized, x[i : i + 1], y0[:1], eps, threat, spec.steps or 20, seed, spec.restarts))
-    return torch.cat(out)
+@dataclass
+class Binarized:
+    """One arm's binarized model over the planted samples, and which samples set up."""
+
+    model: BinarizedModel
+    valid: torch.Tensor  # per sample: readout separated perfectly, class 0 at x and 1 at the planted point
+    features: Features
 
 
-def run_arm(model: nn.Module, planted: Planted, threat: ThreatModel, eps: float, spec: AttackSpec, seed: int,
-            batch_size: int, device: torch.device, label: str) -> ArmBinarization:
-    """The test on one arm (``model`` already at its beta), on the planted samples."""
-    attack_spec, attack_label = binarized_attack(spec)
+def binarize(model: nn.Module, planted: Planted, batch_size: int, device: torch.device) -> Binarized:
+    """Fit one readout per sample on ``model``'s features (``model`` already at its beta) and check the result
+    in the attack's own layout."""
     model.eval()
     m = len(planted.positions)
-    if m == 0:
-        return ArmBinarization(label, attack_label, "NOT RUN", note="no sample points")
     where = find_head(model, planted.x[:2].to(device))
     shape = planted.x.shape[1:]
     inner = torch.cat([planted.x.unsqueeze(1), planted.inner], dim=1)  # the point itself is an inner point
+    per = inner.shape[1]
     images = torch.cat([inner.reshape(-1, *shape), planted.boundary]).to(device)
     feats = features(model, where, images, batch_size)
     with torch.no_grad():
         logits = torch.cat([model(images[i : i + batch_size]) for i in range(0, len(images), batch_size)]).double()
-    per = inner.shape[1]
-    f_inner = feats[: m * per].view(m, per, -1)
-    f_boundary = feats[m * per :]
-    logit_range = [float(logits[i * per : (i + 1) * per].max().clamp_min(logits[m * per + i].max())
-                         - logits[i * per : (i + 1) * per].min().clamp_max(logits[m * per + i].min())) for i in range(m)]
+    f_inner, f_boundary = feats[: m * per].view(m, per, -1), feats[m * per :]
     weights, biases, ok = [], [], []
     for i in range(m):
+        own = torch.cat([logits[i * per : (i + 1) * per], logits[m * per + i : m * per + i + 1]])
         fitted = fit_readout(f_inner[i], f_boundary[i])
         if fitted is None:
             weights.append(torch.zeros(feats.shape[1], dtype=torch.float64))
             biases.append(torch.zeros((), dtype=torch.float64))
             ok.append(False)
             continue
-        w, b = place_readout(*fitted, f_inner[i], f_boundary[i], logit_range[i])
+        w, b = place_readout(*fitted, f_inner[i], f_boundary[i], float(own.max() - own.min()))
         weights.append(w)
         biases.append(b)
         ok.append(True)
     binarized = BinarizedModel(model, where, torch.stack(weights), torch.stack(biases)).to(device)
-    x = planted.x.to(device)
     with torch.no_grad():  # in the attack's own layout: class 0 at each point, class 1 at each planted point
-        at_point = binarized(x).argmax(1)
+        at_point = binarized(planted.x.to(device)).argmax(1)
         at_boundary = binarized(planted.boundary.to(device)).argmax(1)
     valid = torch.tensor(ok, device=device) & (at_point == 0) & (at_boundary == 1)
+    return Binarized(binarized, valid, where)
+
+
+AttackFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, float], torch.Tensor]  # (model, x, y, eps) -> x_adv
+
+
+def spec_attack(spec: AttackSpec, threat: ThreatModel, seed: int) -> AttackFn:
+    """An attack of ctrobust's (``pgd`` or ``apgd-ce`` settings) as a function of (model, x, y, eps)."""
+    if spec.name is AttackName.PGD:
+        return lambda model, x, y, eps: pgd_attack(model, x, y, eps, threat, spec.steps or 20, spec.step_size,
+                                                   spec.restarts, seed).x_adv
+    return lambda model, x, y, eps: apgd_ce(model, x, y, eps, threat, spec.steps or 20, seed, spec.restarts)
+
+
+def attack_samples(binarized: Binarized, planted: Planted, threat: ThreatModel, eps: float, attack: AttackFn,
+                   device: torch.device) -> torch.Tensor:
+    """Per sample: did ``attack`` find a checked adversarial example within eps? (False where setup failed.)
+
+    All samples go in one batch, one row per readout. An attack that then calls the model on a subset
+    of the batch (a later restart, Square's surviving points) trips the readouts' layout check, and
+    the samples are attacked one at a time instead.
+    """
+    m = len(planted.positions)
     found = torch.zeros(m, dtype=torch.bool, device=device)
-    rows = torch.nonzero(valid).flatten()
-    if len(rows):  # only the samples set up: an attack that skips a point would shift every later row
-        with binarized.using_rows(rows.cpu()):
-            x_adv = _attack(binarized, x[rows], threat, eps, attack_spec, seed)
-            y0 = torch.zeros(len(rows), dtype=torch.long, device=device)
-            check = verify_adversarial(binarized, x[rows], x_adv, y0, eps, threat,
-                                       claimed=(x_adv != x[rows]).flatten(1).any(1))
-        found[rows] = check.fooled
-    random_found = _random_baseline(binarized, planted, threat, eps, query_budget(attack_spec), seed, batch_size,
-                                    device) & valid
-    m_valid, k, r = int(valid.sum()), int(found.sum()), int(random_found.sum())
+    rows = torch.nonzero(binarized.valid).flatten()
+    if not len(rows):
+        return found
+    x = planted.x.to(device)[rows]
+    y0 = torch.zeros(len(rows), dtype=torch.long, device=device)
+    model = binarized.model
+    try:
+        with model.using_rows(rows.cpu()):
+            x_adv = attack(model, x, y0, eps)
+    except LayoutError:
+        x_adv = torch.cat([_one_row(model, int(r), x[k : k + 1], attack, eps) for k, r in enumerate(rows.tolist())])
+    with model.using_rows(rows.cpu()):
+        check = verify_adversarial(model, x, x_adv, y0, eps, threat, claimed=(x_adv != x).flatten(1).any(1))
+    found[rows] = check.fooled
+    return found
+
+
+def _one_row(model: BinarizedModel, row: int, x: torch.Tensor, attack: AttackFn, eps: float) -> torch.Tensor:
+    with model.using_rows(torch.tensor([row])):
+        return attack(model, x, torch.zeros(1, dtype=torch.long, device=x.device), eps)
+
+
+def run_arm(model: nn.Module, planted: Planted, threat: ThreatModel, eps: float, spec: AttackSpec, seed: int,
+            batch_size: int, device: torch.device, label: str) -> ArmBinarization:
+    """The test on one arm (``model`` already at its beta), on the planted samples, with the arm's attack."""
+    attack_spec, attack_label = binarized_attack(spec)
+    if not planted.positions:
+        return ArmBinarization(label, attack_label, "NOT RUN", note="no sample points")
+    binarized = binarize(model, planted, batch_size, device)
+    found = attack_samples(binarized, planted, threat, eps, spec_attack(attack_spec, threat, seed), device)
+    random_found = _random_baseline(binarized.model, planted, threat, eps, query_budget(attack_spec), seed,
+                                    batch_size, device) & binarized.valid
+    return summarise(label, attack_label, binarized, found, random_found)
+
+
+def summarise(label: str, attack_label: str, binarized: Binarized, found: torch.Tensor,
+              random_found: torch.Tensor) -> ArmBinarization:
+    valid = binarized.valid
+    m_valid, k, r = int(valid.sum()), int((found & valid).sum()), int(random_found.sum())
     success = [(1 if bool(f) else 0) if bool(v) else -1 for f, v in zip(found.tolist(), valid.tolist(), strict=True)]
-    note = where.reason
+    note = binarized.features.reason
     if m_valid < MIN_SAMPLES:
         note = (note + "; " if note else "") + f"only {m_valid} samples set up (at least {MIN_SAMPLES} needed)"
-    return ArmBinarization(label, attack_label, verdict(k, m_valid, r), m_valid, k, r, m - m_valid, where.kind,
-                           note, success)
+    return ArmBinarization(label, attack_label, verdict(k, m_valid, r), m_valid, k, r, len(valid) - m_valid,
+                           binarized.features.kind, note, success)
 
 
 def _random_baseline(binarized: BinarizedModel, planted: Planted, threat: ThreatModel, eps: float, queries: int,
@@ -377,14 +421,15 @@ def _random_baseline(binarized: BinarizedModel, planted: Planted, threat: Threat
     return torch.tensor(hits, device=device)
 
 
-def sample_positions(n_eval: int, n_samples: int, seed: int) -> list[int]:
-    """Which evaluation points are the samples: a seeded draw, so the same seed gives the same samples. A split
-    smaller than the sample takes its points again (each with planted points of its own: another test)."""
-    gen = torch.Generator().manual_seed(seed)
-    if n_eval <= 0:
+def sample_positions(eligible: list[int], n_samples: int, seed: int) -> list[int]:
+    """Which evaluation points are the samples: a seeded draw from ``eligible`` (positions in the split), so
+    the same seed gives the same samples. Fewer eligible points than samples: each is taken again, with
+    planted points of its own (another test)."""
+    if not eligible:
         return []
-    order = torch.randperm(n_eval, generator=gen).tolist()
-    return sorted((order * (n_samples // n_eval + 1))[:n_samples])
+    gen = torch.Generator().manual_seed(seed)
+    order = [eligible[i] for i in torch.randperm(len(eligible), generator=gen).tolist()]
+    return sorted((order * (n_samples // len(order) + 1))[:n_samples])
 
 
 def sample_size(final_work: float, per_sample_work: float) -> int:

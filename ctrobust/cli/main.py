@@ -9,7 +9,7 @@ import sys
 from typing import NoReturn
 
 from ctrobust import __version__
-from ctrobust.cli import audit_cmd, eval_cmd, leaderboard_cmd, models_cmd, report_cmd, reproduce_cmd, train_cmd
+from ctrobust.cli import audit_attack_cmd, audit_cmd, eval_cmd, leaderboard_cmd, models_cmd, report_cmd, reproduce_cmd, train_cmd
 from ctrobust.errors import CtrobustError
 
 EXIT_USER_ERROR = 2
@@ -40,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     train_cmd.add_parser(sub)
     models_cmd.add_parser(sub)
     audit_cmd.add_parser(sub)
+    audit_attack_cmd.add_parser(sub)
     for command_parser in sub.choices.values():
         _add_verbosity(command_parser)
     return parser

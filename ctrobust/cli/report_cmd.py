@@ -32,6 +32,6 @@ def run(args: argparse.Namespace) -> int:
     out = check_output_dir(args.out)
     with existing_store(args.store) as store:
         runs = select_runs(store, model=args.model, dataset=args.dataset, threat=args.threat)
-        page = write_report(runs, out, str(store.path))
+        page = write_report(runs, out, str(store.path), {r.run_id: store.audits(r.run_id) for r in runs})
     print(f"wrote {page} ({len(runs)} runs)")
     return 0

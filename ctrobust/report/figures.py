@@ -99,6 +99,43 @@ def gain_forest_figure(runs: Sequence[RunResult], stem: Path) -> tuple[Path, Pat
     return _save(fig, stem)
 
 
+def audit_figure(audit: dict[str, Any], stem: Path) -> tuple[Path, Path]:
+    """An attack audit (``ctrobust audit-attack``): the selection attack's binarized success rate along the beta
+    grid (left), and its robust accuracy against AutoAttack's on the same points (right)."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9.0, 3.4))
+    grid = audit.get("grid") or {}
+    if grid:
+        betas = [float(b) for b in grid]
+        rates = [100 * v["found"] / v["m"] if v["m"] else float("nan") for v in grid.values()]
+        lows = [100 * wilson_interval(v["found"], v["m"])[0] if v["m"] else float("nan") for v in grid.values()]
+        left.fill_between(betas, lows, rates, color="tab:blue", alpha=0.15, lw=0, label="95% lower bound (Wilson)")
+        left.plot(betas, rates, "o-", ms=3, color="tab:blue", label="selection attack, binarized")
+        left.axhline(95, color="grey", ls=":", lw=1, label="PASS threshold")
+    left.axvline(audit["beta"], color="tab:red", ls="--", lw=1, label=f"chosen {BETA} = {audit['beta']:.2f}")
+    left.set_xlabel(BETA)
+    left.set_ylabel("adversarial examples found (%)")
+    left.set_title(f"binarization test along the grid ({audit['samples']} samples)", fontsize=9)
+    left.grid(alpha=0.3)
+    left.legend(fontsize=7)
+    fidelity = audit.get("fidelity")
+    if fidelity:
+        for name, colour in (("selection", "tab:blue"), ("autoattack", "black")):
+            curve = fidelity["curves"][name]
+            right.plot([float(b) for b in curve], [100 * v for v in curve.values()], "o-", ms=3, color=colour,
+                       label="selection attack" if name == "selection" else "AutoAttack")
+        rho = fidelity.get("spearman")
+        right.set_title(f"selection fidelity (n={fidelity['n']}, Spearman "
+                        + ("n/a" if rho is None else f"{rho:.2f}") + ")", fontsize=9)
+        right.axvline(audit["beta"], color="tab:red", ls="--", lw=1)
+        right.legend(fontsize=7)
+    else:
+        right.set_title("selection fidelity not measured", fontsize=9)
+    right.set_xlabel(BETA)
+    right.set_ylabel("robust accuracy (%)")
+    right.grid(alpha=0.3)
+    return _save(fig, stem)
+
+
 def _save(fig: Any, stem: Path) -> tuple[Path, Path]:
     stem.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()

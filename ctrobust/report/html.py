@@ -8,13 +8,15 @@ reach the page only through Jinja2's autoescape and never become file names unsa
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 from pathlib import Path
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from ctrobust.checks.audit_text import summary_lines
 from ctrobust.outputs import safe_name
-from ctrobust.report.figures import beta_figure, corruption_figure, gain_forest_figure
+from ctrobust.report.figures import audit_figure, beta_figure, corruption_figure, gain_forest_figure
 from ctrobust.report.tables import (
     breakdown_frame, corruption_delta, paper_table, paper_table_latex, paper_table_markdown, runs_frame,
     selection_frame, write_csv,
@@ -34,8 +36,10 @@ def run_slug(run: RunResult, index: int) -> str:
     return f"{index:03d}-" + safe_name(f"{run.model}_{run.dataset}_{run.threat.value}_{run.protocol.value}_s{run.seed}")
 
 
-def write_report(runs: Sequence[RunResult], out: Path, store_path: str) -> Path:
-    """Write index.html, the tables (CSV, Markdown, LaTeX) and the figures (PDF and PNG) under ``out``."""
+def write_report(runs: Sequence[RunResult], out: Path, store_path: str,
+                 audits: Mapping[str, Sequence[dict[str, Any]]] | None = None) -> Path:
+    """Write index.html, the tables (CSV, Markdown, LaTeX) and the figures (PDF and PNG) under ``out``;
+    ``audits``: the stored attack audits per run id (``ctrobust audit-attack``), drawn under their run."""
     out.mkdir(parents=True, exist_ok=True)
     summary = runs_frame(runs)
     table = paper_table(runs)
@@ -59,7 +63,12 @@ def write_report(runs: Sequence[RunResult], out: Path, store_path: str) -> Path:
                                    f"corruption grid, CT minus base, run {index}"))
             write_csv(grid.rename(columns=lambda s: f"severity_{s}").rename_axis("corruption").reset_index(),
                       out / "csv" / f"{slug}-corruptions.csv")
+        run_audits = list((audits or {}).get(run.run_id, []))
+        for k, audit in enumerate(run_audits):
+            figures.append(_figure(audit_figure(audit, figures_dir / f"{slug}-audit{k}"), out,
+                                   f"attack audit, run {index}: binarization along the grid and selection fidelity"))
         sanity = run.sanity.lines() if run.sanity is not None else []
+        sanity += [line for audit in run_audits for line in summary_lines(audit)]
         sections.append({"index": index, "anchor": slug, "run": run, "row": row, "figures": figures, "sanity": sanity,
                          "breakdown": breakdown.to_dict("records"),
                          "grid": [{"corruption": c, **{f"severity_{s}": v for s, v in r.items()}}

@@ -83,6 +83,8 @@ def _entry(dataset: str, threat: str, model: str, runs: Sequence[RunResult]) -> 
         "git_commit": sorted({str(r.provenance.get("git_commit")) for r in runs}),
         "date": max(str(r.provenance.get("date")) for r in runs),
         "binarization": _worst_verdicts(runs),
+        "attack_warnings": sorted({w for r in runs if r.sanity is not None for w in r.sanity.warnings
+                                   if w.startswith(ATTACK_WARNING_PREFIXES)}),
         "reported": False,
         "footnote": "Measured by ctrobust; accuracies in %, mean over seeds; gain pooled over the seeds' paired tables.",
         "entry_version": ENTRY_VERSION,
@@ -95,6 +97,9 @@ def _entry(dataset: str, threat: str, model: str, runs: Sequence[RunResult]) -> 
 
 
 VERDICT_ORDER = ("FAIL", "INCONCLUSIVE", "NOT RUN", "PASS")
+# The warnings that put the attack itself in doubt (ctrobust.sanity): shown on the leaderboard.
+ATTACK_WARNING_PREFIXES = ("AutoAttack flagged", "the re-check rejected", "the reported attack", "binarization test",
+                           "the attack is weaker on CT", "gradient fidelity", "incomplete optimisation")
 
 
 def _worst_verdicts(runs: Sequence[RunResult]) -> dict[str, str]:
