@@ -185,7 +185,8 @@ def test_sanity_checks_flag_gradient_masking_and_not_the_shipped_model(tmp_path:
     for arm in checks["binarization"]["arms"].values():  # the attack cannot find what provably exists
         assert arm["verdict"] == "FAIL" and arm["found"] <= 2 and arm["m"] >= 20, arm
     assert any("binarization test FAILED" in w for w in checks["warnings"])
-    shipped = _run(tmp_path, tmp_path / "s.sqlite", "--betas", "0.9", "--no-base-candidate", "--n-examples", "60")
+    shipped = _run(tmp_path, tmp_path / "s.sqlite", "--betas", "0.9", "--no-base-candidate", "--n-examples", "60",
+                   "--steps", "20")  # a 2-step attack is rightly reported weaker than the 20-step reference
     checks = shipped["sanity_checks"]
     assert checks["warnings"] == [], checks["warnings"]
     for arm in checks["binarization"]["arms"].values():
@@ -193,4 +194,8 @@ def test_sanity_checks_flag_gradient_masking_and_not_the_shipped_model(tmp_path:
     assert checks["budget"]["base"]["8"] <= 0.02 and checks["budget"]["ct"]["8"] <= 0.02
     # CT's reported robust accuracy is the worst case over its own attack and the transferred examples.
     assert shipped["ct"]["robust_accuracy"] <= shipped["ct"]["robust_accuracy_white_box"]
-    assert shipped["ct"]["robust_accuracy"] == pytest.approx(checks["transfer"]["combined_robust"])
+    # ... and over the reference APGD-CE's and the re-attack's breaks: never above the transfer's worst case.
+    assert shipped["ct"]["robust_accuracy"] <= checks["transfer"]["combined_robust"]
+    ct_points = shipped["per_example"]["ct"]
+    assert shipped["ct"]["robust_accuracy"] == sum(ct_points["robust"]) / len(ct_points["robust"])
+    assert all(r <= w for r, w in zip(ct_points["robust"], ct_points["robust_white_box"]))

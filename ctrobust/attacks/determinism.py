@@ -38,10 +38,3 @@ def randomised_model_error(where: str) -> CtrobustError:
         f"the model is randomised ({where} gives different outputs on two passes over the same images): its robust "
         "accuracy would count points no attack attempted. Evaluate it with expectation over transformation "
         "(--attack autoattack --aa-version rand), or make its forward deterministic in eval mode.")
-
-
-def probability_outputs(model: nn.Module, x: torch.Tensor) -> bool:
-    """Whether the model returns probabilities (non-negative rows summing to 1) instead of logits."""
-    with torch.no_grad():
-        out = model(x[:PROBE_POINTS]).double()
-    return bool(out.min() >= 0 and out.max() <= 1 and ((out.sum(1) - 1).abs() < 1e-5).all())

@@ -159,7 +159,7 @@ def audit_run(run: RunResult, ct: Any, x_eval: torch.Tensor, y_eval: torch.Tenso
         for label, (attack, queries) in attacks.items():
             progress.step(f"{name}: {label}")
             found = bz.attack_samples(binarized, planted, threat, eps, attack, device)
-            randomly = bz._random_baseline(binarized.model, planted, threat, eps, queries, seed, batch_size,
+            randomly = bz.random_baseline(binarized.model, planted, threat, eps, queries, seed, batch_size,
                                            device) & binarized.valid
             arm["attacks"][label] = bz.summarise(name, label, binarized, found, randomly).to_dict()
         progress.step(f"{name}: unbounded eps")

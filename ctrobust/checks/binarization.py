@@ -386,7 +386,7 @@ def run_arm(model: nn.Module, planted: Planted, threat: ThreatModel, eps: float,
         return ArmBinarization(label, attack_label, "NOT RUN", note="no sample points")
     binarized = binarize(model, planted, batch_size, device)
     found = attack_samples(binarized, planted, threat, eps, spec_attack(attack_spec, threat, seed), device)
-    random_found = _random_baseline(binarized.model, planted, threat, eps, query_budget(attack_spec), seed,
+    random_found = random_baseline(binarized.model, planted, threat, eps, query_budget(attack_spec), seed,
                                     batch_size, device) & binarized.valid
     return summarise(label, attack_label, binarized, found, random_found)
 
@@ -403,7 +403,7 @@ def summarise(label: str, attack_label: str, binarized: Binarized, found: torch.
                            binarized.features.kind, note, success)
 
 
-def _random_baseline(binarized: BinarizedModel, planted: Planted, threat: ThreatModel, eps: float, queries: int,
+def random_baseline(binarized: BinarizedModel, planted: Planted, threat: ThreatModel, eps: float, queries: int,
                      seed: int, batch_size: int, device: torch.device) -> torch.Tensor:
     """Per sample: does one of ``queries`` random points on the eps-sphere reach class 1?"""
     gen = torch.Generator().manual_seed(seed + 1)
