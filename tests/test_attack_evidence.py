@@ -127,8 +127,9 @@ def test_shipped_model_passes_on_both_arms(threat: ThreatModel, eps: float, spec
         arm = bz.run_arm(ct, planted, threat, eps, spec, 0, 500, CPU, "arm")
         assert arm.verdict == "PASS", arm.line()
         assert arm.setup_failed <= 2 and arm.random_found <= 2, arm  # at most a tenth each
-    again = bz.run_arm(ct, planted, threat, eps, spec, 0, 500, CPU, "arm")
-    assert again.success == arm.success and again.random_found == arm.random_found  # same seed, same counts
+    if spec.name.value == "apgd-ce":  # the same seed gives the same samples and counts (AutoAttack's: same APGD)
+        again = bz.run_arm(ct, planted, threat, eps, spec, 0, 500, CPU, "arm")
+        assert again.success == arm.success and again.random_found == arm.random_found
 
 
 # --- models the test must catch ------------------------------------------------------------------------------
@@ -322,7 +323,7 @@ def test_pgd_keeps_a_success_it_walks_past() -> None:
 @pytest.mark.slow
 def test_a_far_too_weak_final_attack_is_caught(tmp_path: Path) -> None:
     proc = run_cli("eval", "--model", "smallcnn", "--threat", "linf", "--attack", "pgd", "--steps", "5",
-                   "--step-size", "0.0025", "--n-examples", "100", "--n-select", "100", "--betas", "0.9",
+                   "--step-size", "0.0025", "--n-examples", "100", "--n-select", "20", "--betas", "0.9",
                    "--no-base-candidate", "--json", "--strict-checks", "--store", str(tmp_path / "s.sqlite"),
                    cwd=tmp_path)
     assert proc.returncode == 3, proc.stderr
