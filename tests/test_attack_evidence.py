@@ -55,7 +55,8 @@ def test_readout_separates_and_the_binarized_model_answers_in_the_attacks_layout
     ct = curvature_tuned(_smallcnn(), 0.8, impl="eager")
     planted = bz.plant(x, list(range(8)), threat, eps, seed=0)
     where = bz.find_head(ct, planted.x[:2])
-    assert where.kind == "penultimate" and where.head is ct.model.net[-1] if hasattr(ct.model, "net") else True
+    last_linear = [m for m in ct.model.modules() if isinstance(m, nn.Linear)][-1]
+    assert where.kind == "penultimate" and where.head is last_linear
     weights, biases = [], []
     for i in range(8):
         inner = torch.cat([planted.x[i : i + 1], planted.inner[i]])
@@ -271,7 +272,6 @@ def test_a_randomised_model_under_rand_never_beats_autoattacks_own_count(masked:
     assert res.extra["randomised"] is True
     own = res.extra["robust_accuracy_after"]
     assert res.robust_accuracy <= min(own.values()) + 1e-9
-    assert res.robust_correct.sum() <= (res.clean_correct.sum())
 
 
 def test_on_a_randomised_model_a_point_counts_robust_only_where_the_attack_says_so(monkeypatch: pytest.MonkeyPatch,

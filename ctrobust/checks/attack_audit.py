@@ -60,23 +60,20 @@ class AuditSettings:
                                               "trajectory_points", "pgd_steps", "seed")}
 
 
-class _MarginAPGD:
+def margin_apgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, threat: ThreatModel, seed: int,
+                steps: int) -> torch.Tensor:
     """APGD on the margin loss (largest other logit minus the true one), through pyautoattack's DLR slot."""
+    from pyautoattack.autopgd_base import APGDAttack
 
-    @staticmethod
-    def run(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, threat: ThreatModel, seed: int,
-            steps: int) -> torch.Tensor:
-        from pyautoattack.autopgd_base import APGDAttack
+    class Margin(APGDAttack):  # type: ignore[misc]
+        def dlr_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+            true = logits.gather(1, labels.view(-1, 1)).squeeze(1)
+            others = logits.scatter(1, labels.view(-1, 1), float("-inf"))
+            return others.amax(1) - true
 
-        class Margin(APGDAttack):  # type: ignore[misc]
-            def dlr_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-                true = logits.gather(1, labels.view(-1, 1)).squeeze(1)
-                others = logits.scatter(1, labels.view(-1, 1), float("-inf"))
-                return others.amax(1) - true
-
-        attack = Margin(model, n_iter=steps, norm=threat.value, n_restarts=1, eps=eps, seed=seed, loss="dlr",
-                        device=x.device)
-        return attack.perturb(x, y)
+    attack = Margin(model, n_iter=steps, norm=threat.value, n_restarts=1, eps=eps, seed=seed, loss="dlr",
+                    device=x.device)
+    return attack.perturb(x, y)
 
 
 def binarized_attacks(run: RunResult, threat: ThreatModel, seed: int, square_queries: int
@@ -100,7 +97,7 @@ def binarized_attacks(run: RunResult, threat: ThreatModel, seed: int, square_que
 
     return {
         "apgd-ce": (lambda m, x, y, eps: apgd_ce(m, x, y, eps, threat, 100, seed), 100),
-        "apgd-margin": (lambda m, x, y, eps: _MarginAPGD.run(m, x, y, eps, threat, seed, 100), 100),
+        "apgd-margin": (lambda m, x, y, eps: margin_apgd(m, x, y, eps, threat, seed, 100), 100),
         "fab": (fab, 100),
         "square": (square, square_queries),
         f"reported ({run.attack})": (bz.spec_attack(reported, threat, seed), bz.query_budget(reported)),
@@ -122,7 +119,6 @@ class AuditProgress:
     """Where the audit is, for a bar: ``step(label)`` is called before each unit of work."""
 
     step: Callable[[str], None] = lambda _label: None
-    total: int = 0
 
 
 def plan_steps(run: RunResult, settings: AuditSettings) -> int:

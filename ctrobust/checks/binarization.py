@@ -78,17 +78,24 @@ def _capture_head_input(head: nn.Linear, sink: list[torch.Tensor]) -> Iterator[N
 
 def features(model: nn.Module, where: Features, x: torch.Tensor, batch_size: int) -> torch.Tensor:
     """The readout's input for each image, in float64."""
-    out = []
+    return features_and_logits(model, where, x, batch_size)[0]
+
+
+def features_and_logits(model: nn.Module, where: Features, x: torch.Tensor, batch_size: int
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The readout's input and the model's logits for each image, from one pass, in float64."""
+    feats, logits = [], []
     with torch.no_grad():
         for i in range(0, len(x), batch_size):
             sink: list[torch.Tensor] = []
             if where.head is None:
-                out.append(model(x[i : i + batch_size]).double())
-                continue
-            with _capture_head_input(where.head, sink):
-                model(x[i : i + batch_size])
-            out.append(sink[-1].double())
-    return torch.cat(out)
+                out = model(x[i : i + batch_size])
+            else:
+                with _capture_head_input(where.head, sink):
+                    out = model(x[i : i + batch_size])
+            logits.append(out.double())
+            feats.append(sink[-1].double() if sink else out.double())
+    return torch.cat(feats), torch.cat(logits)
 
 
 class LayoutError(RuntimeError):
@@ -310,9 +317,7 @@ def binarize(model: nn.Module, planted: Planted, batch_size: int, device: torch.
     inner = torch.cat([planted.x.unsqueeze(1), planted.inner], dim=1)  # the point itself is an inner point
     per = inner.shape[1]
     images = torch.cat([inner.reshape(-1, *shape), planted.boundary]).to(device)
-    feats = features(model, where, images, batch_size)
-    with torch.no_grad():
-        logits = torch.cat([model(images[i : i + batch_size]) for i in range(0, len(images), batch_size)]).double()
+    feats, logits = features_and_logits(model, where, images, batch_size)
     f_inner, f_boundary = feats[: m * per].view(m, per, -1), feats[m * per :]
     weights, biases, ok = [], [], []
     for i in range(m):
