@@ -61,6 +61,22 @@ class AutoAttackRun:
         return ~(unchanged & (self.y_adv != y))
 
 
+def make_adversary(model: nn.Module, eps: float, threat: ThreatModel, num_classes: int, seed: int,
+                   device: torch.device, version: str = "standard") -> AutoAttack:
+    """pyautoattack's AutoAttack with its own settings for ``version``; APGD-T/FAB-T targets capped at
+    num_classes - 1."""
+    if num_classes < 4:
+        raise CtrobustError(
+            f"AutoAttack needs at least 4 classes (its targeted DLR loss compares four logits); the model has {num_classes}. "
+            "Use --attack apgd-ce or --attack pgd."
+        )
+    adversary = AutoAttack(model, eps=eps, norm=threat.value, seed=seed, version=version, device=device)
+    n_targets = min(9, num_classes - 1)
+    adversary.apgd_targeted.n_target_classes = n_targets
+    adversary.fab.n_target_classes = n_targets
+    return adversary
+
+
 def autoattack(
     model: nn.Module,
     x: torch.Tensor,
@@ -72,21 +88,9 @@ def autoattack(
     batch_size: int,
     version: str = "standard",
 ) -> AutoAttackRun:
-    """AutoAttack on (x, y): its candidates, verdicts, per-attack breakdown and warnings.
-
-    APGD-T/FAB-T targets are capped at num_classes - 1. Attacks skipped because no point was
-    left get the last fraction (0).
-    """
-    if num_classes < 4:
-        raise CtrobustError(
-            f"AutoAttack needs at least 4 classes (its targeted DLR loss compares four logits); the model has {num_classes}. "
-            "Use --attack apgd-ce or --attack pgd."
-        )
-    device = x.device
-    adversary = AutoAttack(model, eps=eps, norm=threat.value, seed=seed, version=version, device=device)
-    n_targets = min(9, num_classes - 1)
-    adversary.apgd_targeted.n_target_classes = n_targets
-    adversary.fab.n_target_classes = n_targets
+    """AutoAttack on (x, y) in one ``run_standard_evaluation`` call: its candidates, verdicts, per-attack
+    breakdown and warnings. Attacks skipped because no point was left get the last fraction (0)."""
+    adversary = make_adversary(model, eps, threat, num_classes, seed, x.device, version)
     with _robust_accuracy_per_attack() as captured, autoattack_flags() as flags:
         x_adv, y_adv = adversary.run_standard_evaluation(x, y, batch_size=batch_size)
     breakdown = {name: captured.get(name, 0.0) for name in ["clean", *adversary.attacks_to_run]}

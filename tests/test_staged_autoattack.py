@@ -1,0 +1,86 @@
+"""AutoAttack run stage by stage across two arms gives per point exactly what one whole call gives."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn as nn
+
+from ctrobust.attacks.autoattack import autoattack
+from ctrobust.attacks.execution import MicroBatched, frozen_parameters, probe_execution
+from ctrobust.attacks.staged import StagedAutoAttack, StageState
+from ctrobust.ct import curvature_tuned
+from ctrobust.threats import ThreatModel
+
+
+def _tiny_cnn(seed: int = 0) -> nn.Module:
+    """A small CNN whose predictions vary with the input (random weights, scaled up)."""
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                          nn.Linear(8 * 4 * 4, 16), nn.ReLU(), nn.Linear(16, 10)).eval()
+    with torch.no_grad():
+        for layer in (model[0], model[4], model[6]):
+            layer.weight.mul_(4.0)
+    return model
+
+
+def _points(model: nn.Module, n: int = 24) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random 8x8 images labelled by the model itself (all clean-correct), two of them relabelled wrong."""
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(n, 1, 8, 8, generator=g) * 0.6 + 0.2
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    y[:2] = (y[:2] + 1) % 10  # misclassified points: AutoAttack skips them
+    return x, y
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("threat,eps", [(ThreatModel.LINF, 0.015), (ThreatModel.L2, 0.15)])
+def test_staged_equals_whole_run_for_base_and_ct(threat: ThreatModel, eps: float) -> None:
+    base_model = _tiny_cnn()
+    arms = {"base": curvature_tuned(base_model, 1.0, impl="eager"), "ct": curvature_tuned(base_model, 0.8, impl="eager")}
+    x, y = _points(base_model, 20)
+    # The staged run: both arms advance one attack at a time, interleaved, in small batches.
+    staged = {name: StagedAutoAttack(m, x, y, eps, threat, 10, seed=3, batch_size=4) for name, m in arms.items()}
+    bounds: dict[str, list[int]] = {name: [] for name in arms}
+    for attack in staged["base"].attacks:
+        for name, run in staged.items():
+            run.run_stage(attack)
+            bounds[name].append(run.robust_count)
+    for name, model in arms.items():
+        got = staged[name].finish()
+        whole = autoattack(model, x, y, eps, threat, 10, seed=3, batch_size=4)
+        assert torch.equal(got.y_adv, whole.y_adv), name
+        assert torch.equal(got.x_adv, whole.x_adv), name
+        assert got.breakdown == whole.breakdown, name
+        assert got.flags == whole.flags, name
+        assert bounds[name] == sorted(bounds[name], reverse=True)  # each stage's bound is an upper bound
+        assert bounds[name][-1] == int((whole.y_adv == y).sum())
+    # Points must have survived APGD-CE and some been broken later, or the later stages compared nothing.
+    assert all(bounds[name][0] > 0 for name in arms)
+    assert any(bounds[name][-1] < bounds[name][0] for name in arms), bounds
+
+
+def test_stage_state_round_trips_and_resumes() -> None:
+    model = _tiny_cnn()
+    x, y = _points(model, 10)
+    first = StagedAutoAttack(model, x, y, 0.03, ThreatModel.LINF, 10, seed=0, batch_size=4)
+    first.run_stage("apgd-ce")
+    state = StageState.from_arrays(first.state.to_arrays(), torch.device("cpu"))
+    assert state.done == ["apgd-ce"] and torch.equal(state.robust, first.state.robust)
+    resumed = StagedAutoAttack(model, x, y, 0.03, ThreatModel.LINF, 10, seed=0, batch_size=4, state=state)
+    assert resumed.pending == ["apgd-t", "fab-t", "square"]
+
+
+def test_micro_batches_are_used_only_where_bit_identical() -> None:
+    model = _tiny_cnn()
+    x = torch.rand(300, 1, 8, 8)
+    with frozen_parameters(model):
+        assert not any(p.requires_grad for p in model.parameters())
+        execution = probe_execution({"base": model}, x, batch_size=500)
+    assert all(p.requires_grad for p in model.parameters())  # restored
+    assert "whole" in execution.candidates and execution.seconds_per_image["base forward+backward"] > 0
+    wrapped = execution.wrap(model)
+    with torch.no_grad():
+        assert torch.equal(wrapped(x), model(x))
+    assert isinstance(MicroBatched(model, 7)(x[:20]), torch.Tensor)
