@@ -4,10 +4,14 @@ Runs the real command (``ctrobust eval --model smallcnn --threat linf``, every d
 standard on the first 1000 test points, beta chosen on 500 held-out points) in a subprocess with a
 new store, reads the progress bar it draws on stderr, and prints:
 
-- the wall time of each stage: start-up and loading, compiling the CT unit, the beta sweep,
-  AutoAttack on the base model, AutoAttack on CT;
-- the bar's ETA against the real remaining time, for snapshots taken after the first 10% of the run
-  (the target: within a factor of 2), and the whole record as a CSV file.
+- the wall time of each stage: start-up and loading, the execution probe (which compiles the CT unit),
+  the beta sweep, the final attack (each of AutoAttack's attacks on both arms, with the time of each
+  provisional table), the sanity checks;
+- the bar's ETA against the real remaining time, for every snapshot from 5 s into the run (the
+  target: within a factor of 2), and the whole record as a CSV file;
+- the physical bound: the model's forward and backward as the probe timed it, and the final attack's
+  APGD-CE stage, in GFLOP/s of the model's convolutions and matmuls, against a dense matmul on the same
+  cores.
 
 Run it with nothing else running on the machine:
 
@@ -34,6 +38,7 @@ from pathlib import Path
 
 BAR = re.compile(r"ctrobust eval:\s+(\d+)%\|[^|]*\| \[([\d:]+)<([\d:?]+)\](?:, (.*))?")
 LOG_COMPILED = re.compile(r"compiled the CT unit \((.*)\) in ([\d.]+) s")
+LOG_TABLE = re.compile(r"^after (\S+) \((\d+) of (\d+) AutoAttack attacks")
 
 
 def seconds(text: str) -> float | None:
@@ -50,10 +55,40 @@ def stage_of(postfix: str) -> str:
     if postfix.startswith("select"):
         return "sweep"
     if postfix.startswith("base"):
-        return "base attack"
-    if postfix.startswith("CT"):
-        return "CT attack"
+        return "final attack"
+    if postfix.startswith("sanity"):
+        return "sanity checks"
     return "start-up"
+
+
+def matmul_gflops(size: int = 2048, repeats: int = 10) -> float:
+    """A dense float32 matmul on this process's torch threads: the cores' practical peak."""
+    import torch
+
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    a @ b
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * size**3 * repeats / (time.perf_counter() - start) / 1e9
+
+
+def model_flops(forward_and_backward: bool) -> float:
+    """FLOPs of the shipped model's convolutions and matmuls for one image (input gradient only)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from ctrobust.models import load_model
+
+    model = load_model("smallcnn", "fashion-mnist", None, threat="Linf").model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    x = torch.rand(1, 1, 32, 32, requires_grad=forward_and_backward)
+    with FlopCounterMode(display=False) as counter:
+        out = model(x)
+        if forward_and_backward:
+            out.sum().backward()
+    return float(counter.get_total_flops())
 
 
 def main() -> int:
@@ -72,6 +107,7 @@ def main() -> int:
         assert proc.stderr is not None and proc.stdout is not None
         snapshots: list[tuple[float, int, float, float | None, str]] = []
         compiles: list[tuple[float, str, float]] = []
+        tables: list[tuple[float, str]] = []
         stdout_chunks: list[bytes] = []
         reader = threading.Thread(target=lambda: stdout_chunks.append(proc.stdout.read()))  # type: ignore[union-attr]
         reader.start()
@@ -90,12 +126,15 @@ def main() -> int:
                 elif m := LOG_COMPILED.search(piece):
                     compiles.append((now, m.group(1), float(m.group(2))))
                 elif piece.strip():
+                    if m := LOG_TABLE.search(piece.strip()):
+                        tables.append((now, m.group(1)))
                     print(f"[{now:7.1f} s] {piece.strip()}", file=sys.stderr)
         code = proc.wait()
         reader.join()
         total = time.monotonic() - start
         result_path = Path(tmp) / "out" / "result.json"
-        checks = json.loads(result_path.read_text()).get("sanity_checks") if result_path.exists() else None
+        result = json.loads(result_path.read_text()) if result_path.exists() else {}
+        checks = result.get("sanity_checks")
     print((b"".join(stdout_chunks)).decode(errors="replace"))
     if code != 0:
         print(f"ctrobust eval exited {code}", file=sys.stderr)
@@ -108,15 +147,23 @@ def main() -> int:
     firsts: dict[str, float] = {}
     for t, _pct, _el, _eta, postfix in snapshots:
         firsts.setdefault(stage_of(postfix), t)
-    order = ["start-up", "sweep", "base attack", "CT attack"]
-    bounds = [0.0] + [firsts[s] for s in order[1:] if s in firsts] + [total]
+    order = ["start-up", "sweep", "final attack", "sanity checks"]
+    present = [s for s in order[1:] if s in firsts]
+    bounds = [0.0] + [firsts[s] for s in present] + [total]
     compile_s = sum(c[2] for c in compiles)
     print("| stage | wall time (s) |\n|---|---:|")
-    print(f"| start-up: imports, model and data loading, CT coverage | {bounds[1]:.1f} |")
-    print(f"| compiling the CT unit (inside the sweep's first beta) | {compile_s:.1f} |")
-    for name, a, b in zip(order[1:], bounds[1:], bounds[2:], strict=False):
+    print(f"| start-up: imports, model and data loading, CT coverage, execution probe | {bounds[1]:.1f} |")
+    print(f"| (of which compiling the CT unit, in the probe) | {compile_s:.1f} |")
+    for name, a, b in zip(present, bounds[1:], bounds[2:], strict=False):
         print(f"| {name} | {b - a:.1f} |")
     print(f"| total | {total:.1f} |\n")
+    if tables and "final attack" in firsts:
+        print("| AutoAttack attack (both arms) | wall time (s) | provisional table at (s) |\n|---|---:|---:|")
+        previous = firsts["final attack"]
+        for t, attack in tables:
+            print(f"| {attack} | {t - previous:.1f} | {t:.1f} |")
+            previous = t
+        print(f"\nfirst provisional table (after APGD-CE on both arms): {tables[0][0]:.1f} s into the run\n")
     if checks and checks.get("seconds"):
         # The checks' own clocks (inside the last stage): their share of the run, the binarization's in it.
         spent = checks["seconds"]
@@ -126,19 +173,37 @@ def main() -> int:
             print(f"| {name} | {sec:.1f} | {100 * sec / total:.1f}% |")
         print(f"| all checks together | {together:.1f} | {100 * together / total:.1f}% |\n")
 
-    # ETA against the real remaining time, after the first 10% of the run.
-    rows = [(t, pct, eta, total - t) for t, pct, _el, eta, _p in snapshots if eta is not None and t >= 0.1 * total]
+    # ETA against the real remaining time, from 5 s into the run (the bar appears after the probe).
+    rows = [(t, pct, eta, total - t) for t, pct, _el, eta, _p in snapshots if eta is not None and t >= 5.0]
     checked = [(t, pct, eta, real) for t, pct, eta, real in rows if real >= 5.0]
     ratios = [eta / real for _t, _pct, eta, real in checked]
     if ratios:
         within = sum(0.5 <= r <= 2.0 for r in ratios)
-        print(f"ETA / real remaining over {len(ratios)} snapshots after 10% of the run (remaining >= 5 s): "
+        print(f"ETA / real remaining over {len(ratios)} snapshots from 5 s into the run (remaining >= 5 s): "
               f"min {min(ratios):.2f}, median {sorted(ratios)[len(ratios) // 2]:.2f}, max {max(ratios):.2f}; "
-              f"{within} of {len(ratios)} within a factor of 2")
+              f"{within} of {len(ratios)} within a factor of 2; first ETA shown at {checked[0][0]:.1f} s")
         print("\n| clock (s) | bar % | ETA shown (s) | real remaining (s) | ratio |\n|---:|---:|---:|---:|---:|")
         step = max(len(checked) // 12, 1)
-        for t, pct, eta, real in checked[::step]:
+        for t, pct, eta, real in [*checked[:3], *checked[3::step]]:
             print(f"| {t:.0f} | {pct} | {eta:.0f} | {real:.0f} | {eta / real:.2f} |")
+    execution = (result.get("settings") or {}).get("execution") or {}
+    per_image = execution.get("seconds_per_image") or {}
+    if per_image.get("base forward+backward"):
+        peak = matmul_gflops()
+        fb = model_flops(True)
+        probe = fb / per_image["base forward+backward"] / 1e9
+        print(f"\nphysical bound: a dense 2048x2048 float32 matmul reaches {peak:.0f} GFLOP/s on these cores; the "
+              f"original model's forward and backward ({fb / 1e6:.1f} MFLOP per image in convolutions and matmuls, "
+              f"micro-batch {execution.get('micro_batch')}) runs at {probe:.0f} GFLOP/s ({100 * probe / peak:.0f}%)")
+        if tables and "final attack" in firsts:
+            n = result["n_examples"]
+            attacked = round(n * result["base"]["clean_accuracy"]) + (
+                round(n * result["ct"]["clean_accuracy"]) if result["beta"] != 1.0 else 0)
+            stage = tables[0][0] - firsts["final attack"]
+            achieved = attacked * 102 * fb / stage / 1e9  # 100 iterations + the start and the last check
+            print(f"APGD-CE in the final attack: {attacked} points x 102 forward+backward passes in {stage:.1f} s = "
+                  f"{achieved:.0f} GFLOP/s of the model's own work ({100 * achieved / peak:.0f}% of the matmul rate; "
+                  "CT's smooth units are extra work not counted here)")
     if args.log:
         with open(args.log, "w", newline="") as fh:
             writer = csv.writer(fh)

@@ -14,9 +14,12 @@ from ctrobust.config import EvalConfig
 from ctrobust.errors import CtrobustError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import pandas as pd
     import torch.nn as nn
 
+    from ctrobust.finals import Provisional
     from ctrobust.progress import RunProgress
     from ctrobust.result import RunResult
     from ctrobust.store import Store
@@ -24,7 +27,8 @@ if TYPE_CHECKING:
 
 def run(model: nn.Module | str, dataset: str | None = None, threat: str = "linf", *,
         store: Store | str | os.PathLike[str] | None = None, name: str | None = None, command: str | None = None,
-        progress: RunProgress | bool = False, **options: Any) -> RunResult:
+        progress: RunProgress | bool = False, on_provisional: Callable[[Provisional], None] | None = None,
+        **options: Any) -> RunResult:
     """Choose beta on held-out data, attack base and CT, and return the result (with per-example outcomes,
     the selection curve and the sanity checks).
 
@@ -32,7 +36,9 @@ def run(model: nn.Module | str, dataset: str | None = None, threat: str = "linf"
     and ``dataset``), or a model name as ``ctrobust eval --model`` takes it. ``store``: a results store
     (a path or an open Store) that every cell is looked up in and written to, as ``eval`` does; default:
     none. ``options``: any ``ctrobust eval`` option by its field name (``n_examples=200``, ``betas="0.8,0.9"``,
-    ``attack="apgd-ce"``, ``mean=(0.5,)``, ...).
+    ``attack="apgd-ce"``, ``mean=(0.5,)``, ...). ``on_provisional``: called after each of AutoAttack's
+    attacks with both arms' robust accuracy so far (an upper bound until the last attack) and the gain,
+    a :class:`ctrobust.finals.Provisional` (printable, and shown as a table by a notebook's ``display``).
     """
     from ctrobust.pipeline import run_eval
     from ctrobust.progress import RunProgress
@@ -51,7 +57,7 @@ def run(model: nn.Module | str, dataset: str | None = None, threat: str = "linf"
     bar = progress if isinstance(progress, RunProgress) else RunProgress("ctrobust.run", disable=not progress)
     opened = open_store(store) if store is not None and not isinstance(store, Store) else nullcontext(store)
     with opened as st, (bar if bar is not progress else nullcontext(bar)):
-        return run_eval(plan, progress=bar, store=st, command=command)
+        return run_eval(plan, progress=bar, store=st, command=command, on_provisional=on_provisional)
 
 
 def load_results(store: Store | str | os.PathLike[str] | None = None, kind: str = "runs",

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from ctrobust.attacks.determinism import is_randomised
+from ctrobust.attacks.execution import Execution, frozen_parameters, probe_execution
 from ctrobust.attacks.cost import TIME_FACTOR, attack_work, autoattack_remaining
 from ctrobust.cell import Scored
 from ctrobust.ct import ct_coverage, curvature_tuned
@@ -18,12 +19,13 @@ from ctrobust.data.registry import canonical_dataset
 from ctrobust.errors import CtrobustError, NonFiniteOutput, require_finite
 from ctrobust.models import load_model
 from ctrobust.models.registry import weights_digest
-from ctrobust.progress import AutoAttackWatcher, RunProgress, log
+from ctrobust.finals import FinalArm, OnProvisional, drop_stages
+from ctrobust.progress import GRAD_WEIGHT, AutoAttackWatcher, RunProgress, log
 from ctrobust.provenance import provenance
 from ctrobust.sanity import ArmOutcomes, judge, run_sanity_checks, sanity_work
 from ctrobust.plan import Device, Protocol, RunPlan, SweepMode
 from ctrobust.result import ArmResult, Counts, RunResult
-from ctrobust.scoring import SCORERS, NormScorer, Scorer
+from ctrobust.scoring import SCORERS, FinalsContext, NormScorer, Scorer
 from ctrobust.seeding import seed_everything
 from ctrobust.selection import HALVING_ETA, choose_beta, survivors, sweep_schedule
 from ctrobust.store import Store
@@ -95,6 +97,10 @@ class CellCache:
         self.prov = provenance(device)
         self.computed = self.reused = 0
 
+    def identity(self, stage: str, beta: float, n_points: int | None = None) -> dict[str, Any]:
+        """The identity a cell of this run is stored under."""
+        return {**self.common, **self.scorer.cell_identity(stage, n_points), "beta": round(float(beta), 6)}
+
     def get(self, stage: str, beta: float, label: str, compute: Callable[[], Scored]) -> Scored:
         key = _stage_key(stage, beta)
         return self.get_group(stage, [beta], None, key, label, lambda _betas: {beta: compute()})[beta]
@@ -102,8 +108,7 @@ class CellCache:
     def get_group(self, stage: str, betas: list[float], n_points: int | None, key: str, label: str,
                   compute: Callable[[list[float]], dict[float, Scored]]) -> dict[float, Scored]:
         """Several betas' cells of one stage: those in the store are read, the others computed together."""
-        identities = {beta: {**self.common, **self.scorer.cell_identity(stage, n_points), "beta": round(float(beta), 6)}
-                      for beta in betas}
+        identities = {beta: self.identity(stage, beta, n_points) for beta in betas}
         found: dict[float, Scored] = {}
         if self.store is not None:
             for beta, identity in identities.items():
@@ -150,6 +155,7 @@ class _WorkPlan:
         weaker = select is not None and final is not None and (
             final.name == "autoattack" and select.name != "autoattack" or (select.steps or 0) < (final.steps or 0))
         self.survivor_ratio = self.SURVIVOR_RATIO_PRIOR if weaker else 1.0
+        self.ct_cost = 1.0  # seconds per unit of the CT model over the original's, once measured
 
     def work(self, stage: str, clean: float, robust: float) -> float:
         spec = self.scorer.attack_spec(stage)
@@ -160,26 +166,25 @@ class _WorkPlan:
             robust *= self.survivor_ratio
         return attack_work(spec, n, clean, robust, self.n_classes)
 
+    def final_work(self, beta: float, robust_base: float, clean: float, robust: float) -> float:
+        """Both arms' final attack (CT's in the original model's units); one arm when beta is 1."""
+        base = self.work("final", clean, robust_base)
+        return base if beta == 1.0 else base + self.ct_cost * self.work("final", clean, robust)
+
     def final_survivors(self, select_robust: float) -> float:
         """Expected fraction left after the final attack's first stage, from the selection curve."""
         return select_robust * self.survivor_ratio
 
     def revise(self, clean: float, robust_ct: float, robust_base: float, pending: list[tuple[str, int, int]]) -> None:
         """Re-plan the sweep's pending passes ((key, betas, points) each) and both final attacks."""
-        per_beta = self.work("select", clean, robust_ct)
+        per_beta = self.ct_cost * self.work("select", clean, robust_ct)
         for key, n_betas, n_points in pending:
             self.progress.plan(key, n_betas * per_beta * n_points / max(self.n_select, 1))
-        self.progress.plan(_stage_key("final", 1.0), self.work("final", clean, robust_base))
-        self.progress.plan("final:ct", self.work("final", clean, robust_ct))
+        self.progress.plan("final", self.final_work(0.0, robust_base, clean, robust_ct))
         final = self.scorer.attack_spec("final")
         if final is not None:  # Linf / L2: the checks against weak attacks
-            self.progress.plan("sanity", sanity_work(self.n_eval, clean, final, self.work("final", clean, robust_ct)))
-
-    def learn_from_base(self, base: Scored, select_robust_base: float) -> None:
-        """The base model's final attack shows how many points its first stage really leaves."""
-        after = base.summary.get("robust_accuracy_after")
-        if isinstance(after, dict) and "apgd-ce" in after and select_robust_base > 0:
-            self.survivor_ratio = float(after["apgd-ce"]) / select_robust_base
+            self.progress.plan("sanity", self.ct_cost * sanity_work(self.n_eval, clean, final,
+                                                                    self.work("final", clean, robust_ct)))
 
 
 def _watch_autoattack(progress: RunProgress, version: str, n: int, n_classes: int,
@@ -211,6 +216,15 @@ def _scored_with_progress(progress: RunProgress, scorer: Scorer, ct: Any, stage:
         raise CtrobustError(f"{exc} ({where}, beta {beta:g}); nothing was stored for it") from None
 
 
+def _final_cells(scorer: Scorer, models: dict[float, Any], context: FinalsContext) -> dict[float, Scored]:
+    """The final attack on each model (AutoAttack stage by stage across them); nothing is stored for a
+    model whose outputs stop being finite."""
+    try:
+        return scorer.final_many(models, context)
+    except NonFiniteOutput as exc:
+        raise CtrobustError(f"{exc} (the final attack); nothing was stored for it") from None
+
+
 def _run_cell(progress: RunProgress, scorer: Scorer, ct: Any, stage: str, beta: float, n: int, n_classes: int,
               robust_estimate: float, n_points: int | None = None) -> Scored:
     spec = scorer.attack_spec(stage)
@@ -220,9 +234,10 @@ def _run_cell(progress: RunProgress, scorer: Scorer, ct: Any, stage: str, beta: 
 
     with progress.meter.watching(ct):
         if spec is not None and spec.name == "autoattack":
+            previous = progress.meter.factor
             with _watch_autoattack(progress, spec.version, n, n_classes, robust_estimate).attached():
                 scored = run(ct, beta)
-            progress.meter.factor = 1.0
+            progress.meter.factor = previous
             return scored
         return run(ct, beta)
 
@@ -295,12 +310,13 @@ class _Sweep:
 
 
 def run_eval(plan: RunPlan, progress: RunProgress | None = None, store: Store | None = None,
-             command: str | None = None) -> RunResult:
+             command: str | None = None, on_provisional: OnProvisional | None = None) -> RunResult:
     """Run the whole protocol of a resolved plan and return its typed result.
 
     With a store, every cell is looked up before it is computed and written as soon as it is done,
     and the finished run is recorded with ``command``. ``progress`` (default: none shown) is told
-    each stage and the work done inside it.
+    each stage and the work done inside it. ``on_provisional`` receives the table of both arms after
+    each of AutoAttack's attacks (:class:`ctrobust.finals.Provisional`).
     """
     progress = progress or RunProgress("ctrobust eval", disable=True)
     start = time.perf_counter()
@@ -323,95 +339,119 @@ def run_eval(plan: RunPlan, progress: RunProgress | None = None, store: Store | 
             f"(activations found: {coverage.describe_others()})."
         )
 
-    _refuse_randomised(model, plan, x_all[:16].to(device))
-    seed_everything(plan.seed)
-    scorer = SCORERS[threat](plan, x_all, y_all, splits, device, progress.status)
-    ct = curvature_tuned(model, 1.0, impl=plan.ctu.value)
-    weights = weights_digest(loaded.model)
-    common = {"model": loaded.name, "source": loaded.source.value, "weights": weights,
-              "preprocessing": loaded.preprocessing, "dataset": loaded.dataset, "seed": plan.seed}
-    cache = CellCache(store, common, scorer, device, progress)
-    # Held-out protocol: the original model (beta = 1) is a candidate too, so CT is used only when it
-    # beats ReLU on the held-out points (the honest analogue of the reference code's clipping).
-    candidates = list(plan.candidates)
-    n_sel, n_eval = len(splits.select_indices), len(splits.eval_indices)
-    work = _WorkPlan(scorer, progress, n_sel, n_eval, n_classes)
-    sweep = _Sweep(plan, scorer, cache, ct, progress, work, candidates, n_sel, n_classes)
-    select_curve, select_clean = sweep.run()
-    beta = choose_beta(select_curve)
+    with frozen_parameters(model):  # attacks need input gradients only
+        _refuse_randomised(model, plan, x_all[:16].to(device))
+        seed_everything(plan.seed)
+        scorer = SCORERS[threat](plan, x_all, y_all, splits, device, progress.status)
+        ct = curvature_tuned(model, 1.0, impl=plan.ctu.value)
+        execution = _measure_execution(model, plan, x_all[splits.eval_indices], progress)
+        scorer.wrap = execution.wrap
+        scorer.settings["execution"] = execution.to_dict()
+        weights = weights_digest(loaded.model)
+        common = {"model": loaded.name, "source": loaded.source.value, "weights": weights,
+                  "preprocessing": loaded.preprocessing, "dataset": loaded.dataset, "seed": plan.seed}
+        cache = CellCache(store, common, scorer, device, progress)
+        # Held-out protocol: the original model (beta = 1) is a candidate too, so CT is used only when it
+        # beats ReLU on the held-out points (the honest analogue of the reference code's clipping).
+        candidates = list(plan.candidates)
+        n_sel, n_eval = len(splits.select_indices), len(splits.eval_indices)
+        work = _WorkPlan(scorer, progress, n_sel, n_eval, n_classes)
+        work.ct_cost = execution.ct_cost
+        sweep = _Sweep(plan, scorer, cache, ct, progress, work, candidates, n_sel, n_classes)
+        progress.meter.factor = work.ct_cost  # the sweep attacks CT: its units in the original model's seconds
+        select_curve, select_clean = sweep.run()
+        progress.meter.factor = 1.0
+        beta = choose_beta(select_curve)
 
-    base_select = select_curve[max(select_curve)]  # the beta closest to the original model
-    base = cache.get("final", 1.0, "base (ReLU) on the evaluation split",
-                     lambda: _scored_with_progress(progress, scorer, ct, "final", 1.0, n_eval, n_classes,
-                                                   work.final_survivors(base_select)))
-    work.learn_from_base(base, base_select)
-    if beta == 1.0:  # the original model won the sweep: "CT" is the base model, already scored
-        progress.skip("final:ct")
-        ct_res = base
-    else:  # plan CT's attack under its key before dropping the placeholder: the total never dips
-        progress.plan(_stage_key("final", beta), work.work("final", select_clean[beta], select_curve[beta]))
-        progress.skip("final:ct")
-        ct_res = cache.get("final", beta, f"CT \u03b2={beta:.2f} on the evaluation split",
-                           lambda: _scored_with_progress(progress, scorer, ct, "final", beta, n_eval, n_classes,
-                                                         work.final_survivors(select_curve[beta])))
+        base_select = select_curve[max(select_curve)]  # the beta closest to the original model
+        finals = [1.0] if beta == 1.0 else [1.0, beta]  # beta = 1 won the sweep: "CT" is the base model
+        progress.plan("final", work.final_work(beta, base_select, select_clean.get(beta, PRIOR_CLEAN), select_curve[beta]))
+        context = FinalsContext(
+            store, progress, on_provisional, {b: cache.identity("final", b) for b in finals},
+            {b: 1.0 if b == 1.0 else work.ct_cost for b in finals},
+            {b: round(n_eval * work.final_survivors(base_select if b == 1.0 else select_curve[b])) for b in finals})
+        label = "base (ReLU)" + ("" if beta == 1.0 else f" and CT \u03b2={beta:.2f}") + " on the evaluation split"
+        views = {b: scorer.wrap(curvature_tuned(model, b, impl=plan.ctu.value)) for b in finals}
+        scored = cache.get_group("final", finals, None, "final", label,
+                                 lambda missing: _final_cells(scorer, {b: views[b] for b in missing}, context))
+        drop_stages(store, [FinalArm(b, views[b], context.identities[b]) for b in finals])
+        base, ct_res = scored[1.0], scored[beta]
 
-    ct_outcomes = ct_res.per_example
-    base_outcomes = base.per_example
-    white_box: int | None = None
-    base_white_box: int | None = None
-    sanity = None
-    if isinstance(scorer, NormScorer):
-        if base.adversarial is None:  # stored by an older ctrobust or another executor: the same seed gives them back
-            base = _scored_with_progress(progress, scorer, ct, "final", 1.0, n_eval, n_classes,
-                                         work.final_survivors(base_select))
-        progress.start("sanity", "sanity checks (transfer, budget sweep, gradients, binarization)")
-        with progress.meter.watching(ct):
-            base_robust, robust, sanity = run_sanity_checks(
-                ct, beta, scorer.x_eval, scorer.y_eval, threat, scorer.eps, plan.seed, plan.batch_size, device,
-                base.adversarial if beta != 1.0 else None,
-                ArmOutcomes(1.0, base.per_example["clean"], base.per_example["robust"], base.summary),
-                ArmOutcomes(beta, ct_res.per_example["clean"], ct_res.per_example["robust"], ct_res.summary),
-                scorer.final_spec,
-                work.work("final", ct_res.clean_accuracy, ct_res.robust_accuracy))
-        progress.finish()
-        if beta == 1.0:  # "CT" is the original model: one set of outcomes for both
-            base_robust = robust
-        white_box = int(sum(ct_res.per_example["robust"]))
-        base_white_box = int(sum(base.per_example["robust"]))
-        ct_outcomes = {**ct_res.per_example, "robust": robust, "robust_white_box": ct_res.per_example["robust"]}
-        base_outcomes = {**base.per_example, "robust": base_robust, "robust_white_box": base.per_example["robust"]}
-    ct_measured = ct_outcomes  # CT's own outcomes, before any clipping to the base
-    ct_arm = ArmResult(beta, Counts.of(ct_outcomes), _details(ct_res.summary), white_box_correct=white_box)
-    base_arm = ArmResult(1.0, Counts.of(base_outcomes), _details(base.summary), white_box_correct=base_white_box)
-    if plan.protocol is Protocol.PAPER and ct_arm.robust_accuracy < base_arm.robust_accuracy:
-        ct_arm = ArmResult(beta, base_arm.counts, base_arm.details, clipped=True, clipped_from=ct_arm.robust_accuracy)
-        ct_outcomes = base_outcomes
-    gain = run_gain(threat, base_outcomes, ct_outcomes)
-    if sanity is not None:
-        judge(sanity, gain.gain_points, scorer.final_label)
-    flags = selection_flags(select_curve, beta, candidates, n_sel)
+        ct_outcomes = ct_res.per_example
+        base_outcomes = base.per_example
+        white_box: int | None = None
+        base_white_box: int | None = None
+        sanity = None
+        if isinstance(scorer, NormScorer):
+            if base.adversarial is None:  # stored by an older ctrobust or another executor: the same seed gives them back
+                base = _final_cells(scorer, {1.0: views[1.0]}, context)[1.0]
+            progress.start("sanity", "sanity checks (transfer, budget sweep, gradients, binarization)")
+            progress.meter.factor = work.ct_cost
+            with progress.meter.watching(ct):
+                base_robust, robust, sanity = run_sanity_checks(
+                    ct, beta, scorer.x_eval, scorer.y_eval, threat, scorer.eps, plan.seed, plan.batch_size, device,
+                    base.adversarial if beta != 1.0 else None,
+                    ArmOutcomes(1.0, base.per_example["clean"], base.per_example["robust"], base.summary),
+                    ArmOutcomes(beta, ct_res.per_example["clean"], ct_res.per_example["robust"], ct_res.summary),
+                    scorer.final_spec,
+                    work.work("final", ct_res.clean_accuracy, ct_res.robust_accuracy))
+            progress.finish()
+            progress.meter.factor = 1.0
+            if beta == 1.0:  # "CT" is the original model: one set of outcomes for both
+                base_robust = robust
+            white_box = int(sum(ct_res.per_example["robust"]))
+            base_white_box = int(sum(base.per_example["robust"]))
+            ct_outcomes = {**ct_res.per_example, "robust": robust, "robust_white_box": ct_res.per_example["robust"]}
+            base_outcomes = {**base.per_example, "robust": base_robust, "robust_white_box": base.per_example["robust"]}
+        ct_measured = ct_outcomes  # CT's own outcomes, before any clipping to the base
+        ct_arm = ArmResult(beta, Counts.of(ct_outcomes), _details(ct_res.summary), white_box_correct=white_box)
+        base_arm = ArmResult(1.0, Counts.of(base_outcomes), _details(base.summary), white_box_correct=base_white_box)
+        if plan.protocol is Protocol.PAPER and ct_arm.robust_accuracy < base_arm.robust_accuracy:
+            ct_arm = ArmResult(beta, base_arm.counts, base_arm.details, clipped=True, clipped_from=ct_arm.robust_accuracy)
+            ct_outcomes = base_outcomes
+        gain = run_gain(threat, base_outcomes, ct_outcomes)
+        if sanity is not None:
+            judge(sanity, gain.gain_points, scorer.final_label)
+        flags = selection_flags(select_curve, beta, candidates, n_sel)
 
-    result = RunResult(
-        run_id=plan.run_id, identity=plan.identity(), model=loaded.name, dataset=loaded.dataset, threat=threat,
-        eps=plan.eps, attack=scorer.final_label, select_attack=scorer.select_label, seed=plan.seed,
-        protocol=plan.protocol, n_examples=n_eval, n_select=n_sel, betas=list(plan.betas), candidates=candidates,
-        base_candidate=plan.base_candidate, select_curve=select_curve, select_clean=select_clean, beta=beta,
-        base=base_arm, ct=ct_arm, gain=gain, flags=flags,
-        per_example={"base": base_outcomes, "ct": ct_measured},
-        eval_indices=splits.eval_indices, select_indices=splits.select_indices, weights_digest=weights,
-        model_source={"source": loaded.source.value, "checkpoint": loaded.checkpoint,
-                      "architecture": _architecture(loaded.model), **loaded.preprocessing},
-        provenance=cache.prov, settings=scorer.settings, sanity=sanity, ct_coverage=coverage.to_dict(),
-        batch_size=plan.batch_size, ctu=ctu_backend(plan.ctu.value, device),
-        wall_seconds=round(time.perf_counter() - start, 2), cells_computed=cache.computed,
-        cells_reused=cache.reused, command=command,
-        sweep={"mode": plan.sweep.value, "betas_per_pass": sweep.per_pass,
-               "rungs": [{"n_points": r["n_points"], "curve": {f"{b:.4g}": a for b, a in r["curve"].items()}}
-                         for r in sweep.history]},
-    )
-    if store is not None:
-        store.put_run(result)
-    return result
+        result = RunResult(
+            run_id=plan.run_id, identity=plan.identity(), model=loaded.name, dataset=loaded.dataset, threat=threat,
+            eps=plan.eps, attack=scorer.final_label, select_attack=scorer.select_label, seed=plan.seed,
+            protocol=plan.protocol, n_examples=n_eval, n_select=n_sel, betas=list(plan.betas), candidates=candidates,
+            base_candidate=plan.base_candidate, select_curve=select_curve, select_clean=select_clean, beta=beta,
+            base=base_arm, ct=ct_arm, gain=gain, flags=flags,
+            per_example={"base": base_outcomes, "ct": ct_measured},
+            eval_indices=splits.eval_indices, select_indices=splits.select_indices, weights_digest=weights,
+            model_source={"source": loaded.source.value, "checkpoint": loaded.checkpoint,
+                          "architecture": _architecture(loaded.model), **loaded.preprocessing},
+            provenance=cache.prov, settings=scorer.settings, sanity=sanity, ct_coverage=coverage.to_dict(),
+            batch_size=plan.batch_size, ctu=ctu_backend(plan.ctu.value, device),
+            wall_seconds=round(time.perf_counter() - start, 2), cells_computed=cache.computed,
+            cells_reused=cache.reused, command=command,
+            sweep={"mode": plan.sweep.value, "betas_per_pass": sweep.per_pass,
+                   "rungs": [{"n_points": r["n_points"], "curve": {f"{b:.4g}": a for b, a in r["curve"].items()}}
+                             for r in sweep.history]},
+        )
+        if store is not None:
+            store.put_run(result)
+        return result
+
+
+def _measure_execution(model: torch.nn.Module, plan: RunPlan, x: torch.Tensor, progress: RunProgress) -> Execution:
+    """Before the first stage: time one batch's forward and backward of the original model and of CT on
+    this device (compiling the CT unit now, where it is due), pick the micro-batch, and seed the bar's
+    rate with the measured seconds per unit instead of a prior."""
+    betas = [b for b in plan.candidates if b < 1.0]
+    models = {"base": curvature_tuned(model, 1.0, impl=plan.ctu.value)}
+    if betas:
+        models["ct"] = curvature_tuned(model, min(betas), impl=plan.ctu.value)
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    start = time.perf_counter()
+    execution = probe_execution(models, x.to(device), plan.batch_size)
+    per_unit = execution.seconds_per_image["base forward+backward"] / GRAD_WEIGHT
+    progress.calibrate(per_unit)
+    log.debug("execution probe (%.1f s): %s", time.perf_counter() - start, execution.to_dict())
+    return execution
 
 
 def _architecture(model: torch.nn.Module) -> str:

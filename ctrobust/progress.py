@@ -89,7 +89,24 @@ class RunProgress:
         self._stage_done = 0.0
         self._future: dict[str, float] = {}  # estimates of stages not started, by key
         self._label = ""
+        self._seed_rate: float | None = None  # units per second measured before the first stage
         self.meter = WorkMeter(self.add_work)
+
+    PRIOR_SECONDS = 20.0  # how many seconds of observation the measured rate weighs against what the bar sees
+
+    def calibrate(self, seconds_per_unit: float) -> None:
+        """Seed the bar's rate with a measurement on the real model and device (one batch's forward and
+        backward), so its first ETAs are in this machine's seconds; the rate the bar then sees takes over
+        as it accumulates (the measurement weighs as ``PRIOR_SECONDS`` of observation)."""
+        if seconds_per_unit > 0:
+            self._seed_rate = 1.0 / seconds_per_unit
+
+    def rate(self, elapsed: float) -> float | None:
+        """Units per second for the ETA: the seeded rate blended with the work done in ``elapsed`` seconds;
+        None (tqdm's own estimate) when nothing was measured."""
+        if self._seed_rate is None:
+            return None
+        return (self._done + self._seed_rate * self.PRIOR_SECONDS) / (max(elapsed, 0.0) + self.PRIOR_SECONDS)
 
     # planning -------------------------------------------------------------------------------
     def plan(self, key: str, estimate: float) -> None:
@@ -156,7 +173,20 @@ class RunProgress:
         if self._bar is None:
             from tqdm.auto import tqdm
 
-            self._bar = tqdm(total=1, desc=self._desc, disable=self._disable, unit="work",
+            owner = self
+
+            class _SeededBar(tqdm):  # type: ignore[misc, valid-type]
+                """tqdm whose ETA uses the run's measured rate (see RunProgress.rate)."""
+
+                @property
+                def format_dict(self) -> dict[str, Any]:
+                    d = dict(super().format_dict)
+                    rate = owner.rate(float(d.get("elapsed") or 0.0))
+                    if rate:
+                        d["rate"] = rate
+                    return d
+
+            self._bar = _SeededBar(total=1, desc=self._desc, disable=self._disable, unit="work",
                              dynamic_ncols=True, mininterval=0.5, smoothing=0.05, file=sys.stderr,
                              bar_format="{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}]{postfix}")
 

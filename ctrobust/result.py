@@ -274,7 +274,7 @@ class RunResult:
         gain = (PairedGain.from_dict(data["gain"]) if "gain" in data
                 else run_gain(threat, per_example["base"], ct_outcomes))
         settings = {k: data[k] for k in ("attack_config", "select_attack_config", "corruptions", "severities",
-                                         "corruption_data") if k in data}
+                                         "corruption_data", "execution") if k in data}
         checks = data.get("sanity_checks")
         sanity = SanityReport.from_dict(checks) if checks else None
         curve = {float(b): float(a) for b, a in data["select_curve"].items()}

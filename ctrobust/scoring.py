@@ -7,22 +7,26 @@ corrupted images and the split tensors.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import torch
+import torch.nn as nn
 
 from ctrobust.attacks import batched
 from ctrobust.attacks.evaluation import EvalResult, evaluate
 from ctrobust.cell import Scored
-from ctrobust.attacks.spec import AttackSpec
+from ctrobust.attacks.spec import AttackName, AttackSpec
+from ctrobust.finals import FinalArm, OnProvisional, staged_autoattack
 from ctrobust.plan import RunPlan
+from ctrobust.progress import RunProgress
 from ctrobust.corruptions.evaluate import corruption_accuracy
 from ctrobust.corruptions.source import Cells, corrupted_cells
 from ctrobust.ct import CurvatureTuned
 from ctrobust.data.paths import resolve_data_dir
 from ctrobust.data.splits import Splits
 from ctrobust.provenance import package_version
-from ctrobust.store import indices_digest
+from ctrobust.store import Store, indices_digest
 from ctrobust.threats import ThreatModel
 
 
@@ -31,6 +35,7 @@ class Scorer(Protocol):
     final_label: str
     settings: dict[str, Any]
     cells_per_image: int  # passes per image and beta (corruptions); 1 for attacks
+    wrap: Callable[[nn.Module], nn.Module]  # how the attacked model is run (micro-batches, see attacks/execution.py)
 
     def attack_spec(self, stage: str) -> AttackSpec | None:
         """The attack of a stage (select or final); None where no attack runs (corruptions)."""
@@ -54,6 +59,23 @@ class Scorer(Protocol):
 
     def final(self, ct: CurvatureTuned, beta: float) -> Scored: ...
 
+    def final_many(self, models: dict[float, nn.Module], finals: FinalsContext) -> dict[float, Scored]:
+        """The final attack on each beta's model (1.0: the original); AutoAttack stage by stage across them."""
+        ...
+
+
+@dataclass
+class FinalsContext:
+    """What the staged final attack needs from the run besides the models: where stages are kept, the bar,
+    the provisional-table callback, and per beta the cell identity and the bar's cost factor."""
+
+    store: Store | None
+    progress: RunProgress
+    on_provisional: OnProvisional | None
+    identities: dict[float, dict[str, Any]]
+    cost: dict[float, float]
+    expected_survivors: dict[float, int]
+
 
 class NormScorer:
     """Linf / L2: the selection attack on the selection split, the final attack on the eval split."""
@@ -69,6 +91,7 @@ class NormScorer:
         self.x_sel, self.y_sel = x[splits.select_indices], y[splits.select_indices]
         self.x_eval, self.y_eval = x[splits.eval_indices], y[splits.eval_indices]
         self._pairs_per_pass: int | None = None
+        self.wrap: Callable[[nn.Module], nn.Module] = lambda model: model
         self.settings = {"attack_config": self.final_spec.to_dict(),
                          "select_attack_config": self.select_spec.to_dict()}
         library = f"pyautoattack {package_version('pyautoattack')}"
@@ -90,7 +113,7 @@ class NormScorer:
     def _run(self, ct: CurvatureTuned, beta: float, x: torch.Tensor, y: torch.Tensor, spec: AttackSpec,
              keep_adversarial: bool = False) -> Scored:
         ct.beta = beta
-        res = evaluate(ct, x, y, self.threat, self.eps, spec, self.plan.seed, self.plan.batch_size, self.device)
+        res = evaluate(self.wrap(ct), x, y, self.threat, self.eps, spec, self.plan.seed, self.plan.batch_size, self.device)
         return _scored(res, keep_adversarial)
 
     def select(self, ct: CurvatureTuned, beta: float) -> Scored:
@@ -119,6 +142,18 @@ class NormScorer:
     def final(self, ct: CurvatureTuned, beta: float) -> Scored:
         return self._run(ct, beta, self.x_eval, self.y_eval, self.final_spec, keep_adversarial=beta == 1.0)
 
+    def final_many(self, models: dict[float, nn.Module], finals: FinalsContext) -> dict[float, Scored]:
+        if self.final_spec.name is not AttackName.AUTOATTACK:
+            return {beta: _scored(evaluate(model, self.x_eval, self.y_eval, self.threat, self.eps, self.final_spec,
+                                           self.plan.seed, self.plan.batch_size, self.device), beta == 1.0)
+                    for beta, model in models.items()}
+        arms = [FinalArm(beta, model, finals.identities.get(beta), finals.cost.get(beta, 1.0),
+                         finals.expected_survivors.get(beta)) for beta, model in sorted(models.items(), reverse=True)]
+        results = staged_autoattack(arms, self.x_eval, self.y_eval, self.threat, self.eps, self.final_spec,
+                                    self.plan.seed, self.plan.batch_size, self.device, finals.store,
+                                    finals.progress, finals.on_provisional)
+        return {beta: _scored(res, beta == 1.0) for beta, res in results.items()}
+
 
 def _scored(res: EvalResult, keep_adversarial: bool) -> Scored:
     """A cell's numbers from an attack's result; the base model's successes are kept to transfer to CT."""
@@ -137,6 +172,7 @@ class CorruptionScorer:
     def __init__(self, plan: RunPlan, x: torch.Tensor, y: torch.Tensor, splits: Splits, device: torch.device,
                  on_step: Callable[[str], None]) -> None:
         self.plan, self.device = plan, device
+        self.wrap: Callable[[nn.Module], nn.Module] = lambda model: model
         corruptions, severities = list(plan.corruptions), list(plan.severities)
         dataset = plan.dataset
         data_dir = resolve_data_dir(plan.data_dir)
@@ -165,7 +201,10 @@ class CorruptionScorer:
 
     def _run(self, ct: CurvatureTuned, beta: float, x: torch.Tensor, y: torch.Tensor, cells: Cells) -> Scored:
         ct.beta = beta
-        res = corruption_accuracy(ct, x, y, cells, self.plan.batch_size, self.device)
+        return self._score(ct, x, y, cells)
+
+    def _score(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, cells: Cells) -> Scored:
+        res = corruption_accuracy(model, x, y, cells, self.plan.batch_size, self.device)
         per_example = {"clean": res.clean_correct.int().tolist()}
         per_example.update({f"{c}/{s}": v.int().tolist() for (c, s), v in res.cells.items()})
         return Scored(res.clean_accuracy, res.robust_accuracy, res.summary(), per_example)
@@ -184,6 +223,9 @@ class CorruptionScorer:
 
     def final(self, ct: CurvatureTuned, beta: float) -> Scored:
         return self._run(ct, beta, self.x_eval, self.y_eval, self.eval_cells)
+
+    def final_many(self, models: dict[float, nn.Module], finals: FinalsContext) -> dict[float, Scored]:
+        return {beta: self._score(model, self.x_eval, self.y_eval, self.eval_cells) for beta, model in models.items()}
 
 
 def _split_identity(stage: str, indices: list[int]) -> dict[str, Any]:

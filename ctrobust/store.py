@@ -241,6 +241,29 @@ class Store:
         return [_run_result(result, command) for result, command in rows]
 
 
+    # AutoAttack stages of a final cell not finished yet -------------------------------------------
+
+    STAGE_PREFIX = "autoattack-stage/"
+
+    def put_stage(self, identity: dict[str, Any], arrays: dict[str, Any]) -> None:
+        """Keep a final cell's AutoAttack run after one of its attacks (replacing the previous stage), so an
+        interrupted run resumes at the next attack."""
+        with self._transaction():
+            self._db.execute("INSERT OR REPLACE INTO artifacts VALUES (?, ?)",
+                             (self.STAGE_PREFIX + identity_key(identity), _pack(arrays)))
+
+    def get_stage(self, identity: dict[str, Any]) -> dict[str, Any] | None:
+        if not self._exists():
+            return None
+        row = self._db.execute("SELECT data FROM artifacts WHERE key = ?",
+                               (self.STAGE_PREFIX + identity_key(identity),)).fetchone()
+        return _unpack(row[0]) if row else None
+
+    def drop_stage(self, identity: dict[str, Any]) -> None:
+        """The cell is stored whole: its stages are no longer needed."""
+        with self._transaction():
+            self._db.execute("DELETE FROM artifacts WHERE key = ?", (self.STAGE_PREFIX + identity_key(identity),))
+
     # attack audits (ctrobust audit-attack) ---------------------------------------------------------
 
     AUDIT_PREFIX = "attack-audit/"
@@ -269,7 +292,7 @@ def _run_result(text: str, command: str | None) -> RunResult:
 
 
 def _pack(arrays: dict[str, Any]) -> bytes:
-    """Arrays as a compressed .npz blob (the base model's adversarial examples)."""
+    """Arrays as a compressed .npz blob (the base model's adversarial examples, AutoAttack's stages)."""
     import io
 
     import numpy as np

@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import signal
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn as nn
@@ -11,6 +18,7 @@ from ctrobust.attacks.execution import MicroBatched, frozen_parameters, probe_ex
 from ctrobust.attacks.staged import StagedAutoAttack, StageState
 from ctrobust.ct import curvature_tuned
 from ctrobust.threats import ThreatModel
+from conftest import REPO, run_cli
 
 
 def _tiny_cnn(seed: int = 0) -> nn.Module:
@@ -84,3 +92,37 @@ def test_micro_batches_are_used_only_where_bit_identical() -> None:
     with torch.no_grad():
         assert torch.equal(wrapped(x), model(x))
     assert isinstance(MicroBatched(model, 7)(x[:20]), torch.Tensor)
+
+
+@pytest.mark.slow
+def test_ctrl_c_after_a_stage_keeps_it_and_the_same_command_resumes(tmp_path: Path) -> None:
+    """Interrupted once the table after APGD-CE is out: exit 130, one line naming the bound; the same
+    command then resumes at APGD-T and gives exactly the numbers of an uninterrupted run."""
+    args = ["eval", "--model", "smallcnn", "--threat", "linf", "--n-examples", "24", "--n-select", "20",
+            "--betas", "0.9", "--no-base-candidate", "--select-steps", "2", "--no-progress"]
+    store = tmp_path / "s.sqlite"
+    command = [sys.executable, "-m", "ctrobust.cli.main", *args, "--store", str(store), "--out", str(tmp_path / "a")]
+    proc = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    seen: list[str] = []
+    for line in proc.stderr:
+        seen.append(line)
+        if any(s.startswith("after APGD-CE") for s in seen) and line.startswith("  gain"):  # the table is out
+            proc.send_signal(signal.SIGINT)
+            break
+    rest = proc.stderr.read()
+    proc.wait(timeout=120)
+    assert proc.returncode == 130, "".join(seen) + rest
+    last = [line for line in rest.strip().splitlines() if line.strip()][-1]
+    assert last.startswith("ctrobust: interrupted") and "AutoAttack stopped after APGD-CE, upper bounds" in last, rest
+    assert "resumes at APGD-T" in last and "Traceback" not in rest
+
+    resumed = run_cli(*args, "--store", str(store), "--out", str(tmp_path / "b"))
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming CT \u03b2=0.90's AutoAttack after APGD-CE" in resumed.stderr
+    whole = run_cli(*args, "--store", str(tmp_path / "fresh.sqlite"), "--out", str(tmp_path / "c"))
+    assert whole.returncode == 0, whole.stderr
+    got, expected = (json.loads((tmp_path / d / "result.json").read_text()) for d in ("b", "c"))
+    assert got["per_example"] == expected["per_example"]
+    with sqlite3.connect(store) as db:  # the finished cells replaced their stages
+        assert db.execute("SELECT COUNT(*) FROM artifacts WHERE key LIKE 'autoattack-stage/%'").fetchone()[0] == 0

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn as nn
 
-from ctrobust.attacks.autoattack import apgd_ce, autoattack
+from ctrobust.attacks.autoattack import AutoAttackRun, apgd_ce, autoattack
 from ctrobust.attacks.determinism import is_randomised, randomised_model_error
 from ctrobust.attacks.flags import autoattack_flags
 from ctrobust.attacks.pgd import pgd_attack
@@ -69,12 +69,38 @@ def _predict(model: nn.Module, x: torch.Tensor, batch_size: int) -> torch.Tensor
     return torch.cat(preds)
 
 
-def _num_classes(model: nn.Module, x: torch.Tensor) -> int:
+def count_classes(model: nn.Module, x: torch.Tensor) -> int:
     with torch.no_grad():
         return int(model(x[:1]).shape[1])
 
 
-def evaluate(
+@dataclass
+class Prepared:
+    """A model and its points, checked and put on the device, with the clean verdicts: what every attack
+    starts from. ``checked`` turns an attack's candidates into the counted result."""
+
+    model: nn.Module
+    x: torch.Tensor
+    y: torch.Tensor
+    threat: ThreatModel
+    eps: float
+    spec: AttackSpec
+    seed: int
+    batch_size: int
+    randomised: bool
+    clean_correct: torch.Tensor
+    start: float
+
+    def checked(self, x_adv: torch.Tensor, extra: dict[str, object], seconds: float | None = None) -> EvalResult:
+        """The attack's candidates re-checked and counted; ``seconds`` (default: since preparation) is the cost."""
+        if self.randomised:
+            extra["randomised"] = True
+        spent = time.perf_counter() - self.start if seconds is None else seconds
+        return checked_result(self.model, self.x, self.y, self.clean_correct, x_adv, self.eps, self.threat,
+                              self.spec, self.seed, spent, extra)
+
+
+def prepare(
     model: nn.Module,
     x: torch.Tensor,
     y: torch.Tensor,
@@ -85,12 +111,8 @@ def evaluate(
     batch_size: int = 500,
     device: str | torch.device | None = None,
     dataset: str | None = None,
-) -> EvalResult:
-    """Attack ``model`` on (x, y), images in [0, 1], and re-check every success before counting it.
-
-    ``eps=None`` takes the standard eps of ``dataset`` for the threat. The model runs in eval mode
-    on ``device`` (default: where its parameters are).
-    """
+) -> Prepared:
+    """Everything :func:`evaluate` does before the attack: the checks, the device, the clean pass."""
     threat = threat if isinstance(threat, ThreatModel) else parse_threat(threat)
     if eps is None:
         if dataset is None:
@@ -112,13 +134,31 @@ def evaluate(
     randomised = is_randomised(model, x)
     if randomised and not (spec.name is AttackName.AUTOATTACK and spec.version == "rand"):
         raise randomised_model_error("the attacked model")
-    clean_pred = _predict(model, x, batch_size)
-    clean_correct = clean_pred == y
-    x_adv, extra = ATTACK_RUNNERS[spec.name](model, x, y, clean_correct, eps, threat, spec, seed, batch_size)
-    if randomised:
-        extra["randomised"] = True
-    return checked_result(model, x, y, clean_correct, x_adv, eps, threat, spec, seed,
-                          time.perf_counter() - start, extra)
+    clean_correct = _predict(model, x, batch_size) == y
+    return Prepared(model, x, y, threat, eps, spec, seed, batch_size, randomised, clean_correct, start)
+
+
+def evaluate(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    threat: str | ThreatModel,
+    eps: float | None = None,
+    attack: str | AttackSpec = "autoattack",
+    seed: int = 0,
+    batch_size: int = 500,
+    device: str | torch.device | None = None,
+    dataset: str | None = None,
+) -> EvalResult:
+    """Attack ``model`` on (x, y), images in [0, 1], and re-check every success before counting it.
+
+    ``eps=None`` takes the standard eps of ``dataset`` for the threat. The model runs in eval mode
+    on ``device`` (default: where its parameters are).
+    """
+    p = prepare(model, x, y, threat, eps, attack, seed, batch_size, device, dataset)
+    x_adv, extra = ATTACK_RUNNERS[p.spec.name](p.model, p.x, p.y, p.clean_correct, p.eps, p.threat, p.spec,
+                                               p.seed, p.batch_size)
+    return p.checked(x_adv, extra)
 
 
 def checked_result(model: nn.Module, x: torch.Tensor, y: torch.Tensor, clean_correct: torch.Tensor,
@@ -169,10 +209,15 @@ def _run_autoattack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, clean_co
     exactly those of calling pyautoattack directly with the same seed (its random starts are drawn
     per batch, so a different subset would draw different starts). Which points it attacked comes
     back with the candidates, so a point it skipped is never counted robust."""
-    run = autoattack(model, x, y, eps, threat, _num_classes(model, x), seed, batch_size, spec.version)
-    return run.x_adv, {"robust_accuracy_after": run.breakdown,  # AutoAttack's own count, before the re-check
-                       "autoattack_flags": run.flags, "attacked": run.attacked(x, y),
-                       "attack_says_robust": run.y_adv == y}
+    run = autoattack(model, x, y, eps, threat, count_classes(model, x), seed, batch_size, spec.version)
+    return run.x_adv, autoattack_extra(run, x, y)
+
+
+def autoattack_extra(run: AutoAttackRun, x: torch.Tensor, y: torch.Tensor) -> dict[str, object]:
+    """What an AutoAttack run adds to a result: its own breakdown (before the re-check), its warnings,
+    which points it attacked and its own verdicts."""
+    return {"robust_accuracy_after": run.breakdown, "autoattack_flags": run.flags, "attacked": run.attacked(x, y),
+            "attack_says_robust": run.y_adv == y}
 
 
 def _gradient_runner(step: Callable[..., tuple[torch.Tensor, int]]) -> AttackRunner:

@@ -43,6 +43,13 @@ class Execution:
     seconds_per_image: dict[str, float] = field(default_factory=dict)  # "<model> forward", "<model> forward+backward"
     candidates: dict[str, float] = field(default_factory=dict)  # bit-identical micro-batches -> s per image, all models
 
+    @property
+    def ct_cost(self) -> float:
+        """Seconds of CT's forward and backward over the original model's (1 where CT was not timed)."""
+        base = self.seconds_per_image.get("base forward+backward")
+        ct = self.seconds_per_image.get("ct forward+backward")
+        return ct / base if base and ct else 1.0
+
     def wrap(self, model: nn.Module) -> nn.Module:
         return MicroBatched(model, self.chunk) if self.chunk is not None else model
 

@@ -78,16 +78,22 @@ def main(argv: list[str] | None = None) -> int:
     except CtrobustError as exc:
         print(f"ctrobust: error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
-    except KeyboardInterrupt:
-        print("ctrobust: interrupted; what was finished is in the store", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        print(_interrupted(exc), file=sys.stderr)
         return EXIT_INTERRUPTED
     except RuntimeError as exc:
         # Ctrl-C inside torch's function-mode bookkeeping surfaces as a RuntimeError raised while the
         # KeyboardInterrupt was being handled: it is still an interruption, not a crash.
         if isinstance(exc.__context__, KeyboardInterrupt) or "mode stack" in str(exc):
-            print("ctrobust: interrupted; what was finished is in the store", file=sys.stderr)
+            print(_interrupted(exc), file=sys.stderr)
             return EXIT_INTERRUPTED
         raise
+
+
+def _interrupted(exc: BaseException) -> str:
+    """One line: the run is interrupted, what is kept, and (from the exception's notes) which bound the user has."""
+    notes = [*getattr(exc, "__notes__", []), *getattr(exc.__context__, "__notes__", [])]
+    return "; ".join(["ctrobust: interrupted; what was finished is in the store", *notes])
 
 
 if __name__ == "__main__":

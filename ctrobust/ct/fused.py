@@ -192,6 +192,11 @@ class _Compiled(_Backend):
     def _build(self) -> tuple[Callable[..., torch.Tensor], Callable[..., torch.Tensor]]:
         # The CPU build of torch warns about a missing CUDA runtime when it compiles: not our user's concern.
         logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+        # One graph per tensor rank, and torch specialises batches of 0 and 1 (an attack's last survivor,
+        # a micro-batch's remainder): more than the default 8 graphs, each compiled once and cheap.
+        import torch._dynamo.config as dynamo_config
+
+        dynamo_config.recompile_limit = max(dynamo_config.recompile_limit, 64)
         return (torch.compile(_ctu_forward, dynamic=True, fullgraph=True),
                 torch.compile(_ctu_backward, dynamic=True, fullgraph=True))
 
