@@ -186,7 +186,7 @@ class RunProgress:
                         d["rate"] = rate
                     return d
 
-            self._bar = _SeededBar(total=1, desc=self._desc, disable=self._disable, unit="work",
+            self._bar = _SeededBar(total=max(self.total, 1.0), desc=self._desc, disable=self._disable, unit="work",
                              dynamic_ncols=True, mininterval=0.5, smoothing=0.05, file=sys.stderr,
                              bar_format="{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}]{postfix}")
 

@@ -126,3 +126,24 @@ def test_ctrl_c_after_a_stage_keeps_it_and_the_same_command_resumes(tmp_path: Pa
     assert got["per_example"] == expected["per_example"]
     with sqlite3.connect(store) as db:  # the finished cells replaced their stages
         assert db.execute("SELECT COUNT(*) FROM artifacts WHERE key LIKE 'autoattack-stage/%'").fetchone()[0] == 0
+
+
+def test_fast_max_pool_is_max_pool_to_the_bit_with_ties() -> None:
+    from ctrobust.attacks.execution import _MaxPool2x2
+
+    torch.manual_seed(0)
+    x = torch.randn(3, 4, 6, 8)
+    x[0, 0, :2, :2] = 0.5  # a window of ties: the gradient must go to its first element, as max_pool2d's
+    x[1, 2] = 0.0
+    grad = torch.randn(3, 4, 3, 4)
+    a = x.clone().requires_grad_(True)
+    b = x.clone().requires_grad_(True)
+    out_a, out_b = torch.nn.functional.max_pool2d(a, 2), _MaxPool2x2.apply(b)
+    out_a.backward(grad)
+    out_b.backward(grad)
+    assert torch.equal(out_a, out_b) and torch.equal(a.grad, b.grad)
+    model = _tiny_cnn()
+    fast = MicroBatched(model, None, fast_pool=True)
+    x = torch.rand(50, 1, 8, 8)
+    with torch.no_grad():
+        assert torch.equal(fast(x), model(x))

@@ -1,11 +1,14 @@
-"""How the attacked model is run: in the micro-batch that is fastest on this device, and timed.
+"""How the attacked model is run: the fastest of several ways that compute the very same numbers, timed.
 
-Why: on a CPU a large batch's activations fall out of the cache, and the same images take up to twice
-as long in one batch of 500 as in eight of 64 (benchmarks/RESULTS.md, section 6). An attack's batch
-(and so its random starts) stays what the protocol says; only the model's forward is split into
-micro-batches, and only where the split gives bit-identical logits and input gradients on a real
-batch, so every attack computes exactly what it computes unsplit. The timing of that choice is the
-run's first measurement of the machine: it seeds the progress bar's rate.
+Why: on a CPU, (1) a large batch's activations fall out of the cache, and the same images take up to
+twice as long in one batch of 500 as in eight of 64; (2) PyTorch's NCHW max-pooling kernel took half
+of a forward pass of the shipped model (benchmarks/RESULTS.md, section 6). An attack's batch (and so
+its random starts) stays what the protocol says; the model's forward may be split into micro-batches,
+and a 2x2 max-pool may be computed as the maximum of its four strided views (the same maximum, and in
+backward the same routing to the first maximum of each window). Each is used only where the probe finds
+bit-identical logits and input gradients on a real batch, so every attack computes exactly what it
+computes without them. The probe's timing is the run's first measurement of the machine: it seeds the
+progress bar's rate.
 """
 
 from __future__ import annotations
@@ -17,22 +20,78 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
+from torch.overrides import TorchFunctionMode
 
-CHUNK_CANDIDATES = (32, 64, 128)  # tried against the whole batch; the fastest bit-identical one is used
+CHUNK_CANDIDATES = (64, 128)  # tried against the whole batch; the fastest bit-identical one is used
 PROBE_BATCH = 256  # images of the probe: large enough to show the cache effect, quick to time
 
 
-class MicroBatched(nn.Module):
-    """``model`` applied ``chunk`` images at a time; the same function, the outputs concatenated."""
+class _MaxPool2x2(torch.autograd.Function):
+    """2x2, stride-2 max-pooling as the maximum of four strided views; backward routes each window's
+    gradient to its first maximum in row-major order, as PyTorch's CPU max-pool kernel does."""
 
-    def __init__(self, model: nn.Module, chunk: int | None) -> None:
+    @staticmethod
+    def forward(ctx: object, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        out = torch.maximum(torch.maximum(x[:, :, 0::2, 0::2], x[:, :, 0::2, 1::2]),
+                            torch.maximum(x[:, :, 1::2, 0::2], x[:, :, 1::2, 1::2]))
+        ctx.save_for_backward(x, out)  # type: ignore[attr-defined]
+        return out
+
+    @staticmethod
+    def backward(ctx: object, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        x, out = ctx.saved_tensors  # type: ignore[attr-defined]
+        grad_in = torch.zeros_like(x)
+        taken = torch.zeros_like(out, dtype=torch.bool)
+        for i, j in ((0, 0), (0, 1), (1, 0), (1, 1)):
+            first = (x[:, :, i::2, j::2] == out) & ~taken
+            grad_in[:, :, i::2, j::2] = torch.where(first, grad, torch.zeros_like(grad))
+            taken |= first
+        return grad_in
+
+
+def _is_plain_2x2(args: tuple, kwargs: dict) -> bool:  # type: ignore[type-arg]
+    """A call max_pool2d(x, 2) or (x, 2, 2) or (x, (2, 2)) with no padding, dilation, ceil mode or indices."""
+    names = ("input", "kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices")
+    bound = dict(zip(names, args)) | kwargs
+    x = bound.get("input")
+    pair = lambda v: tuple(v) if isinstance(v, (tuple, list)) else (v, v)  # noqa: E731
+    return (isinstance(x, torch.Tensor) and x.dim() == 4 and not x.is_cuda and x.is_floating_point()
+            and x.shape[-1] % 2 == 0 and x.shape[-2] % 2 == 0 and pair(bound.get("kernel_size")) == (2, 2)
+            and pair(bound.get("stride") or 2) == (2, 2) and pair(bound.get("padding", 0)) == (0, 0)
+            and pair(bound.get("dilation", 1)) == (1, 1) and not bound.get("ceil_mode", False)
+            and not bound.get("return_indices", False))
+
+
+class _FastPooling(TorchFunctionMode):
+    """Route plain 2x2 max-pooling to :class:`_MaxPool2x2` while the model runs."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def, override]
+        kwargs = kwargs or {}
+        if func in (F.max_pool2d, torch.max_pool2d) and _is_plain_2x2(args, kwargs):
+            return _MaxPool2x2.apply(args[0] if args else kwargs["input"])
+        return func(*args, **kwargs)
+
+
+class MicroBatched(nn.Module):
+    """``model`` applied ``chunk`` images at a time (None: whole), its 2x2 max-pools computed by
+    :class:`_MaxPool2x2` in passes without gradients where ``fast_pool``; the same function, the
+    outputs concatenated."""
+
+    def __init__(self, model: nn.Module, chunk: int | None, fast_pool: bool = False) -> None:
         super().__init__()
-        self.model, self.chunk = model, chunk
+        self.model, self.chunk, self.fast_pool = model, chunk, fast_pool
+
+    def _run(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.fast_pool or torch.is_grad_enabled():  # its backward costs more than it saves
+            return self.model(x)
+        with _FastPooling():
+            return self.model(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.chunk is None or len(x) <= self.chunk:
-            return self.model(x)
-        return torch.cat([self.model(x[i : i + self.chunk]) for i in range(0, len(x), self.chunk)])
+            return self._run(x)
+        return torch.cat([self._run(x[i : i + self.chunk]) for i in range(0, len(x), self.chunk)])
 
 
 @dataclass
@@ -40,6 +99,7 @@ class Execution:
     """What the probe chose and measured: the micro-batch and the seconds per image of each pass."""
 
     chunk: int | None = None
+    fast_pool: bool = False
     seconds_per_image: dict[str, float] = field(default_factory=dict)  # "<model> forward", "<model> forward+backward"
     candidates: dict[str, float] = field(default_factory=dict)  # bit-identical micro-batches -> s per image, all models
 
@@ -51,10 +111,10 @@ class Execution:
         return ct / base if base and ct else 1.0
 
     def wrap(self, model: nn.Module) -> nn.Module:
-        return MicroBatched(model, self.chunk) if self.chunk is not None else model
+        return MicroBatched(model, self.chunk, self.fast_pool) if self.chunk or self.fast_pool else model
 
     def to_dict(self) -> dict[str, object]:
-        return {"micro_batch": self.chunk, "seconds_per_image": dict(self.seconds_per_image),
+        return {"micro_batch": self.chunk, "fast_max_pool": self.fast_pool, "seconds_per_image": dict(self.seconds_per_image),
                 "micro_batch_seconds_per_image": dict(self.candidates)}
 
 
@@ -76,51 +136,62 @@ def _seconds(fn: object, repeats: int = 2) -> float:
 
 
 def probe_execution(models: dict[str, nn.Module], x: torch.Tensor, batch_size: int) -> Execution:
-    """Time each model (e.g. the original and its CT view) on a real batch, whole and in micro-batches;
-    keep the split that is fastest in total among those bit-identical for every model.
+    """Time each model (e.g. the original and its CT view) on a real batch in each way of running it, and
+    keep the fastest in total among those bit-identical to the plain model for every model: the
+    micro-batch on forward and backward (logits and input gradients), then the max-pool on forward
+    passes without gradients (logits).
 
-    On a GPU the batch is run whole (kernels are sized for it; the cache effect is a CPU one).
+    On a GPU the model runs as it is (the gains are CPU ones).
     """
     x = x[: min(batch_size, PROBE_BATCH)]
     sync = torch.cuda.synchronize if x.is_cuda else (lambda: None)
     references = {name: _forward_backward(m, x) for name, m in models.items()}  # warm-up, and any compile
     sync()
 
-    def timed(chunk: int | None) -> dict[str, float]:
+    def timed(way: dict[str, nn.Module], grad: bool) -> dict[str, float]:
         out = {}
-        for name, m in models.items():
-            split = MicroBatched(m, chunk)
-
+        for name, m in way.items():
             def run() -> None:
-                _forward_backward(split, x)
+                if grad:
+                    _forward_backward(m, x)
+                else:
+                    with torch.no_grad():
+                        m(x)
                 sync()
             out[name] = _seconds(run) / len(x)
         return out
 
-    def identical(chunk: int) -> bool:
-        for name, m in models.items():
-            out, grad = _forward_backward(MicroBatched(m, chunk), x)
-            if not (torch.equal(out, references[name][0]) and torch.equal(grad, references[name][1])):
+    def identical(way: dict[str, nn.Module], grad: bool) -> bool:
+        for name, m in way.items():
+            if grad:
+                out, g = _forward_backward(m, x)
+                same = torch.equal(out, references[name][0]) and torch.equal(g, references[name][1])
+            else:
+                with torch.no_grad():
+                    same = torch.equal(m(x), references[name][0])
+            if not same:
                 return False
         return True
 
-    timings: dict[int | None, dict[str, float]] = {None: timed(None)}
+    def ways(chunk: int | None, fast_pool: bool = False) -> dict[str, nn.Module]:
+        return {name: MicroBatched(m, chunk, fast_pool) for name, m in models.items()}
+
+    timings = {None: timed(ways(None), True)}
     if not x.is_cuda:
         for chunk in CHUNK_CANDIDATES:
-            if chunk < len(x) and identical(chunk):  # a split that is not the same function is never used
-                timings[chunk] = timed(chunk)
-    best = min(timings, key=lambda c: sum(timings[c].values()))
-    per_image = {f"{name} forward+backward": s for name, s in timings[best].items()}
-    for name, m in models.items():
-        split = MicroBatched(m, best)
-
-        def forward() -> None:
-            with torch.no_grad():
-                split(x)
-            sync()
-        per_image[f"{name} forward"] = _seconds(forward) / len(x)
+            if chunk < len(x) and identical(ways(chunk), True):  # a way that is not the same function is never used
+                timings[chunk] = timed(ways(chunk), True)
+    chunk = min(timings, key=lambda c: sum(timings[c].values()))
+    forward = timed(ways(chunk), False)
+    fast_pool = False
+    if not x.is_cuda and identical(ways(chunk, True), False):
+        pooled = timed(ways(chunk, True), False)
+        if sum(pooled.values()) < sum(forward.values()):
+            fast_pool, forward = True, pooled
+    per_image = {f"{name} forward+backward": s for name, s in timings[chunk].items()}
+    per_image.update({f"{name} forward": s for name, s in forward.items()})
     candidates = {"whole" if c is None else str(c): sum(t.values()) for c, t in timings.items()}
-    return Execution(best, per_image, candidates)
+    return Execution(chunk, fast_pool, per_image, candidates)
 
 
 @contextmanager
