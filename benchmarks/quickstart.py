@@ -186,7 +186,7 @@ def main() -> int:
         step = max(len(checked) // 12, 1)
         for t, pct, eta, real in [*checked[:3], *checked[3::step]]:
             print(f"| {t:.0f} | {pct} | {eta:.0f} | {real:.0f} | {eta / real:.2f} |")
-    execution = (result.get("settings") or {}).get("execution") or {}
+    execution = result.get("execution") or {}
     per_image = execution.get("seconds_per_image") or {}
     if per_image.get("base forward+backward"):
         peak = matmul_gflops()

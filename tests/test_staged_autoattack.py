@@ -147,3 +147,21 @@ def test_fast_max_pool_is_max_pool_to_the_bit_with_ties() -> None:
     x = torch.rand(50, 1, 8, 8)
     with torch.no_grad():
         assert torch.equal(fast(x), model(x))
+
+
+@pytest.mark.slow
+def test_ctrobust_run_hands_each_provisional_table_to_a_callback() -> None:
+    import ctrobust
+
+    tables: list = []
+    result = ctrobust.run("smallcnn", threat="linf", n_examples=12, n_select=12, betas="0.9", no_base_candidate=True,
+                          select_steps=2, on_provisional=tables.append)
+    assert [t.after for t in tables] == ["apgd-ce", "apgd-t", "fab-t", "square"]
+    assert [t.final for t in tables] == [False, False, False, True]
+    for beta in (1.0, 0.9):
+        counts = [t.robust[beta] for t in tables]
+        assert counts == sorted(counts, reverse=True)  # upper bounds that only come down
+    last = tables[-1]
+    assert last.robust[1.0] == result.base.white_box_correct and last.robust[0.9] == result.ct.white_box_correct
+    assert last.gain is not None and last.gain.n == 12
+    assert "after SQUARE" in str(last) and "<table>" in last._repr_html_()

@@ -12,6 +12,7 @@ resumed from it.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -83,6 +84,7 @@ class StagedAutoAttack:
                 robust[start : start + bs] = y[start : start + bs].to(aa.device).eq(output).to(robust.device)
         state = StageState(robust, x.clone().detach(), y_adv, flags=list(flags))
         state.breakdown["clean"] = float(robust.sum()) / len(x)
+        aa.logger.debug("initial accuracy: {:.2%}".format(state.breakdown["clean"]))  # the library's own lines (-v)
         return state
 
     @property
@@ -99,6 +101,8 @@ class StagedAutoAttack:
         if attack in state.done:
             return
         robust_flags = state.robust
+        aa.logger.debug(f"running {attack}")
+        start_time = time.time()
         with autoattack_flags() as flags, torch.no_grad():
             num_robust = int(robust_flags.sum())
             if num_robust == 0:  # the library skips every remaining attack: nothing is recorded for it
@@ -125,6 +129,8 @@ class StagedAutoAttack:
         state.flags.extend(flags)
         state.breakdown[attack] = float(robust_flags.sum()) / len(self.x)
         state.done.append(attack)
+        aa.logger.debug("robust accuracy after {}: {:.2%} (total time {:.1f} s)".format(
+            attack.upper(), state.breakdown[attack], time.time() - start_time))
 
     def finish(self) -> AutoAttackRun:
         """The run's result once every attack ran, with the library's closing check on Square."""
