@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import html
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -36,8 +36,9 @@ from ctrobust.threats import ThreatModel
 class Provisional:
     """Both arms after one of AutoAttack's attacks: robust accuracy as an upper bound, and the gain.
 
-    ``final`` is True after the last attack (the counts before ctrobust's re-check of every adversarial
-    example and its sanity checks, which can only lower them further).
+    ``final`` is True after the last attack: AutoAttack's own counts, before ctrobust's re-check of every
+    adversarial example (a rejected one makes its point robust again, with a warning) and before the
+    sanity checks (which can only lower them).
     """
 
     after: str  # the attack just finished, e.g. "apgd-ce"
@@ -125,7 +126,7 @@ def staged_autoattack(arms: list[FinalArm], x: torch.Tensor, y: torch.Tensor, th
                     continue
                 progress.meter.factor = TIME_FACTOR.get(attack, 1.0) * arm.cost
                 progress.status(f"{attack.upper()} on {_name(arm.beta)}: {run.robust_count} of {n} still robust")
-                _revise(progress, arms, runs, spec.version, attack, arm.beta)
+                _revise(progress, arms, runs, spec.version)
                 start = time.perf_counter()
                 with progress.meter.watching(arm.model):
                     run.run_stage(attack)
@@ -139,22 +140,20 @@ def staged_autoattack(arms: list[FinalArm], x: torch.Tensor, y: torch.Tensor, th
                 on_provisional(last)
     results = {}
     for arm in arms:
-        start = time.perf_counter()
+        p, start = prepared[arm.beta], time.perf_counter()
         with progress.meter.watching(arm.model):
             whole = runs[arm.beta].finish()
-            results[arm.beta] = prepared[arm.beta].checked(whole.x_adv, autoattack_extra(whole, prepared[arm.beta].x,
-                                                                                         prepared[arm.beta].y), 0.0)
-        results[arm.beta].seconds = spent[arm.beta] + time.perf_counter() - start
+            # checked() adds the re-check's own time to the seconds it is given
+            results[arm.beta] = p.checked(whole.x_adv, autoattack_extra(whole, p.x, p.y),
+                                          spent[arm.beta] + time.perf_counter() - start)
     return results
 
 
-def drop_stages(store: Store | None, arms: list[FinalArm]) -> None:
+def drop_stages(store: Store | None, identities: Iterable[dict[str, Any]]) -> None:
     """The cells are stored whole: their stages are no longer needed."""
-    if store is None:
-        return
-    for arm in arms:
-        if arm.identity is not None:
-            store.drop_stage(arm.identity)
+    if store is not None:
+        for identity in identities:
+            store.drop_stage(identity)
 
 
 def _name(beta: float) -> str:
@@ -170,9 +169,8 @@ def _provisional(attack: str, stage: int, stages: int, n: int, runs: dict[float,
     return Provisional(attack, stage, stages, n, robust, gain)
 
 
-def _revise(progress: RunProgress, arms: list[FinalArm], runs: dict[float, StagedAutoAttack], version: str,
-            attack: str, current: float) -> None:
-    """The work left in the final attack when ``attack`` starts on arm ``current``, from the points each
+def _revise(progress: RunProgress, arms: list[FinalArm], runs: dict[float, StagedAutoAttack], version: str) -> None:
+    """The work left in the final attack before the next arm's next attack starts, from the points each
     arm has left now (and, before the first attack ends, the expected survivors)."""
     remaining = 0.0
     for arm in arms:

@@ -19,7 +19,7 @@ from ctrobust.data.registry import canonical_dataset
 from ctrobust.errors import CtrobustError, NonFiniteOutput, require_finite
 from ctrobust.models import load_model
 from ctrobust.models.registry import weights_digest
-from ctrobust.finals import FinalArm, OnProvisional, drop_stages
+from ctrobust.finals import OnProvisional, drop_stages
 from ctrobust.progress import GRAD_WEIGHT, AutoAttackWatcher, RunProgress, log
 from ctrobust.provenance import provenance
 from ctrobust.sanity import ArmOutcomes, judge, run_sanity_checks, sanity_work
@@ -374,7 +374,7 @@ def run_eval(plan: RunPlan, progress: RunProgress | None = None, store: Store | 
         views = {b: scorer.wrap(curvature_tuned(model, b, impl=plan.ctu.value)) for b in finals}
         scored = cache.get_group("final", finals, None, "final", label,
                                  lambda missing: _final_cells(scorer, {b: views[b] for b in missing}, context))
-        drop_stages(store, [FinalArm(b, views[b], context.identities[b]) for b in finals])
+        drop_stages(store, context.identities.values())
         base, ct_res = scored[1.0], scored[beta]
 
         ct_outcomes = ct_res.per_example

@@ -14,7 +14,7 @@ progress bar's rate.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -55,7 +55,9 @@ def _is_plain_2x2(args: tuple, kwargs: dict) -> bool:  # type: ignore[type-arg]
     names = ("input", "kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices")
     bound = dict(zip(names, args)) | kwargs
     x = bound.get("input")
-    pair = lambda v: tuple(v) if isinstance(v, (tuple, list)) else (v, v)  # noqa: E731
+
+    def pair(v: object) -> tuple[object, ...]:
+        return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
     return (isinstance(x, torch.Tensor) and x.dim() == 4 and not x.is_cuda and x.is_floating_point()
             and x.shape[-1] % 2 == 0 and x.shape[-2] % 2 == 0 and pair(bound.get("kernel_size")) == (2, 2)
             and pair(bound.get("stride") or 2) == (2, 2) and pair(bound.get("padding", 0)) == (0, 0)
@@ -125,8 +127,8 @@ def _forward_backward(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, 
     return out.detach(), grad
 
 
-def _seconds(fn: object, repeats: int = 2) -> float:
-    assert callable(fn)
+def _seconds(fn: Callable[[], None], repeats: int = 2) -> float:
+    """The best of ``repeats`` timings: the least disturbed by whatever else the machine does."""
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()

@@ -12,6 +12,7 @@ resumed from it.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,16 +39,12 @@ class StageState:
     flags: list[str] = field(default_factory=list)  # pyautoattack's warnings so far
 
     def to_arrays(self) -> dict[str, Any]:
-        import json
-
         meta = {"done": self.done, "breakdown": self.breakdown, "flags": self.flags}
         return {"robust": self.robust.cpu().numpy(), "x_adv": self.x_adv.cpu().numpy(),
                 "y_adv": self.y_adv.cpu().numpy(), "meta": np.array(json.dumps(meta))}
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, Any], device: torch.device) -> StageState:
-        import json
-
         meta = json.loads(str(arrays["meta"]))
         return cls(torch.from_numpy(arrays["robust"]).to(device), torch.from_numpy(arrays["x_adv"]).to(device),
                    torch.from_numpy(arrays["y_adv"]).to(device), list(meta["done"]), dict(meta["breakdown"]),
