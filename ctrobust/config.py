@@ -212,7 +212,7 @@ class EvalConfig:
 
 
 def _module_digest(module: Any) -> str:
-    from ctrobust.models.registry import weights_digest
+    from ctrobust.fingerprint import weights_digest
 
     if not hasattr(module, "state_dict") or not callable(module):
         raise CtrobustError(f"Expected model to be a torch.nn.Module or a model name, but got {type(module).__name__}.")

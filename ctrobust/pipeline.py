@@ -9,16 +9,13 @@ from typing import Any
 import torch
 
 from ctrobust.attacks.determinism import is_randomised
+from ctrobust.attacks.verify import stored_adversarial_problem
 from ctrobust.attacks.execution import Execution, frozen_parameters, probe_execution
 from ctrobust.attacks.cost import TIME_FACTOR, attack_work, autoattack_remaining
 from ctrobust.cell import Scored
 from ctrobust.ct import ct_coverage, curvature_tuned
 from ctrobust.ct.fused import ctu_backend
-from ctrobust.data import load_test_set, make_splits
-from ctrobust.data.registry import canonical_dataset
-from ctrobust.errors import CtrobustError, NonFiniteOutput, require_finite
-from ctrobust.models import load_model
-from ctrobust.models.registry import weights_digest
+from ctrobust.errors import CtrobustError, NonFiniteOutput
 from ctrobust.finals import OnProvisional, drop_stages
 from ctrobust.progress import GRAD_WEIGHT, AutoAttackWatcher, RunProgress, log
 from ctrobust.provenance import provenance
@@ -29,6 +26,8 @@ from ctrobust.scoring import SCORERS, FinalsContext, NormScorer, Scorer
 from ctrobust.seeding import seed_everything
 from ctrobust.selection import HALVING_ETA, choose_beta, survivors, sweep_schedule
 from ctrobust.store import Store
+from ctrobust.identity import identity_key
+from ctrobust.subject import Subject, load_subject, run_identity
 from ctrobust.uncertainty import run_gain, selection_flags
 PRIOR_CLEAN, PRIOR_ROBUST = 0.9, 0.2  # work estimates before anything is measured; revised after one beta
 
@@ -41,30 +40,6 @@ def resolve_device(name: str | Device) -> torch.device:
     return torch.device(str(name))
 
 
-def _check_model_outputs(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, dataset: str,
-                         device: torch.device) -> int:
-    """One batch through the model before any work: its output must be N x classes, finite, and the
-    labels must be classes it can predict. Returns the number of classes."""
-    expected = canonical_dataset(dataset).num_classes
-    try:
-        with torch.no_grad():
-            out = model(x[:8].to(device))
-    except Exception as exc:  # noqa: BLE001 - a user's model can raise anything; say so in one line
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise CtrobustError(f"the model's forward failed on a batch of {dataset} images: {type(exc).__name__}: {first}") from None
-    if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[0] != min(8, len(x)):
-        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise CtrobustError(f"the model returned {shape} for a batch of {min(8, len(x))} images; expected "
-                            f"(batch, {expected}) logits.")
-    if out.shape[1] != expected:
-        raise CtrobustError(f"the model has {out.shape[1]} outputs but {dataset} has {expected} classes.")
-    require_finite(out, f"on clean {dataset} images")
-    if len(y) and (int(y.min()) < 0 or int(y.max()) >= expected):
-        raise CtrobustError(f"the {dataset} labels run from {int(y.min())} to {int(y.max())}, outside the model's "
-                            f"{expected} classes: the data files are not {dataset}'s.")
-    return expected
-
-
 def _refuse_randomised(model: torch.nn.Module, plan: RunPlan, x: torch.Tensor) -> None:
     """Before any work: a randomised model (or its CT view) is refused unless every attack of the run is
     AutoAttack's ``rand`` version (expectation over transformation)."""
@@ -73,10 +48,12 @@ def _refuse_randomised(model: torch.nn.Module, plan: RunPlan, x: torch.Tensor) -
         return
     specs = [s for s in (plan.final_attack, plan.select_attack) if s is not None]
     if not plan.threat.is_norm_bounded:
-        log.warning("the model is randomised: its corruption accuracy varies from pass to pass")
+        log.warning("the model is randomised: its corruption accuracy varies from pass to pass, and none of its "
+                    "cells is reused from the store")
         return
     if all(s.name == "autoattack" and s.version == "rand" for s in specs):
-        log.warning("the model is randomised: evaluated with AutoAttack's rand version (expectation over transformation)")
+        log.warning("the model is randomised: evaluated with AutoAttack's rand version (expectation over "
+                    "transformation); none of its cells is reused from the store")
         return
     raise CtrobustError(
         "the model is randomised (two passes over the same images give different outputs): an attack would count "
@@ -99,7 +76,7 @@ class CellCache:
 
     def identity(self, stage: str, beta: float, n_points: int | None = None) -> dict[str, Any]:
         """The identity a cell of this run is stored under."""
-        return {**self.common, **self.scorer.cell_identity(stage, n_points), "beta": round(float(beta), 6)}
+        return {**self.common, **self.scorer.cell_identity(stage, n_points), "beta": float(beta)}
 
     def get(self, stage: str, beta: float, label: str, compute: Callable[[], Scored]) -> Scored:
         key = _stage_key(stage, beta)
@@ -124,16 +101,23 @@ class CellCache:
         computed = compute(missing)
         self.progress.finish()
         self.computed += len(computed)
-        if self.store is not None:
-            for beta, scored in computed.items():
-                meta = {"seconds": scored.summary.get("seconds"), "versions": self.prov["versions"],
-                        "device": self.prov["device"], "git_commit": self.prov["git_commit"]}
-                self.store.put_cell(identities[beta], scored, meta)
+        for beta, scored in computed.items():
+            self.put(identities[beta], scored)
         return {**found, **computed}
+
+    def put(self, identity: dict[str, Any], scored: Scored, replace: bool = False) -> None:
+        """Store one cell with this run's provenance; ``replace``: over a stored one found damaged."""
+        if self.store is None:
+            return
+        if replace:
+            self.store.mark_damaged(identity)
+        meta = {"seconds": scored.summary.get("seconds"), "versions": self.prov["versions"],
+                "device": self.prov["device"], "git_commit": self.prov["git_commit"]}
+        self.store.put_cell(identity, scored, meta)
 
 
 def _stage_key(stage: str, beta: float) -> str:
-    return f"{stage}:{beta:.6f}"
+    return f"{stage}:{beta!r}"
 
 
 class _WorkPlan:
@@ -310,28 +294,25 @@ class _Sweep:
 
 
 def run_eval(plan: RunPlan, progress: RunProgress | None = None, store: Store | None = None,
-             command: str | None = None, on_provisional: OnProvisional | None = None) -> RunResult:
+             command: str | None = None, on_provisional: OnProvisional | None = None,
+             subject: Subject | None = None) -> RunResult:
     """Run the whole protocol of a resolved plan and return its typed result.
 
     With a store, every cell is looked up before it is computed and written as soon as it is done,
     and the finished run is recorded with ``command``. ``progress`` (default: none shown) is told
     each stage and the work done inside it. ``on_provisional`` receives the table of both arms after
-    each of AutoAttack's attacks (:class:`ctrobust.finals.Provisional`).
+    each of AutoAttack's attacks (:class:`ctrobust.finals.Provisional`). ``subject``: the model and data
+    already loaded for this plan (by :func:`ctrobust.subject.stored_run`); default: loaded here.
     """
     progress = progress or RunProgress("ctrobust eval", disable=True)
     start = time.perf_counter()
     device = resolve_device(plan.device)
     threat = plan.threat
-    loaded = load_model(
-        plan.model, plan.dataset, plan.checkpoint, threat=threat.value,
-        zoo_threat=plan.zoo_threat.value if plan.zoo_threat else None, model_dir=plan.model_dir,
-        trust_checkpoint=plan.trust_checkpoint, mean=plan.mean, std=plan.std, module=plan.module,
-    )
-    x_all, y_all = load_test_set(loaded.dataset, plan.data_dir)
-    splits = make_splits(len(x_all), plan.n_examples, plan.n_select, plan.seed, plan.protocol.value)
+    subject = subject or load_subject(plan)
+    loaded, x_all, y_all, splits, n_classes = subject.loaded, subject.x, subject.y, subject.splits, subject.n_classes
+    identity = run_identity(plan, subject)
     model = loaded.model.to(device)
 
-    n_classes = _check_model_outputs(model, x_all, y_all, loaded.dataset, device)
     coverage = ct_coverage(model, x_all[:2].to(device))
     if coverage.total == 0:
         raise CtrobustError(
@@ -347,9 +328,10 @@ def run_eval(plan: RunPlan, progress: RunProgress | None = None, store: Store | 
         execution = _measure_execution(model, plan, x_all[splits.eval_indices], progress)
         scorer.wrap = execution.wrap
         scorer.settings["execution"] = execution.to_dict()
-        weights = weights_digest(loaded.model)
+        weights = subject.weights
         common = {"model": loaded.name, "source": loaded.source.value, "weights": weights,
-                  "preprocessing": loaded.preprocessing, "dataset": loaded.dataset, "seed": plan.seed}
+                  "behaviour": subject.behaviour, "preprocessing": loaded.preprocessing, "dataset": loaded.dataset,
+                  "seed": plan.seed}
         cache = CellCache(store, common, scorer, device, progress)
         # Held-out protocol: the original model (beta = 1) is a candidate too, so CT is used only when it
         # beats ReLU on the held-out points (the honest analogue of the reference code's clipping).
@@ -383,8 +365,14 @@ def run_eval(plan: RunPlan, progress: RunProgress | None = None, store: Store | 
         base_white_box: int | None = None
         sanity = None
         if isinstance(scorer, NormScorer):
-            if base.adversarial is None:  # stored by an older ctrobust or another executor: the same seed gives them back
-                base = _final_cells(scorer, {1.0: views[1.0]}, context)[1.0]
+            problem = None if base.adversarial is None else stored_adversarial_problem(
+                base.adversarial, scorer.x_eval, scorer.eps, threat)
+            if problem is not None:  # re-checked before use: a damaged artifact is recomputed, never transferred
+                log.warning("warning: the stored adversarial examples of the original model are damaged (%s): "
+                            "recomputing them", problem)
+            if base.adversarial is None or problem is not None:  # missing (an older ctrobust, another executor)
+                base = _final_cells(scorer, {1.0: views[1.0]}, context)[1.0]  # the same seed gives them back
+                cache.put(context.identities[1.0], base, replace=True)
             progress.start("sanity", "sanity checks (transfer, budget sweep, gradients, binarization)")
             progress.meter.factor = work.ct_cost
             with progress.meter.watching(ct):
@@ -415,7 +403,7 @@ def run_eval(plan: RunPlan, progress: RunProgress | None = None, store: Store | 
         flags = selection_flags(select_curve, beta, candidates, n_sel)
 
         result = RunResult(
-            run_id=plan.run_id, identity=plan.identity(), model=loaded.name, dataset=loaded.dataset, threat=threat,
+            run_id=identity_key(identity)[:12], identity=identity, model=loaded.name, dataset=loaded.dataset, threat=threat,
             eps=plan.eps, attack=scorer.final_label, select_attack=scorer.select_label, seed=plan.seed,
             protocol=plan.protocol, n_examples=n_eval, n_select=n_sel, betas=list(plan.betas), candidates=candidates,
             base_candidate=plan.base_candidate, select_curve=select_curve, select_clean=select_clean, beta=beta,
@@ -429,8 +417,9 @@ def run_eval(plan: RunPlan, progress: RunProgress | None = None, store: Store | 
             wall_seconds=round(time.perf_counter() - start, 2), cells_computed=cache.computed,
             cells_reused=cache.reused, command=command,
             sweep={"mode": plan.sweep.value, "betas_per_pass": sweep.per_pass,
-                   "rungs": [{"n_points": r["n_points"], "curve": {f"{b:.4g}": a for b, a in r["curve"].items()}}
+                   "rungs": [{"n_points": r["n_points"], "curve": {repr(b): a for b, a in r["curve"].items()}}
                              for r in sweep.history]},
+            final_cells={"base": identity_key(context.identities[1.0]), "ct": identity_key(context.identities[beta])},
         )
         if store is not None:
             store.put_run(result)

@@ -17,7 +17,7 @@ from enum import Enum, StrEnum
 from typing import Any
 
 from ctrobust.attacks.spec import AttackSpec
-from ctrobust.store import identity_key
+from ctrobust.identity import identity_key
 from ctrobust.threats import ThreatModel
 
 

@@ -30,7 +30,9 @@ from typing import Any
 from ctrobust.config import EvalConfig, config_file_fields
 from ctrobust.errors import CtrobustError, unknown_name_error
 from ctrobust.plan import RunPlan
+from ctrobust.threats import ThreatModel, parse_threat
 
+SECTIONS = ("name", "description", "defaults", "threats", "grid")
 GRID_KEYS = {"models": "model", "datasets": "dataset", "threats": "threat", "seeds": "seed", "protocols": "protocol"}
 SHIPPED = ("paper", "small")
 
@@ -77,6 +79,9 @@ def load_config(name_or_path: str, overrides: dict[str, Any] | None = None) -> R
     except (UnicodeDecodeError, OSError) as exc:
         raise CtrobustError(f"{path} cannot be read as a TOML file: {exc}") from None
     allowed = config_file_fields()
+    for section in raw:
+        if section not in SECTIONS:
+            raise unknown_name_error(f"section in {path}:", section, SECTIONS)
     _expect_table(raw.get("defaults", {}), f"{path} [defaults]")
     _expect_table(raw.get("threats", {}), f"{path} [threats]")
     for threat, opts in dict(raw.get("threats", {})).items():
@@ -85,9 +90,16 @@ def load_config(name_or_path: str, overrides: dict[str, Any] | None = None) -> R
         raise CtrobustError(f"{path}: [[grid]] must be blocks of options (an array of tables).")
     defaults = dict(raw.get("defaults", {}))
     _check_keys(defaults, allowed, f"{path} [defaults]")
-    per_threat: dict[str, dict[str, Any]] = raw.get("threats", {})
-    for threat, opts in per_threat.items():
-        _check_keys(opts, allowed, f"{path} [threats.{threat}]")
+    per_threat: dict[ThreatModel, dict[str, Any]] = {}
+    for name, opts in raw.get("threats", {}).items():  # spelt as --threat takes it: [threats.Linf], [threats.l2]
+        try:
+            threat = parse_threat(name)
+        except CtrobustError as exc:
+            raise CtrobustError(f"{path} [threats.{name}]: {exc}") from None
+        if threat in per_threat:
+            raise CtrobustError(f"{path} has two sections for the threat {threat.value}: merge them into one.")
+        _check_keys(opts, allowed, f"{path} [threats.{name}]")
+        per_threat[threat] = dict(opts)
     blocks = raw.get("grid", [])
     if not blocks:
         raise CtrobustError(f"{path} has no [[grid]] block: add one with models, datasets, threats and seeds.")
@@ -104,10 +116,13 @@ def load_config(name_or_path: str, overrides: dict[str, Any] | None = None) -> R
         lists["protocols"] = lists["protocols"] or ["heldout"]
         for combo in itertools.product(*(lists[key] for key in GRID_KEYS)):
             chosen = dict(zip(GRID_KEYS.values(), combo))
-            settings = {**defaults, **per_threat.get(str(chosen["threat"]).lower(), {}), **block, **chosen,
+            settings = {**defaults, **per_threat.get(parse_threat(str(chosen["threat"])), {}), **block, **chosen,
                         **(overrides or {})}
             units.append(Unit(EvalConfig(**_typed(settings, path)).resolve()))
     return ReproduceConfig(str(raw.get("name", path.stem)), str(raw.get("description", "")), str(path), units)
+
+
+NUMBER_OR_WORD = {"beta_batch"}
 
 
 def _typed(settings: dict[str, Any], path: Path) -> dict[str, Any]:
@@ -128,6 +143,9 @@ def _typed(settings: dict[str, Any], path: Path) -> dict[str, Any]:
         elif kind.startswith("float"):
             ok = isinstance(value, (int, float)) and not isinstance(value, bool)
             value = float(value) if ok else value
+        elif key in NUMBER_OR_WORD:  # beta_batch = 4 or "auto"
+            ok = isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))
+            value = str(value) if ok else value
         else:
             ok = isinstance(value, str)
         if not ok:

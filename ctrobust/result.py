@@ -152,6 +152,7 @@ class RunResult:
     cells_reused: int = 0
     command: str | None = None
     sweep: dict[str, Any] = field(default_factory=dict)  # mode, betas per pass, rungs (points and curve each)
+    final_cells: dict[str, str] = field(default_factory=dict)  # the store keys of the final cells, by arm
     schema_version: int = RESULT_SCHEMA_VERSION
 
     @property
@@ -184,9 +185,12 @@ class RunResult:
     @property
     def setting_key(self) -> str:
         """Runs with the same key differ in the seed alone: the only runs a table may pool."""
-        from ctrobust.store import identity_key
+        from ctrobust.identity import identity_key
 
-        return identity_key({k: v for k, v in self.identity.items() if k != "seed"})
+        identity = {k: v for k, v in self.identity.items() if k != "seed"}
+        if isinstance(identity.get("data"), dict):  # the selection split's points follow from the seed
+            identity["data"] = {k: v for k, v in identity["data"].items() if k != "select"}
+        return identity_key(identity)
 
     def to_pandas(self) -> pd.DataFrame:
         """A tidy frame, one row per cell: every candidate on the selection split (each round of a
@@ -235,8 +239,8 @@ class RunResult:
             "betas": self.betas,
             "base_candidate": self.base_candidate,
             "candidates": self.candidates,
-            "select_curve": {f"{b:.4g}": acc for b, acc in self.select_curve.items()},
-            "select_clean": {f"{b:.4g}": acc for b, acc in self.select_clean.items()},
+            "select_curve": {repr(b): acc for b, acc in self.select_curve.items()},  # exact: repr round-trips
+            "select_clean": {repr(b): acc for b, acc in self.select_clean.items()},
             "sweep": self.sweep,
             "beta": self.beta,
             "base": self.base.to_dict(),
@@ -257,6 +261,7 @@ class RunResult:
             "ctu": self.ctu,
             "wall_seconds": self.wall_seconds,
             "cells": {"computed": self.cells_computed, "reused": self.cells_reused},
+            "final_cells": self.final_cells,
             "provenance": self.provenance,
         }
 
@@ -297,5 +302,6 @@ class RunResult:
             ctu=str(data.get("ctu", "")), wall_seconds=float(data.get("wall_seconds", 0.0)),
             cells_computed=int(cells.get("computed", 0)), cells_reused=int(cells.get("reused", 0)),
             command=data.get("command"), sweep=dict(data.get("sweep") or {}),
+            final_cells={str(k): str(v) for k, v in (data.get("final_cells") or {}).items()},
             schema_version=int(data.get("schema_version", 1)),
         )

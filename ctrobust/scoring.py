@@ -26,7 +26,9 @@ from ctrobust.ct import CurvatureTuned
 from ctrobust.data.paths import resolve_data_dir
 from ctrobust.data.splits import Splits
 from ctrobust.provenance import package_version
-from ctrobust.store import Store, indices_digest
+from ctrobust.fingerprint import tensor_digest
+from ctrobust.identity import indices_digest
+from ctrobust.store import Store
 from ctrobust.threats import ThreatModel
 
 
@@ -96,6 +98,7 @@ class NormScorer:
                          "select_attack_config": self.select_spec.to_dict()}
         library = f"pyautoattack {package_version('pyautoattack')}"
         self._indices = {"select": splits.select_indices, "final": splits.eval_indices}
+        self._digests: dict[tuple[str, int], str] = {}
         self._common = {
             stage: {"threat": threat.value, "eps": eps, "attack": spec.to_dict(), "library_version": library,
                     "batch_size": plan.batch_size}
@@ -105,7 +108,9 @@ class NormScorer:
     cells_per_image = 1
 
     def cell_identity(self, stage: str, n_points: int | None = None) -> dict[str, Any]:
-        return {**self._common[stage], **_split_identity(stage, self._indices[stage][:n_points])}
+        x, y = (self.x_sel, self.y_sel) if stage == "select" else (self.x_eval, self.y_eval)
+        return {**self._common[stage], **_split_identity(stage, self._indices[stage][:n_points],
+                                                         self._digests, x[:n_points], y[:n_points])}
 
     def attack_spec(self, stage: str) -> AttackSpec | None:
         return self.select_spec if stage == "select" else self.final_spec
@@ -192,9 +197,15 @@ class CorruptionScorer:
                   "severities": severities}, "library_version": library}
         self._common = common
         self._indices = {"select": splits.select_indices, "final": splits.eval_indices}
+        self._digests: dict[tuple[str, int], str] = {}
 
     def cell_identity(self, stage: str, n_points: int | None = None) -> dict[str, Any]:
-        return {**self._common, **_split_identity(stage, self._indices[stage][:n_points])}
+        """The corrupted images count as data too (official files can change under the same indices)."""
+        x, y, cells = (self.x_sel, self.y_sel, self.sel_cells) if stage == "select" else (
+            self.x_eval, self.y_eval, self.eval_cells)
+        tensors = [t[:n_points] for key in sorted(cells) for t in cells[key]]
+        return {**self._common, **_split_identity(stage, self._indices[stage][:n_points], self._digests,
+                                                  x[:n_points], y[:n_points], *tensors)}
 
     def attack_spec(self, stage: str) -> AttackSpec | None:
         return None
@@ -228,9 +239,15 @@ class CorruptionScorer:
         return {beta: self._score(model, self.x_eval, self.y_eval, self.eval_cells) for beta, model in models.items()}
 
 
-def _split_identity(stage: str, indices: list[int]) -> dict[str, Any]:
-    """Which points a cell scored: the split's name, size and a digest of its indices."""
-    return {"split": "select" if stage == "select" else "eval", "n": len(indices), "indices": indices_digest(indices)}
+def _split_identity(stage: str, indices: list[int], digests: dict[tuple[str, int], str],
+                    *tensors: torch.Tensor) -> dict[str, Any]:
+    """Which points a cell scored: the split's name, size, a digest of its indices and one of the images and
+    labels themselves (``digests``: the scorer's cache of the latter, by stage and size)."""
+    key = (stage, len(indices))
+    if key not in digests:
+        digests[key] = tensor_digest(*tensors)
+    return {"split": "select" if stage == "select" else "eval", "n": len(indices), "indices": indices_digest(indices),
+            "data": digests[key]}
 
 
 def _subset(cells: Cells, positions: list[int]) -> Cells:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import math
+import struct
 
 from ctrobust.ct.beta_range import check_beta
 from ctrobust.errors import CtrobustError
 
 MAX_GRID = 1000
+log = logging.getLogger("ctrobust")
 PAPER_BETAS: tuple[float, ...] = tuple(round(0.70 + 0.01 * i, 2) for i in range(30))
 
 
@@ -37,9 +40,26 @@ def parse_betas(text: str) -> list[float]:
     if not values:
         raise CtrobustError(f"--betas {text!r} gives no beta.")
     try:
-        return sorted({check_beta(v) for v in values})
+        unique = sorted({check_beta(v) for v in values})
     except ValueError as exc:
         raise CtrobustError(str(exc).replace("`beta`", "every beta in --betas")) from None
+    return _distinguishable(unique)
+
+
+def _float32(value: float) -> float:
+    return float(struct.unpack("f", struct.pack("f", value))[0])
+
+
+def _distinguishable(betas: list[float]) -> list[float]:
+    """CT computes in float32: betas with one float32 value are one function, so one candidate (with a note)."""
+    kept: list[float] = []
+    for beta in betas:
+        if kept and _float32(beta) == _float32(kept[-1]):
+            log.warning("note: --betas %r and %r are one beta in float32, where CT computes: %r is dropped",
+                        kept[-1], beta, beta)
+            continue
+        kept.append(beta)
+    return kept
 
 
 def choose_beta(curve: dict[float, float]) -> float:

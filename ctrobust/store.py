@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import sqlite3
 import time
@@ -21,6 +22,10 @@ from typing import TYPE_CHECKING, Any
 
 from ctrobust.cell import Scored
 from ctrobust.errors import CtrobustError
+from ctrobust.identity import identity_key
+from ctrobust.store_checks import cell_problem, run_problem
+
+log = logging.getLogger("ctrobust")
 
 if TYPE_CHECKING:
     from ctrobust.result import RunResult
@@ -55,17 +60,6 @@ CREATE TABLE IF NOT EXISTS failures (
 """
 
 
-def identity_key(identity: dict[str, Any]) -> str:
-    """A stable key for a JSON-able identity: sorted keys, floats as written by json."""
-    text = json.dumps(identity, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def indices_digest(indices: list[int]) -> str:
-    """Short digest of a split's indices, so two splits with equal n but other points differ."""
-    return hashlib.sha256(",".join(map(str, indices)).encode()).hexdigest()[:16]
-
-
 def resolve_store_path(path: str | os.PathLike[str] | None) -> Path:
     if path is not None:
         return Path(path)
@@ -74,11 +68,14 @@ def resolve_store_path(path: str | os.PathLike[str] | None) -> Path:
 
 
 class Store:
-    """One SQLite store. Open with :func:`open_store`; safe to use from several processes."""
+    """One SQLite store. Open with :func:`open_store` (to write) or :func:`existing_store` (to read only);
+    safe to use from several processes."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, read_only: bool = False) -> None:
         self.path = path
+        self.read_only = read_only
         self._conn: sqlite3.Connection | None = None
+        self._damaged: set[str] = set()  # keys of cells and artifacts read and found damaged: replaced when written
         if str(path) == ":memory:" or path.exists():
             self._connect()
         else:  # created by the first write, so a run refused on bad input leaves no empty store behind
@@ -89,29 +86,56 @@ class Store:
     def _connect(self) -> sqlite3.Connection:
         path = self.path
         try:
-            if str(path) != ":memory:":
-                path.parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(path, timeout=60.0, isolation_level=None)
-            self._conn = db
-            db.execute("PRAGMA busy_timeout = 60000")
-            db.execute("PRAGMA journal_mode = WAL")
-            db.execute("PRAGMA synchronous = NORMAL")
-            with self._transaction():
-                for statement in _statements():
-                    db.execute(statement)
-                db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-            found = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            db = self._open_read_only() if self.read_only else self._open_for_writing()
+            found = _schema_version(db, path)
         except sqlite3.DatabaseError as exc:
             self._conn = None
+            what = "read" if self.read_only else "use"
             raise CtrobustError(
-                f"Cannot use {path} as a ctrobust store ({exc}); pass another --store or move that file away."
+                f"Cannot {what} {path} as a ctrobust store ({exc}); pass another --store or move that file away."
             ) from None
         except OSError as exc:
             self._conn = None
             raise CtrobustError(f"Cannot create the store {path} ({exc.strerror or exc}); pass another --store.") from None
-        if found is None or int(found[0]) != SCHEMA_VERSION:
-            raise CtrobustError(f"{path} has store schema {found and found[0]}, this ctrobust reads {SCHEMA_VERSION}.")
+        if found != SCHEMA_VERSION:
+            self.close()
+            raise CtrobustError(f"{path} has store schema {found}, this ctrobust reads {SCHEMA_VERSION}.")
         return db
+
+    def _open_for_writing(self) -> sqlite3.Connection:
+        path = self.path
+        if str(path) != ":memory:":
+            if path.exists() and path.stat().st_size > 0:
+                _refuse_foreign(path)  # before anything is written to it
+            path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(path, timeout=60.0, isolation_level=None)
+        self._conn = db
+        db.execute("PRAGMA busy_timeout = 60000")
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute("PRAGMA synchronous = NORMAL")
+        with self._transaction():
+            for statement in _statements():
+                db.execute(statement)
+            db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        return db
+
+    def _open_read_only(self) -> sqlite3.Connection:
+        """Nothing is created or converted: a file on read-only media is opened as immutable."""
+        path = self.path
+        if path.stat().st_size == 0:
+            raise CtrobustError(f"{path} is an empty file, not a ctrobust store: pass the store a run wrote (--store).")
+        _refuse_foreign(path)
+        for flags in ("mode=ro", "immutable=1"):
+            db = sqlite3.connect(f"{path.resolve().as_uri()}?{flags}", uri=True, timeout=60.0, isolation_level=None)
+            try:
+                db.execute("PRAGMA busy_timeout = 60000")
+                db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+            except sqlite3.OperationalError:
+                db.close()
+                continue
+            self._conn = db
+            return db
+        raise CtrobustError(f"Cannot read the store {path}: SQLite cannot open it even as immutable.")
 
     @property
     def _db(self) -> sqlite3.Connection:
@@ -151,21 +175,45 @@ class Store:
     # cells -----------------------------------------------------------------------------------
 
     def get_cell(self, identity: dict[str, Any]) -> Scored | None:
+        """The stored cell of this identity; None when there is none or it is damaged (then a warning says
+        so, and storing the recomputed cell replaces it)."""
         if not self._exists():
             return None
+        key = identity_key(identity)
         row = self._db.execute(
-            "SELECT clean_accuracy, robust_accuracy, summary, per_example FROM cells WHERE key = ?",
-            (identity_key(identity),),
+            "SELECT clean_accuracy, robust_accuracy, summary, per_example FROM cells WHERE key = ?", (key,),
         ).fetchone()
         if row is None:
             return None
-        art = self._db.execute("SELECT data FROM artifacts WHERE key = ?", (identity_key(identity),)).fetchone()
-        return Scored(row[0], row[1], json.loads(row[2]), json.loads(row[3]), _unpack(art[0]) if art else None)
+        try:
+            summary, per_example = json.loads(row[2]), json.loads(row[3])
+        except (TypeError, ValueError):
+            summary, per_example = None, None
+        problem = cell_problem(int(identity["n"]), row[0], row[1], per_example) if isinstance(
+            row[0], float | int) and isinstance(row[1], float | int) else "its accuracies are not numbers"
+        if problem is not None or not isinstance(summary, dict):
+            log.warning("warning: the stored cell %s (beta %s, %s split) is damaged (%s): recomputing it",
+                        key[:12], identity.get("beta"), identity.get("split"), problem or "its summary is unreadable")
+            self._damaged.add(key)
+            return None
+        art = self._db.execute("SELECT data FROM artifacts WHERE key = ?", (key,)).fetchone()
+        adversarial = None
+        if art is not None:
+            try:
+                adversarial = _unpack(art[0])
+            except DamagedArtifact as exc:
+                log.warning("warning: the stored adversarial examples of cell %s are damaged (%s): recomputing them",
+                            key[:12], exc)
+                self._damaged.add(key)
+                return None
+        return Scored(row[0], row[1], summary, per_example, adversarial)
 
     def put_cell(self, identity: dict[str, Any], cell: Scored, meta: dict[str, Any]) -> bool:
-        """Store a cell unless one with this identity is there; True when this call added it."""
+        """Store a cell unless one with this identity is there (a damaged one is replaced); True when this
+        call added it."""
+        key = identity_key(identity)
         values = (
-            identity_key(identity), json.dumps(identity, sort_keys=True),
+            key, json.dumps(identity, sort_keys=True),
             identity["model"], identity["dataset"], identity["threat"], identity.get("eps"),
             json.dumps(identity["attack"], sort_keys=True), identity.get("library_version"),
             identity["beta"], identity["split"], identity["seed"], identity["n"],
@@ -173,12 +221,18 @@ class Store:
             meta.get("seconds"), json.dumps(meta.get("versions")), meta.get("device"), meta.get("git_commit"),
             _now(),
         )
+        verb = "REPLACE" if key in self._damaged else "IGNORE"
         with self._transaction():
-            cur = self._db.execute(f"INSERT OR IGNORE INTO cells VALUES ({','.join('?' * len(values))})", values)
+            cur = self._db.execute(f"INSERT OR {verb} INTO cells VALUES ({','.join('?' * len(values))})", values)
             if cell.adversarial is not None:
-                self._db.execute("INSERT OR IGNORE INTO artifacts VALUES (?, ?)",
-                                 (identity_key(identity), _pack(cell.adversarial)))
+                self._db.execute(f"INSERT OR {verb} INTO artifacts VALUES (?, ?)", (key, _pack(cell.adversarial)))
+        self._damaged.discard(key)
         return cur.rowcount == 1
+
+    def mark_damaged(self, identity: dict[str, Any]) -> None:
+        """A stored cell (or its adversarial examples) that failed a check made by its reader: replaced when it
+        is stored again."""
+        self._damaged.add(identity_key(identity))
 
     def put_cell_rows(self, rows: list[dict[str, Any]]) -> int:
         """Store cells as returned by :meth:`cell_rows` of another store (a worker's); returns how many were new."""
@@ -216,10 +270,12 @@ class Store:
         return int(self._db.execute("SELECT COUNT(*) FROM runs").fetchone()[0])
 
     def get_run(self, identity: dict[str, Any]) -> RunResult | None:
+        """The stored run of this identity, if there is one and it passes its checks."""
         if not self._exists():
             return None
-        row = self._db.execute("SELECT result, command FROM runs WHERE key = ?", (identity_key(identity),)).fetchone()
-        return _run_result(row[0], row[1]) if row else None
+        row = self._db.execute("SELECT key, result, command, base_robust, ct_robust FROM runs WHERE key = ?",
+                               (identity_key(identity),)).fetchone()
+        return self._checked_run(row) if row else None
 
     def put_run(self, result: RunResult) -> bool:
         """Store a finished run under its identity (with the command that made it) unless it is there already."""
@@ -234,11 +290,44 @@ class Store:
         return cur.rowcount == 1
 
     def runs(self) -> list[RunResult]:
-        """Every finished run, with the command that made it, oldest first."""
+        """Every finished run that passes its checks, with the command that made it, oldest first; each row
+        that fails is named in one warning and left out."""
         if not self._exists():
             return []
-        rows = self._db.execute("SELECT result, command FROM runs ORDER BY created, key").fetchall()
-        return [_run_result(result, command) for result, command in rows]
+        rows = self._db.execute("SELECT key, result, command, base_robust, ct_robust FROM runs "
+                                "ORDER BY created, key").fetchall()
+        return [run for run in (self._checked_run(row) for row in rows) if run is not None]
+
+    def _checked_run(self, row: tuple[Any, ...]) -> RunResult | None:
+        key, text, command, base_robust, ct_robust = row
+        try:
+            run = _run_result(text, command)
+        except Exception as exc:  # noqa: BLE001 - any damage to the JSON; named in one line below
+            log.warning("warning: run row %s of %s is left out: its result is unreadable (%s)", str(key)[:12],
+                        self.path, _first_line(exc))
+            return None
+        columns = (base_robust, ct_robust) if isinstance(base_robust, float | int) and isinstance(
+            ct_robust, float | int) else (float("nan"), float("nan"))
+        cells = {arm: self._cell_outcomes(cell_key) for arm, cell_key in run.final_cells.items()}
+        try:
+            problem = run_problem(run, columns, cells)
+        except Exception as exc:  # noqa: BLE001 - outcomes of the wrong shape or type
+            problem = f"its outcomes are malformed ({_first_line(exc)})"
+        if problem is not None:
+            log.warning("warning: run %s (%s, %s) in %s is left out: %s", run.run_id or str(key)[:12], run.model,
+                        run.threat.value, self.path, problem)
+            return None
+        return run
+
+    def _cell_outcomes(self, key: str) -> dict[str, Any] | None:
+        row = self._db.execute("SELECT per_example FROM cells WHERE key = ?", (key,)).fetchone()
+        if row is None:
+            return None
+        try:
+            outcomes = json.loads(row[0])
+        except (TypeError, ValueError):
+            return {"clean": None}
+        return outcomes if isinstance(outcomes, dict) else {"clean": None}
 
 
     # AutoAttack stages of a final cell not finished yet -------------------------------------------
@@ -257,7 +346,13 @@ class Store:
             return None
         row = self._db.execute("SELECT data FROM artifacts WHERE key = ?",
                                (self.STAGE_PREFIX + identity_key(identity),)).fetchone()
-        return _unpack(row[0]) if row else None
+        if row is None:
+            return None
+        try:
+            return _unpack(row[0])
+        except DamagedArtifact as exc:
+            log.warning("warning: a stored AutoAttack stage is damaged (%s): that cell's AutoAttack starts over", exc)
+            return None
 
     def drop_stage(self, identity: dict[str, Any]) -> None:
         """The cell is stored whole: its stages are no longer needed."""
@@ -279,9 +374,18 @@ class Store:
         """Every stored audit of a run."""
         if not self._exists():
             return []
-        rows = self._db.execute("SELECT data FROM artifacts WHERE key LIKE ? ORDER BY key",
+        rows = self._db.execute("SELECT key, data FROM artifacts WHERE key LIKE ? ORDER BY key",
                                 (f"{self.AUDIT_PREFIX}{run_id}/%",)).fetchall()
-        return [json.loads(bytes(row[0]).decode()) for row in rows]
+        out = []
+        for key, data in rows:
+            try:
+                audit = json.loads(bytes(data).decode())
+            except (TypeError, ValueError) as exc:
+                log.warning("warning: the stored audit %s is unreadable (%s): left out", key, _first_line(exc))
+                continue
+            if isinstance(audit, dict):
+                out.append(audit)
+        return out
 
 
 def _run_result(text: str, command: str | None) -> RunResult:
@@ -291,24 +395,81 @@ def _run_result(text: str, command: str | None) -> RunResult:
     return RunResult.from_dict({**data, "command": command or data.get("command")})
 
 
+class DamagedArtifact(Exception):
+    """A stored blob whose checksum or contents are wrong."""
+
+
+_MAGIC = b"ctrobust-npz/sha256\n"
+
+
 def _pack(arrays: dict[str, Any]) -> bytes:
-    """Arrays as a compressed .npz blob (the base model's adversarial examples, AutoAttack's stages)."""
+    """Arrays as a compressed .npz blob behind its SHA-256 (the base model's adversarial examples,
+    AutoAttack's stages), so damage is found before the arrays are used."""
     import io
 
     import numpy as np
 
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **arrays)
-    return buffer.getvalue()
+    data = buffer.getvalue()
+    return _MAGIC + hashlib.sha256(data).digest() + data
 
 
 def _unpack(blob: bytes) -> dict[str, Any]:
+    """The arrays of a blob from :func:`_pack` (or an older one without a checksum); DamagedArtifact otherwise."""
     import io
 
     import numpy as np
 
-    with np.load(io.BytesIO(blob)) as data:
-        return {name: data[name] for name in data.files}
+    blob = bytes(blob)
+    if blob.startswith(_MAGIC):
+        digest, blob = blob[len(_MAGIC): len(_MAGIC) + 32], blob[len(_MAGIC) + 32:]
+        if hashlib.sha256(blob).digest() != digest:
+            raise DamagedArtifact("its checksum does not match")
+    try:
+        with np.load(io.BytesIO(blob), allow_pickle=False) as data:
+            return {name: data[name] for name in data.files}
+    except Exception as exc:  # noqa: BLE001 - zip, npz and pickle errors alike: the blob is damaged
+        raise DamagedArtifact(_first_line(exc)) from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
+
+
+def _schema_version(db: sqlite3.Connection, path: Path) -> int | str | None:
+    row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    if row is None:
+        return None
+    try:
+        return int(row[0])
+    except (TypeError, ValueError):
+        return repr(row[0])
+
+
+def _refuse_foreign(path: Path) -> None:
+    """An SQLite file that another application owns (or any other file) is refused untouched."""
+    with path.open("rb") as f:
+        head = f.read(16)
+    if head != b"SQLite format 3\x00":
+        raise CtrobustError(f"{path} is not an SQLite file, so not a ctrobust store: pass another --store.")
+    db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        meta = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() if "meta" in tables else None
+    except sqlite3.DatabaseError:
+        tables, meta = set(), None
+        try:
+            db.execute("SELECT name FROM sqlite_master").fetchone()
+        except sqlite3.OperationalError:
+            return  # cannot even list its tables read-only (e.g. a WAL file on read-only media): opened as immutable
+    finally:
+        db.close()
+    if tables and (meta is None or not {"cells", "runs"} <= tables):
+        shown = ", ".join(sorted(tables)[:4]) + (", ..." if len(tables) > 4 else "")
+        raise CtrobustError(f"{path} is an SQLite database of another application (tables: {shown}), not a ctrobust "
+                            "store: it was left untouched; pass another --store.")
 
 
 def _statements() -> list[str]:
@@ -328,14 +489,14 @@ def memory_store() -> Store:
     return Store(Path(":memory:"))
 
 
-def existing_store(path: str | os.PathLike[str] | None = None) -> Store:
-    """Open a store that must exist already (for commands that only read it)."""
+def existing_store(path: str | os.PathLike[str] | None = None, read_only: bool = True) -> Store:
+    """Open a store that must exist already; read-only (nothing created or converted) unless told otherwise."""
     resolved = resolve_store_path(path)
     if not resolved.is_file():
         raise CtrobustError(
             f"No results store at {resolved}: run `ctrobust eval` or `ctrobust reproduce` first, or pass --store."
         )
-    return Store(resolved)
+    return Store(resolved, read_only=read_only)
 
 
 def select_runs(store: Store, model: str | None = None, dataset: str | None = None,

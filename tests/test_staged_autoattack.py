@@ -93,7 +93,8 @@ def test_micro_batches_are_used_only_where_bit_identical() -> None:
         assert torch.equal(wrapped(x), model(x))
     with torch.no_grad():  # a split the probe did not check is the same function up to rounding
         split, whole = MicroBatched(model, 7)(x[:20]), model(x[:20])
-    assert split.shape == whole.shape and torch.allclose(split, whole, atol=1e-6)
+    # float32 rounding of a convolution's sums depends on the batch size and the CPU (3 ulp measured on AMD EPYC)
+    torch.testing.assert_close(split, whole)
 
 
 @pytest.mark.slow

@@ -13,7 +13,8 @@ from conftest import assert_one_line_error, run_cli
 from ctrobust.cell import Scored
 from ctrobust.errors import CtrobustError
 from ctrobust.stats import mcnemar_exact, relative_improvement, wilson_interval
-from ctrobust.store import Store, identity_key, open_store
+from ctrobust.identity import identity_key
+from ctrobust.store import Store, open_store
 
 
 def _identity(beta: float, split: str = "eval", seed: int = 0) -> dict:
@@ -21,8 +22,10 @@ def _identity(beta: float, split: str = "eval", seed: int = 0) -> dict:
             "library_version": "x 1", "beta": beta, "split": split, "seed": seed, "n": 3}
 
 
-def _cell(acc: float) -> Scored:
-    return Scored(1.0, acc, {"robust_accuracy": acc}, {"robust": [1, 0, 1]})
+def _cell(robust: list[int]) -> Scored:
+    """A consistent cell of the identity's 3 points: every point clean, ``robust`` as given."""
+    acc = sum(robust) / len(robust)
+    return Scored(1.0, acc, {"robust_accuracy": acc}, {"clean": [1, 1, 1], "robust": robust})
 
 
 def test_identity_key_ignores_order_but_not_values() -> None:
@@ -35,10 +38,11 @@ def test_identity_key_ignores_order_but_not_values() -> None:
 def test_cells_are_stored_once_and_read_back(tmp_path: Path) -> None:
     with open_store(tmp_path / "s.sqlite") as store:
         assert store.get_cell(_identity(0.9)) is None
-        assert store.put_cell(_identity(0.9), _cell(0.5), {"seconds": 1.0, "device": "cpu"})
-        assert not store.put_cell(_identity(0.9), _cell(0.7), {})  # second write of one identity is ignored
+        assert store.put_cell(_identity(0.9), _cell([1, 0, 1]), {"seconds": 1.0, "device": "cpu"})
+        assert not store.put_cell(_identity(0.9), _cell([1, 1, 1]), {})  # second write of one identity is ignored
         hit = store.get_cell(_identity(0.9))
-        assert hit is not None and hit.robust_accuracy == 0.5 and hit.per_example == {"robust": [1, 0, 1]}
+        assert hit is not None and hit.robust_accuracy == 2 / 3
+        assert hit.per_example == {"clean": [1, 1, 1], "robust": [1, 0, 1]}
         assert store.count_cells() == 1
     with open_store(tmp_path / "s.sqlite") as again:  # survives closing
         assert again.count_cells() == 1
@@ -48,7 +52,7 @@ def _writer(path: str, seeds: list[int]) -> None:
     store = Store(Path(path))
     for seed in seeds:
         for k in range(25):
-            store.put_cell(_identity(k / 100, seed=seed), _cell(k / 100), {"device": "cpu"})
+            store.put_cell(_identity(k / 100, seed=seed), _cell([k % 2, 1, 0]), {"device": "cpu"})
     store.close()
 
 
@@ -70,7 +74,7 @@ def test_two_processes_writing_one_store_do_not_corrupt_it(tmp_path: Path) -> No
 def test_a_file_that_is_not_a_store_is_a_clear_error(tmp_path: Path) -> None:
     bad = tmp_path / "bad.sqlite"
     bad.write_bytes(b"this is not a database" * 100)
-    with pytest.raises(CtrobustError, match="Cannot use .* as a ctrobust store"):
+    with pytest.raises(CtrobustError, match="not a ctrobust store"):
         open_store(bad)
     assert bad.read_bytes() == b"this is not a database" * 100  # left untouched
 

@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
                              grid=not args.no_grid, fidelity_points=args.fidelity_points,
                              trajectory_points=args.trajectory_points)
     device = resolve_device(Device(args.device))
-    with existing_store(args.store) as store:
+    with existing_store(args.store, read_only=False) as store:
         runs = [r for r in select_runs(store, model=args.model, dataset=args.dataset, threat=args.threat)
                 if r.threat.is_norm_bounded and (args.run is None or r.run_id.startswith(args.run))]
         if not runs:

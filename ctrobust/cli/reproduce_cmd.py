@@ -52,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
     from ctrobust.report.tables import paper_table, paper_table_latex, paper_table_markdown, runs_frame, write_csv
     from ctrobust.reproduce import load_config
     from ctrobust.store import open_store
+    from ctrobust.subject import stored_run
 
     if args.ray_address and args.executor != "ray":
         raise CtrobustError("--ray-address goes with --executor ray.")
@@ -66,7 +67,10 @@ def run(args: argparse.Namespace) -> int:
     with open_store(args.store) as store:
         if args.dry_run:
             for unit in config.units:
-                state = "stored" if store.get_run(unit.plan.identity()) else "to run"
+                try:  # what is stored is found by the model's behaviour and the data: both are loaded
+                    state = "stored" if stored_run(unit.plan, store)[0] is not None else "to run"
+                except CtrobustError as exc:
+                    state = f"fails ({exc})"
                 print(f"{state:>7}  {unit.label}")
             print(f"{len(config.units)} units in {config.path}; store {store.path}")
             return 0

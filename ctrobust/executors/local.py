@@ -8,6 +8,7 @@ from ctrobust.pipeline import run_eval
 from ctrobust.progress import RunProgress
 from ctrobust.reproduce import ReproduceConfig
 from ctrobust.store import Store
+from ctrobust.subject import stored_run
 
 
 def run_local(config: ReproduceConfig, store: Store, command: str | None, on_progress: ProgressFn | None) -> GridOutcome:
@@ -16,7 +17,14 @@ def run_local(config: ReproduceConfig, store: Store, command: str | None, on_pro
     notify = on_progress or (lambda _p: None)
     for unit in config.units:
         identity = unit.plan.identity()
-        stored = store.get_run(identity)
+        try:
+            stored, subject = stored_run(unit.plan, store)
+        except CtrobustError as exc:  # the model or data cannot be loaded: this unit fails, the others go on
+            outcome.failures.append((unit.label, str(exc)))
+            store.put_failure(identity, unit.label, str(exc), "local")
+            progress.failed += 1
+            notify(progress)
+            continue
         if stored is not None:
             outcome.results.append(stored)
             outcome.already_stored += 1
@@ -32,7 +40,7 @@ def run_local(config: ReproduceConfig, store: Store, command: str | None, on_pro
 
         try:
             tracker = RunProgress(unit.label, disable=True, on_label=on_step)
-            result = run_eval(unit.plan, progress=tracker, store=store, command=command)
+            result = run_eval(unit.plan, progress=tracker, store=store, command=command, subject=subject)
         except CtrobustError as exc:
             outcome.failures.append((unit.label, str(exc)))
             store.put_failure(identity, unit.label, str(exc), "local")

@@ -7,8 +7,9 @@ so the store needs no shared filesystem and a unit is stored whole or not at all
 is retried by Ray (``CTROBUST_RAY_RETRIES`` times, default 3); a unit that fails with a user error (a
 bad config, a missing checkpoint) is not retried: its error is recorded and the other units go on.
 
-Models and data: the driver loads each distinct (model, dataset) once before submitting, so that any
-download happens once, there; workers then read the same ``--model-dir`` / ``--data-dir``, which must
+Models and data: the driver loads each unit's model and test set before submitting (to look its run
+up by the model's behaviour and the data's digest, see ctrobust/fingerprint.py), so that any download
+happens once, there; workers then read the same ``--model-dir`` / ``--data-dir``, which must
 be a shared filesystem on a multi-node cluster (or prefetched to the same path on every node).
 """
 
@@ -25,6 +26,7 @@ from ctrobust.plan import Device, RunPlan
 from ctrobust.reproduce import ReproduceConfig, Unit
 from ctrobust.result import RunResult
 from ctrobust.store import Store, memory_store
+from ctrobust.subject import stored_run
 
 INSTALL_HINT = "--executor ray needs Ray: pip install -e '.[ray]' in a checkout (or: pip install ray==2.58.0)."
 
@@ -49,28 +51,23 @@ def evaluate_unit(plan: RunPlan, label: str, command: str | None) -> UnitResult:
         return UnitResult(label, result.to_dict(), store.cell_rows(), None)
 
 
-def prefetch(units: list[Unit]) -> dict[str, str]:
-    """Load each distinct model and test set once on the driver; returns the errors by unit label."""
-    from ctrobust.data import load_test_set
-    from ctrobust.models import load_model
-
-    errors: dict[tuple[Any, ...], str | None] = {}
+def stored_or_todo(units: list[Unit], store: Store) -> tuple[list[RunResult], list[Unit], dict[str, str]]:
+    """Load each unit's model and test set on the driver (so any download happens once, here) and look its
+    run up by what it would run on: the stored runs, the units to run, and the errors by unit label."""
+    stored: list[RunResult] = []
+    todo: list[Unit] = []
     failed: dict[str, str] = {}
     for unit in units:
-        c = unit.plan
-        key = (c.model, c.dataset, c.checkpoint, c.threat, c.zoo_threat, c.model_dir, c.data_dir)
-        if key not in errors:
-            try:
-                loaded = load_model(c.model, c.dataset, c.checkpoint, threat=c.threat.value,
-                                    zoo_threat=c.zoo_threat.value if c.zoo_threat else None, model_dir=c.model_dir,
-                                    trust_checkpoint=c.trust_checkpoint, mean=c.mean, std=c.std)
-                load_test_set(loaded.dataset, c.data_dir)
-                errors[key] = None
-            except CtrobustError as exc:
-                errors[key] = str(exc)
-        if errors[key] is not None:
-            failed[unit.label] = str(errors[key])
-    return failed
+        try:
+            found, _subject = stored_run(unit.plan, store)
+        except CtrobustError as exc:
+            failed[unit.label] = str(exc)
+            continue
+        if found is not None:
+            stored.append(found)
+        else:
+            todo.append(unit)
+    return stored, todo, failed
 
 
 def _import_ray() -> Any:
@@ -99,18 +96,6 @@ def run_ray(config: ReproduceConfig, store: Store, command: str | None, on_progr
     outcome = GridOutcome()
     progress = Progress(total=len(config.units))
     notify = on_progress or (lambda _p: None)
-    todo: list[Unit] = []
-    for unit in config.units:
-        stored = store.get_run(unit.plan.identity())
-        if stored is None:
-            todo.append(unit)
-            continue
-        outcome.results.append(stored)
-        outcome.already_stored += 1
-        progress.done += 1
-    notify(progress)
-    if not todo:
-        return outcome
 
     def fail(unit: Unit, error: str) -> None:
         outcome.failures.append((unit.label, error))
@@ -119,10 +104,13 @@ def run_ray(config: ReproduceConfig, store: Store, command: str | None, on_progr
 
     progress.current = "loading models and data on the driver"
     notify(progress)
-    unfixable = prefetch(todo)
-    for unit in [u for u in todo if u.label in unfixable]:
+    stored, todo, unfixable = stored_or_todo(config.units, store)
+    outcome.results.extend(stored)
+    outcome.already_stored += len(stored)
+    progress.done += len(stored)
+    for unit in [u for u in config.units if u.label in unfixable]:
         fail(unit, unfixable[unit.label])
-    todo = [u for u in todo if u.label not in unfixable]
+    notify(progress)
     if not todo:
         return outcome
 

@@ -8,7 +8,6 @@ prefixes.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -264,15 +263,6 @@ def _load_module(name: str, req: ModelRequest) -> LoadedModel:
         raise CtrobustError("module: models are given as objects from Python: ctrobust.run(model, dataset=...).")
     net, prep = _normalised(req.module, req)
     return LoadedModel(f"module:{name}", req.dataset, net.eval(), ModelSource.MODULE, None, prep)
-
-
-def weights_digest(model: torch.nn.Module) -> str:
-    """Digest of every parameter and buffer: cells are reused only for the very same weights."""
-    digest = hashlib.sha256()
-    for name, tensor in model.state_dict().items():
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()[:20]
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from ctrobust.ct import curvature_tuned
 from ctrobust.data import load_test_set
 from ctrobust.errors import CtrobustError
 from ctrobust.models import load_model
-from ctrobust.models.registry import weights_digest
+from ctrobust.fingerprint import weights_digest
 from ctrobust.result import RunResult
 
 
