@@ -120,12 +120,16 @@ class Store:
         return db
 
     def _open_read_only(self) -> sqlite3.Connection:
-        """Nothing is created or converted: a file on read-only media is opened as immutable."""
+        """Nothing is created or converted. With a writer's log beside it (-wal), the file is opened read-only
+        to see what the writer committed; without one there is nothing but the file, which is then opened as
+        immutable (SQLite's read-only opening would leave -wal and -shm files beside it, and fails on read-only
+        media)."""
         path = self.path
         if path.stat().st_size == 0:
             raise CtrobustError(f"{path} is an empty file, not a ctrobust store: pass the store a run wrote (--store).")
         _refuse_foreign(path)
-        for flags in ("mode=ro", "immutable=1"):
+        wal = path.with_name(path.name + "-wal").exists()
+        for flags in (("mode=ro", "immutable=1") if wal else ("immutable=1",)):
             db = sqlite3.connect(f"{path.resolve().as_uri()}?{flags}", uri=True, timeout=60.0, isolation_level=None)
             try:
                 db.execute("PRAGMA busy_timeout = 60000")
@@ -454,16 +458,12 @@ def _refuse_foreign(path: Path) -> None:
         head = f.read(16)
     if head != b"SQLite format 3\x00":
         raise CtrobustError(f"{path} is not an SQLite file, so not a ctrobust store: pass another --store.")
-    db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    db = sqlite3.connect(f"{path.resolve().as_uri()}?immutable=1", uri=True)
     try:
         tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         meta = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() if "meta" in tables else None
     except sqlite3.DatabaseError:
-        tables, meta = set(), None
-        try:
-            db.execute("SELECT name FROM sqlite_master").fetchone()
-        except sqlite3.OperationalError:
-            return  # cannot even list its tables read-only (e.g. a WAL file on read-only media): opened as immutable
+        return  # damaged: opening it says so in one line
     finally:
         db.close()
     if tables and (meta is None or not {"cells", "runs"} <= tables):

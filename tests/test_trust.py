@@ -1,0 +1,354 @@
+"""Nothing stale, nothing trusted blindly: a stored number is reused only for the model and data that ran,
+and every row read from the store is checked (issue "Nothing stale, nothing trusted blindly").
+
+Numbered as the issue's items: 1 (an edited model), 2 (changed data), 3 (configs), 4 (exact betas),
+5 (store rows), 6 (foreign and read-only stores), 7 (damaged artifacts). For 1, 2 and 5 each case
+checks that the number printed is the right one, not only that a warning appeared.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pytest
+import torch
+
+import ctrobust
+from conftest import assert_one_line_error, read_json, run_cli
+from ctrobust.errors import CtrobustError
+from ctrobust.fingerprint import behaviour_fingerprint, tensor_digest
+from ctrobust.models import load_model
+
+TINY = ["--n-examples", "20", "--n-select", "20", "--attack", "apgd-ce", "--steps", "2", "--select-steps", "2",
+        "--no-progress"]
+CT_RUN = [*TINY, "--betas", "0.9", "--no-base-candidate"]  # CT at 0.9: both final cells, base adversarials stored
+
+MODEL_FILE = '''
+import torch.nn as nn
+from ctrobust.models import load_model
+
+
+class Wrapped(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.net = load_model("smallcnn").model
+
+    def forward(self, x):
+        return {sign}self.net(x)
+
+
+def build():
+    return Wrapped()
+'''
+
+
+def _warnings(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.startswith("warning:")]
+
+
+def _eval(store: Path, out: Path, *args: str, env: dict[str, str] | None = None) -> dict:
+    proc = run_cli("eval", "--model", "smallcnn", *CT_RUN, *args, "--store", str(store), "--out", str(out), env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    result = read_json(out / "result.json")
+    result["_stderr"], result["_stdout"] = proc.stderr, proc.stdout
+    return result
+
+
+@pytest.fixture(scope="module")
+def stored(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, dict]:
+    """A store with two finished runs (seeds 0 and 1) of smallcnn, CT at beta 0.9."""
+    root = tmp_path_factory.mktemp("stored")
+    store = root / "store.sqlite"
+    first = _eval(store, root / "run0")
+    second = _eval(store, root / "run1", "--seed", "1")
+    return store, first, second
+
+
+def _copy(stored: tuple[Path, dict, dict], tmp_path: Path) -> Path:
+    copy = tmp_path / "copy.sqlite"
+    shutil.copy(stored[0], copy)
+    return copy
+
+
+def _clean_accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    with torch.no_grad():
+        return float((model(x).argmax(1) == y).float().mean())
+
+
+# 1. An edited model file (same path, same weights) is another model.
+@pytest.mark.slow
+def test_edited_model_code_is_not_reused(tmp_path: Path, fmnist_test: tuple[torch.Tensor, torch.Tensor]) -> None:
+    path = tmp_path / "mine.py"
+    store, args = tmp_path / "s.sqlite", ["--model", f"{tmp_path / 'mine.py'}:build", "--dataset", "fashion-mnist"]
+    path.write_text(MODEL_FILE.format(sign=""))
+    first = run_cli("eval", *args, *TINY, "--betas", "0.9", "--store", str(store), "--out", str(tmp_path / "a"))
+    assert first.returncode == 0, first.stderr
+    path.write_text(MODEL_FILE.format(sign="-"))  # forward now returns -logits; the state dict is unchanged
+    second = run_cli("eval", *args, *TINY, "--betas", "0.9", "--store", str(store), "--out", str(tmp_path / "b"))
+    assert second.returncode == 0, second.stderr
+    assert "0 reused" in second.stdout and "0 cells computed" not in second.stdout
+    a, b = read_json(tmp_path / "a" / "result.json"), read_json(tmp_path / "b" / "result.json")
+    assert a["weights_digest"] == b["weights_digest"] and a["run_id"] != b["run_id"]
+    negated = load_model("smallcnn").model
+    x, y = fmnist_test[0][:20], fmnist_test[1][:20]
+    assert b["base"]["clean_accuracy"] == pytest.approx(_clean_accuracy(lambda t: -negated(t), x, y))  # type: ignore[arg-type]
+    assert a["base"]["clean_accuracy"] == pytest.approx(_clean_accuracy(negated, x, y))
+
+
+# 1. The same holds for a module passed to ctrobust.run whose forward changed.
+@pytest.mark.slow
+def test_changed_module_forward_is_not_reused(tmp_path: Path) -> None:
+    store = tmp_path / "s.sqlite"
+    options = {"n_examples": 20, "n_select": 20, "betas": "0.9", "attack": "apgd-ce", "steps": 2,
+               "select_steps": 2}
+    module = load_model("smallcnn").model
+    first = ctrobust.run(module, dataset="fashion-mnist", store=store, name="mine", **options)
+    again = ctrobust.run(module, dataset="fashion-mnist", store=store, name="mine", **options)
+    assert again.cells_computed == 0 and again.run_id == first.run_id
+    original = module.forward
+    module.forward = lambda x: original(x) * 3.0  # type: ignore[method-assign]  # same weights, other outputs
+    changed = ctrobust.run(module, dataset="fashion-mnist", store=store, name="mine", **options)
+    assert changed.cells_reused == 0 and changed.run_id != first.run_id
+    assert changed.identity["behaviour"] != first.identity["behaviour"]
+    assert changed.identity["weights"] == first.identity["weights"]
+
+
+def test_behaviour_fingerprint_tells_models_apart_and_randomised_ones_never_match() -> None:
+    model = load_model("smallcnn").model
+    same = behaviour_fingerprint(model, (1, 32, 32))
+    assert behaviour_fingerprint(model, (1, 32, 32)) == same
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:  # another thread count may round differently in the last bits: still the same model
+        assert behaviour_fingerprint(model, (1, 32, 32)) == same
+    finally:
+        torch.set_num_threads(threads)
+
+    class Noisy(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return model(x) + torch.randn(len(x), 10)
+
+    noisy = Noisy()
+    assert behaviour_fingerprint(noisy, (1, 32, 32)) != behaviour_fingerprint(noisy, (1, 32, 32))
+    assert tensor_digest(torch.zeros(3)) != tensor_digest(torch.zeros(4)) != tensor_digest(torch.ones(4))
+
+
+# 2. Other images under the same indices are other data.
+@pytest.mark.slow
+def test_changed_images_are_not_reused(stored: tuple[Path, dict, dict], tmp_path: Path,
+                                       fmnist_test: tuple[torch.Tensor, torch.Tensor],
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    source = Path("/usr/share/datasets/fashion-mnist")
+    system = tmp_path / "inverted"
+    system.mkdir()
+    images = bytearray(gzip.decompress((source / "t10k-images-idx3-ubyte.gz").read_bytes()))
+    images[16:] = bytes(255 - v for v in images[16:])  # every pixel inverted, the header kept
+    (system / "t10k-images-idx3-ubyte.gz").write_bytes(gzip.compress(bytes(images)))
+    shutil.copy(source / "t10k-labels-idx1-ubyte.gz", system)
+    store = _copy(stored, tmp_path)
+    result = _eval(store, tmp_path / "out", env={"CTROBUST_FASHION_MNIST_SYSTEM_DIR": str(system),
+                                                 "CTROBUST_OFFLINE": "1"})
+    assert result["cells"] == {"computed": 3, "reused": 0}
+    assert result["identity"]["data"] != stored[1]["identity"]["data"]
+    from ctrobust.data.fashion_mnist import load_fashion_mnist
+
+    monkeypatch.setenv("CTROBUST_FASHION_MNIST_SYSTEM_DIR", str(system))
+    x, y = load_fashion_mnist("test", tmp_path / "none", download=False)
+    assert not torch.equal(x[:20], fmnist_test[0][:20])
+    model = load_model("smallcnn").model
+    assert result["base"]["clean_accuracy"] == pytest.approx(_clean_accuracy(model, x[:20], y[:20]))
+
+
+# 3. Per-threat options in a reproduce config: --threat's spelling, and a typo is an error.
+@pytest.mark.parametrize("section,needle", [
+    ("[threats.Linf]\neps = 0.1\n", None),
+    ("[threats.lnf]\neps = 0.1\n", "Did you mean 'linf'"),
+    ("[defualts]\neps = 0.1\n", "Did you mean 'defaults'"),
+    ("[defaults]\nbeta_batch = 4\n", None),
+])
+def test_config_sections_are_resolved_or_refused(tmp_path: Path, section: str, needle: str | None) -> None:
+    config = tmp_path / "grid.toml"
+    config.write_text(section + '[[grid]]\nmodels = ["smallcnn"]\nthreats = ["linf"]\n')
+    if needle is None:
+        from ctrobust.reproduce import load_config
+
+        plan = load_config(str(config)).units[0].plan
+        assert plan.eps == (0.1 if "eps" in section else 0.05)
+        assert plan.betas_per_pass == (4 if "beta_batch" in section else None)
+        return
+    proc = run_cli("reproduce", "--config", str(config), "--dry-run", cwd=tmp_path)
+    assert_one_line_error(proc, needle)
+
+
+# 4. Betas are kept exactly; two that CT cannot tell apart (one float32) are one candidate, with a note.
+def test_betas_are_exact_keys() -> None:
+    from ctrobust.selection import parse_betas
+
+    assert parse_betas("0.9,0.90001") == [0.9, 0.90001]
+    assert parse_betas("0.9,0.9000000001") == [0.9]
+
+
+@pytest.mark.slow
+def test_close_betas_keep_their_own_points(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    proc = run_cli("eval", "--model", "smallcnn", *TINY, "--betas", "0.9,0.90001", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    result = read_json(out / "result.json")
+    assert set(result["select_curve"]) == {"0.9", "0.90001", "1.0"}
+    assert repr(result["beta"]) in result["select_curve"]
+
+
+# 5. A store's rows are checked: a run that contradicts itself or its cells is named and left out.
+def _edit_run(store: Path, run_id: str, edit: str) -> None:
+    with sqlite3.connect(store) as db:
+        key, text = next((k, t) for k, t in db.execute("SELECT key, result FROM runs")
+                         if json.loads(t)["run_id"] == run_id)
+        data = json.loads(text)
+        if edit == "counts":  # CT 19 robust, as a hand edit would say, while the outcomes say otherwise
+            data["ct"]["counts"]["robust_correct"] = 19
+            data["ct"]["robust_accuracy"] = 0.95
+            db.execute("UPDATE runs SET ct_robust = 0.95 WHERE key = ?", (key,))
+        elif edit == "outcomes and counts":  # consistent with itself, not with the cell it came from
+            robust = [1] * 20
+            data["per_example"]["ct"]["robust"] = robust
+            data["per_example"]["ct"]["robust_white_box"] = robust
+            data["per_example"]["ct"]["clean"] = robust
+            data["ct"]["counts"].update(clean_correct=20, robust_correct=20)
+        elif edit == "impossible counts":
+            data["base"]["counts"]["robust_correct"] = 25
+        elif edit == "schema version":
+            data["schema_version"] = "four"
+        text = {"not JSON": "{not json", "empty": ""}.get(edit, json.dumps(data))
+        db.execute("UPDATE runs SET result = ? WHERE key = ?", (text, key))
+
+
+EDITS = ["counts", "outcomes and counts", "impossible counts", "not JSON", "empty", "schema version"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command,edit", [*(("report", e) for e in EDITS), *(("load_results", e) for e in EDITS),
+                                          ("leaderboard", "counts")])
+def test_edited_run_rows_are_named_and_left_out(stored: tuple[Path, dict, dict], tmp_path: Path, edit: str,
+                                                command: str) -> None:
+    store = _copy(stored, tmp_path)
+    bad, good = stored[1]["run_id"], stored[2]["run_id"]
+    _edit_run(store, bad, edit)
+    if command == "load_results":
+        frame = ctrobust.load_results(store)
+        assert list(frame["run_id"]) == [good]
+        assert frame.loc[0, "ct_robust_accuracy"] == pytest.approx(stored[2]["ct"]["robust_accuracy"])
+        return
+    out = tmp_path / "out"
+    proc = run_cli(command, "--store", str(store), "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    warnings = _warnings(proc.stderr)
+    assert len(warnings) == 1 and "left out" in warnings[0], proc.stderr
+    if command == "report":  # the other run is shown, with its own numbers; the edited one nowhere
+        import pandas as pd
+
+        summary = pd.read_csv(out / "summary.csv")
+        assert list(summary["run_id"]) == [good] and "(1 runs)" in proc.stdout
+        assert summary.loc[0, "ct_robust_accuracy"] == pytest.approx(stored[2]["ct"]["robust_accuracy"])
+        assert bad not in (out / "index.html").read_text()
+    else:
+        (entry,) = [read_json(p) for p in out.rglob("*.json")]
+        assert entry["run_ids"] == [good]
+
+
+@pytest.mark.slow
+def test_edited_cell_is_recomputed_with_a_warning(stored: tuple[Path, dict, dict], tmp_path: Path) -> None:
+    store = _copy(stored, tmp_path)
+    key = stored[1]["final_cells"]["ct"]
+    with sqlite3.connect(store) as db:  # 7 points robust but not clean: impossible
+        (text,) = db.execute("SELECT per_example FROM cells WHERE key = ?", (key,)).fetchone()
+        outcomes = json.loads(text)
+        outcomes["clean"] = [0] * 20
+        outcomes["robust"] = [1] * 7 + [0] * 13
+        db.execute("UPDATE cells SET per_example = ?, clean_accuracy = 0, robust_accuracy = 0.35 WHERE key = ?",
+                   (json.dumps(outcomes), key))
+    result = _eval(store, tmp_path / "out")
+    warnings = _warnings(result["_stderr"])
+    assert len(warnings) == 1 and "damaged" in warnings[0] and "recomputing" in warnings[0]
+    assert result["cells"] == {"computed": 1, "reused": 2}
+    assert result["ct"]["counts"] == stored[1]["ct"]["counts"]  # the right numbers, as first computed
+    with sqlite3.connect(store) as db:  # and the cell is mended in the store
+        (text,) = db.execute("SELECT per_example FROM cells WHERE key = ?", (key,)).fetchone()
+    assert json.loads(text)["clean"] == stored[1]["per_example"]["ct"]["clean"]
+
+
+# 6. A file that is not a ctrobust store is refused untouched; reading commands never write.
+@pytest.mark.parametrize("command", ["eval", "report"])
+def test_foreign_sqlite_file_is_refused_untouched(tmp_path: Path, command: str) -> None:
+    foreign = tmp_path / "app.sqlite"
+    with sqlite3.connect(foreign) as db:
+        db.execute("CREATE TABLE cells (id INTEGER PRIMARY KEY, colour TEXT)")
+        db.execute("INSERT INTO cells (colour) VALUES ('red')")
+    before = foreign.read_bytes()
+    args = ["eval", "--model", "smallcnn", *CT_RUN] if command == "eval" else ["report", "--out", str(tmp_path / "o")]
+    proc = run_cli(*args, "--store", str(foreign), cwd=tmp_path)
+    assert_one_line_error(proc, "another application", "left untouched")
+    assert foreign.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["app.sqlite"]
+
+
+@pytest.mark.slow
+def test_reading_commands_never_create_or_convert(stored: tuple[Path, dict, dict], tmp_path: Path) -> None:
+    empty = tmp_path / "empty.sqlite"
+    empty.write_bytes(b"")
+    proc = run_cli("report", "--store", str(empty), "--out", str(tmp_path / "o"))
+    assert_one_line_error(proc, "empty file")
+    assert empty.read_bytes() == b""
+    with pytest.raises(CtrobustError, match="empty file"):
+        ctrobust.load_results(empty)
+    store = _copy(stored, tmp_path)
+    before = store.read_bytes()
+    listing = sorted(p.name for p in tmp_path.iterdir())
+    frame = ctrobust.load_results(store)
+    assert len(frame) == 2
+    assert store.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == listing
+
+
+# 7. Damaged artifacts (the original model's stored adversarial examples) are recomputed, never used.
+def _damage_artifact(store: Path, key: str, damage: str) -> None:
+    import io
+
+    import numpy as np
+
+    from ctrobust.store import _pack, _unpack
+
+    with sqlite3.connect(store) as db:
+        (blob,) = db.execute("SELECT data FROM artifacts WHERE key = ?", (key,)).fetchone()
+        if damage == "garbage":
+            blob = b"garbage" * 50
+        else:
+            arrays = _unpack(blob)
+            if damage == "indices out of range":
+                arrays["indices"] = arrays["indices"] + 1000
+            else:  # zeros: far outside the eps-ball, with a valid checksum, so only the re-check can tell
+                arrays["images"] = np.zeros_like(arrays["images"])
+            blob = _pack(arrays)
+        assert io  # the blob is rewritten in place
+        db.execute("UPDATE artifacts SET data = ? WHERE key = ?", (blob, key))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("damage", ["garbage", "indices out of range", "zeros"])
+def test_damaged_adversarial_examples_are_recomputed(stored: tuple[Path, dict, dict], tmp_path: Path,
+                                                     damage: str) -> None:
+    store = _copy(stored, tmp_path)
+    assert stored[1]["sanity_checks"]["transfer"]["base_adversarials"] > 0
+    _damage_artifact(store, stored[1]["final_cells"]["base"], damage)
+    result = _eval(store, tmp_path / "out")
+    warnings = _warnings(result["_stderr"])
+    assert len(warnings) == 1 and "damaged" in warnings[0] and "recomputing" in warnings[0], result["_stderr"]
+    assert result["sanity_checks"]["transfer"] == stored[1]["sanity_checks"]["transfer"]
+    assert result["ct"]["counts"] == stored[1]["ct"]["counts"]
+    if damage == "zeros":  # mended in the store: the next run reuses everything, without a word
+        again = _eval(store, tmp_path / "again")
+        assert _warnings(again["_stderr"]) == [] and again["cells"] == {"computed": 0, "reused": 3}
