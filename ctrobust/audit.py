@@ -7,13 +7,14 @@ from __future__ import annotations
 import csv
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import torch
 
 from ctrobust.ct import ct_coverage, curvature_tuned
 from ctrobust.data.registry import canonical_dataset
+from ctrobust.errors import CtrobustError
 
 AUDIT_CSV = Path(__file__).parent / "models" / "zoo_ct_audit.csv"
 
@@ -140,8 +141,17 @@ def _row_from_csv(rec: dict[str, str]) -> AuditRow:
 def read_audit(path: Path = AUDIT_CSV) -> list[AuditRow]:
     if not path.is_file():
         return []
-    with path.open() as fh:
-        return [_row_from_csv(rec) for rec in csv.DictReader(fh)]
+    try:
+        with path.open(newline="") as fh:
+            reader = csv.DictReader(fh)
+            missing = {f.name for f in fields(AuditRow)} - set(reader.fieldnames or [])
+            if missing:
+                raise CtrobustError(f"{path} is not a CT audit (no column {', '.join(sorted(missing))}): pass the CSV "
+                                    "that `ctrobust audit-ct --out` wrote.")
+            return [_row_from_csv(rec) for rec in reader]
+    except (UnicodeDecodeError, ValueError, TypeError, csv.Error) as exc:
+        raise CtrobustError(f"{path} is not a CT audit CSV ({type(exc).__name__}): pass the CSV that "
+                            "`ctrobust audit-ct --out` wrote.") from None
 
 
 def summarize(rows: list[AuditRow]) -> str:

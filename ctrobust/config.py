@@ -174,6 +174,9 @@ class EvalConfig:
             if beta_batch <= 0:
                 raise CtrobustError(f"Expected --beta-batch to be auto or a positive integer, but got {self.beta_batch!r}.")
         betas = tuple(parse_betas(self.betas))
+        if all(b == 1.0 for b in betas) and (self.no_base_candidate or protocol is Protocol.PAPER):
+            raise CtrobustError(f"--betas {self.betas} holds no CT beta (1 is the original ReLU model): give betas "
+                                "below 1 to choose from.")
         final = AttackSpec(self.attack, self.steps, self.restarts, self.step_size, self.aa_version)
         if self.select_attack is None and protocol is Protocol.PAPER:
             select = final

@@ -313,7 +313,7 @@ def run_eval(plan: RunPlan, progress: RunProgress | None = None, store: Store | 
     identity = run_identity(plan, subject)
     model = loaded.model.to(device)
 
-    coverage = ct_coverage(model, x_all[:2].to(device))
+    coverage = ct_coverage(model, x_all[:2].clone().to(device))  # copies: a model may modify its input
     if coverage.total == 0:
         raise CtrobustError(
             f"CT reaches no ReLU in {loaded.name}: it has no ReLU to smooth "
@@ -321,7 +321,7 @@ def run_eval(plan: RunPlan, progress: RunProgress | None = None, store: Store | 
         )
 
     with frozen_parameters(model):  # attacks need input gradients only
-        _refuse_randomised(model, plan, x_all[:16].to(device))
+        _refuse_randomised(model, plan, x_all[:16].clone().to(device))
         seed_everything(plan.seed)
         scorer = SCORERS[threat](plan, x_all, y_all, splits, device, progress.status)
         ct = curvature_tuned(model, 1.0, impl=plan.ctu.value)

@@ -188,8 +188,9 @@ class RunResult:
         from ctrobust.identity import identity_key
 
         identity = {k: v for k, v in self.identity.items() if k != "seed"}
-        if isinstance(identity.get("data"), dict):  # the selection split's points follow from the seed
-            identity["data"] = {k: v for k, v in identity["data"].items() if k != "select"}
+        subject = identity.get("subject")
+        if isinstance(subject, dict) and isinstance(subject.get("data"), dict):  # selection points follow the seed
+            identity["subject"] = {**subject, "data": {k: v for k, v in subject["data"].items() if k != "select"}}
         return identity_key(identity)
 
     def to_pandas(self) -> pd.DataFrame:

@@ -61,8 +61,8 @@ def load_subject(plan: RunPlan) -> Subject:
 
 def run_identity(plan: RunPlan, subject: Subject) -> dict[str, Any]:
     """The plan's identity with what it ran on: a run is reused only for the same of all three."""
-    return {**plan.identity(), "weights": subject.weights, "behaviour": subject.behaviour,
-            "data": subject.data_digest()}
+    return {**plan.identity(), "subject": {"weights": subject.weights, "behaviour": subject.behaviour,
+                                           "data": subject.data_digest()}}
 
 
 def stored_run(plan: RunPlan, store: Store, subject: Subject | None = None) -> tuple[Any, Subject]:

@@ -50,14 +50,26 @@ def selection_flags(curve: Mapping[float, float], chosen: float, grid: Sequence[
     edge = None
     suggestion = None
     if len(below_one) >= 3 and chosen < 1.0:
-        step = round(below_one[1] - below_one[0], 6)
         if chosen == below_one[0] and chosen > 0.0:
             edge = "lowest"
-            suggestion = f"{max(0.0, round(chosen - 10 * step, 6)):g}:{below_one[-1]:g}:{step:g}"
+            suggestion = grid_beyond(chosen, round(below_one[1] - chosen, 6), "lowest")
         elif chosen == below_one[-1]:
             edge = "highest"
-            suggestion = f"{below_one[0]:g}:{min(0.999, round(chosen + 10 * step, 6)):g}:{step:g}"
+            suggestion = grid_beyond(chosen, round(chosen - below_one[-2], 6), "highest")
     return SelectionFlags(flat, edge, chosen == 1.0, 100 * low, 100 * high, suggestion)
+
+
+def grid_beyond(chosen: float, step: float, edge: str) -> str:
+    """A --betas range from the chosen beta past the grid's edge: up to 10 more betas at the grid's step where
+    (0, 1) has room for them, else 9 at a tenth of the distance to 0 or 1. It always holds the chosen beta."""
+    room_to = 1.0 - chosen if edge == "highest" else chosen
+    sign = 1 if edge == "highest" else -1
+    more = min(int(room_to / step - 1e-9), 10) if step > 0 else 0
+    if more < 1:  # no beta at the grid's step left before 0 or 1: a finer one
+        step, more = round(room_to / 10, 6), 9
+    far = round(chosen + sign * more * step, 6)
+    low, high = (chosen, far) if edge == "highest" else (far, chosen)
+    return f"{low:g}:{high:g}:{step:g}"
 
 
 def flags_from_dict(data: Mapping[str, object] | None, curve: Mapping[float, float], chosen: float,

@@ -46,7 +46,7 @@ def test_selection_flags() -> None:
     grid = [0.7, 0.8, 0.9]
     flat = selection_flags({0.7: 0.20, 0.8: 0.21, 0.9: 0.22, 1.0: 0.20}, 0.9, [*grid, 1.0], 100)
     assert flat.flat and flat.edge == "highest" and not flat.no_ct
-    assert flat.suggestion is not None and flat.suggestion.startswith("0.7:")
+    assert flat.suggestion == "0.9:0.99:0.01"  # no room at the grid's step below 1: a finer grid from 0.9
     sharp = selection_flags({0.7: 0.60, 0.8: 0.20, 0.9: 0.10, 1.0: 0.10}, 0.7, [*grid, 1.0], 500)
     assert not sharp.flat and sharp.edge == "lowest"
     relu = selection_flags({0.7: 0.1, 0.8: 0.1, 0.9: 0.1, 1.0: 0.4}, 1.0, [*grid, 1.0], 500)

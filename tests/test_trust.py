@@ -114,8 +114,8 @@ def test_changed_module_forward_is_not_reused(tmp_path: Path) -> None:
     module.forward = lambda x: original(x) * 3.0  # type: ignore[method-assign]  # same weights, other outputs
     changed = ctrobust.run(module, dataset="fashion-mnist", store=store, name="mine", **options)
     assert changed.cells_reused == 0 and changed.run_id != first.run_id
-    assert changed.identity["behaviour"] != first.identity["behaviour"]
-    assert changed.identity["weights"] == first.identity["weights"]
+    assert changed.identity["subject"]["behaviour"] != first.identity["subject"]["behaviour"]
+    assert changed.identity["subject"]["weights"] == first.identity["subject"]["weights"]
 
 
 def test_behaviour_fingerprint_tells_models_apart_and_randomised_ones_never_match() -> None:
@@ -154,7 +154,7 @@ def test_changed_images_are_not_reused(stored: tuple[Path, dict, dict], tmp_path
     result = _eval(store, tmp_path / "out", env={"CTROBUST_FASHION_MNIST_SYSTEM_DIR": str(system),
                                                  "CTROBUST_OFFLINE": "1"})
     assert result["cells"] == {"computed": 3, "reused": 0}
-    assert result["identity"]["data"] != stored[1]["identity"]["data"]
+    assert result["identity"]["subject"]["data"] != stored[1]["identity"]["subject"]["data"]
     from ctrobust.data.fashion_mnist import load_fashion_mnist
 
     monkeypatch.setenv("CTROBUST_FASHION_MNIST_SYSTEM_DIR", str(system))
@@ -352,3 +352,188 @@ def test_damaged_adversarial_examples_are_recomputed(stored: tuple[Path, dict, d
     if damage == "zeros":  # mended in the store: the next run reuses everything, without a word
         again = _eval(store, tmp_path / "again")
         assert _warnings(again["_stderr"]) == [] and again["cells"] == {"computed": 0, "reused": 3}
+
+
+@pytest.mark.slow
+def test_store_on_read_only_media_is_read(stored: tuple[Path, dict, dict], tmp_path: Path) -> None:
+    """A store on a read-only filesystem (a tmpfs remounted ro in a private mount namespace) is read as it is."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    probe = subprocess.run(["unshare", "-m", "true"], capture_output=True)
+    if probe.returncode != 0:
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI runs as root and must be able to mount a private tmpfs")
+        pytest.skip("needs root to mount a private tmpfs")
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    script = (f'mount -t tmpfs tmpfs "{mnt}" && cp "{stored[0]}" "{mnt}/store.sqlite" && '
+              f'mount -o remount,ro "{mnt}" && exec "$@"')
+    proc = subprocess.run(["unshare", "-m", "sh", "-c", script, "sh", sys.executable, "-m", "ctrobust.cli.main",
+                           "report", "--store", str(mnt / "store.sqlite"), "--out", str(tmp_path / "html")],
+                          capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "(2 runs)" in proc.stdout and "Traceback" not in proc.stderr
+
+
+# 8. `train` checks its numbers and its output before training.
+@pytest.mark.parametrize("args,needle", [
+    (["--out", "/proc/self/model.pt"], "/proc"),
+    (["--out", "{tmp}"], "is a folder"),
+    (["--lr", "nan"], "--lr"),
+    (["--lr", "-1"], "--lr"),
+    (["--n-train", "0"], "--n-train"),
+    (["--n-train", "-5"], "--n-train"),
+])
+def test_train_refuses_bad_numbers_and_outputs_before_work(tmp_path: Path, args: list[str], needle: str) -> None:
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    proc = run_cli("train", "--model", "smallcnn", "--epochs", "1", "--no-progress", *args, cwd=tmp_path)
+    assert_one_line_error(proc, needle)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing trained, nothing written
+
+
+# 9. `reproduce` with no successful unit: each unit's error, then one line; none selected: one line.
+def _grid(tmp_path: Path, model: str) -> Path:
+    config = tmp_path / "grid.toml"
+    config.write_text('[defaults]\nn_examples = 10\nn_select = 10\nbetas = "0.9"\nattack = "apgd-ce"\nsteps = 2\n'
+                      f'select_steps = 2\n[[grid]]\nmodels = ["{model}"]\ndatasets = ["fashion-mnist"]\n'
+                      'threats = ["linf", "l2"]\nprotocols = ["heldout"]\n')
+    return config
+
+
+def test_reproduce_where_every_unit_fails_shows_their_errors(tmp_path: Path) -> None:
+    proc = run_cli("reproduce", "--config", str(_grid(tmp_path, str(tmp_path / "missing.py:build"))),
+                   "--no-progress", "--out", str(tmp_path / "out"), cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 3 and all(line.startswith("ctrobust: error:") for line in lines), proc.stderr
+    assert sum("missing.py" in line for line in lines[:2]) == 2 and "none of the 2 units succeeded" in lines[2]
+    assert not (tmp_path / "out").exists()
+
+
+def test_reproduce_with_no_unit_selected_is_one_line(tmp_path: Path) -> None:
+    proc = run_cli("reproduce", "--config", str(_grid(tmp_path, "smallcnn")), "--protocol", "paper",
+                   "--no-progress", cwd=tmp_path)
+    assert_one_line_error(proc, "leaves none of the units", "heldout")
+
+
+# 10. The rest: each a one-line error before work, or the right behaviour.
+OTHER_RESULT = '{"identity": {"model": "someone-else"}, "run_id": "abc"}'
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["eval", "--threat", "corruptions", "--severities", "1-1000000000000"], "between 1 and 5"),
+    (["eval", *TINY, "--attack", "pgd", "--step-size", "nan"], "step_size"),
+    (["eval", *TINY, "--betas", "1", "--no-base-candidate"], "no CT beta"),
+    (["eval", *TINY, "--betas", "0.9", "--out", "{tmp}/other"], "another run"),
+    (["audit-ct", "--markdown", "--out", "{tmp}/other/result.csv"], "not a CT audit"),
+])
+def test_more_bad_inputs_are_one_line(tmp_path: Path, args: list[str], needle: str) -> None:
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "result.json").write_text(OTHER_RESULT)
+    (other / "result.csv").write_text("a,b\n1,2\n")
+    proc = run_cli(*[a.replace("{tmp}", str(tmp_path)) for a in args], cwd=tmp_path)
+    assert_one_line_error(proc, needle)
+    assert (other / "result.json").read_text() == OTHER_RESULT
+
+
+def test_full_stdout_is_one_line() -> None:
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run([sys.executable, "-m", "ctrobust.cli.main", "models"], stdout=full,
+                              stderr=subprocess.PIPE, text=True, cwd=REPO, timeout=120)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2 and len(lines) == 1 and "standard output" in lines[0], proc.stderr
+
+
+@pytest.mark.slow
+def test_sigterm_is_an_interruption_and_keeps_the_store(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import REPO
+
+    store = tmp_path / "s.sqlite"
+    proc = subprocess.Popen([sys.executable, "-m", "ctrobust.cli.main", "eval", "--n-examples", "200",
+                             "--n-select", "100", "--betas", "0.8:0.95:0.05", "--attack", "apgd-ce", "--no-progress",
+                             "--store", str(store), "--out", str(tmp_path / "out")],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(6.0)
+    proc.send_signal(signal.SIGTERM)
+    _out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("ctrobust: interrupted") and "Traceback" not in err, err
+    if store.exists():
+        with sqlite3.connect(store) as db:
+            assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+@pytest.mark.parametrize("damage,needle", [("short labels", "do not belong together"),
+                                           ("data dir under /proc", "/proc")])
+def test_data_and_cache_folders_checked_before_work(tmp_path: Path, damage: str, needle: str) -> None:
+    source = Path("/usr/share/datasets/fashion-mnist")
+    system = tmp_path / "fmnist"
+    system.mkdir()
+    shutil.copy(source / "t10k-images-idx3-ubyte.gz", system)
+    labels = gzip.decompress((source / "t10k-labels-idx1-ubyte.gz").read_bytes())
+    if damage == "short labels":  # a whole labels file of 9000 labels beside 10000 images
+        labels = labels[:4] + (9000).to_bytes(4, "big") + labels[8:9008]
+    (system / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(labels))
+    env = {"CTROBUST_FASHION_MNIST_SYSTEM_DIR": str(system), "CTROBUST_OFFLINE": "1",
+           "CTROBUST_DATA_DIR": "/proc/self" if damage == "data dir under /proc" else str(tmp_path / "data")}
+    args = ["--threat", "corruptions", "--corruptions", "gaussian_noise", "--severities", "1"] \
+        if damage == "data dir under /proc" else ["--threat", "linf"]
+    proc = run_cli("eval", *TINY, "--betas", "0.9", *args, "--store", str(tmp_path / "s.sqlite"), env=env)
+    assert_one_line_error(proc, needle)
+    assert not (tmp_path / "s.sqlite").exists()
+
+
+@pytest.mark.slow
+def test_a_model_that_modifies_its_input_gets_a_copy(tmp_path: Path,
+                                                     fmnist_test: tuple[torch.Tensor, torch.Tensor]) -> None:
+    path = tmp_path / "inplace.py"
+    path.write_text(MODEL_FILE.format(sign="").replace("return self.net(x)", "x.sub_(0.1)\n        return self.net(x)"))
+    out = tmp_path / "out"
+    proc = run_cli("eval", "--model", f"{path}:build", "--dataset", "fashion-mnist", *TINY, "--betas", "0.9",
+                   "--out", str(out))
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    model = load_model("smallcnn").model
+    x, y = fmnist_test[0][:20], fmnist_test[1][:20]
+    assert read_json(out / "result.json")["base"]["clean_accuracy"] == pytest.approx(
+        _clean_accuracy(lambda t: model(t - 0.1), x, y))  # type: ignore[arg-type]
+
+
+def test_grid_edge_advice_adds_betas_and_keeps_the_chosen_one() -> None:
+    from ctrobust.selection import PAPER_BETAS, parse_betas
+    from ctrobust.uncertainty import selection_flags
+
+    for grid, chosen in [(list(PAPER_BETAS), 0.99), ([0.8, 0.9, 0.95], 0.95), (list(PAPER_BETAS), 0.7),
+                         ([0.05, 0.1, 0.2], 0.05)]:
+        flags = selection_flags({b: 0.5 for b in grid}, chosen, grid, 100)
+        assert flags.edge is not None and flags.suggestion is not None
+        suggested = parse_betas(flags.suggestion)
+        assert chosen in suggested and set(suggested) - set(grid), (grid, chosen, flags.suggestion)
+
+
+def test_a_newline_in_a_model_name_keeps_the_leaderboard_table_whole() -> None:
+    from ctrobust.report.leaderboard import leaderboard_markdown
+
+    entry = {"name": "evil\nname | <b>x</b>", "architecture": "A\nB", "model_source": "custom", "attack": "apgd-ce",
+             "protocol": "heldout", "optimistic": False, "n_examples": 20, "seeds": [0], "clean_acc": 90.0,
+             "robust_acc": 10.0, "ct_beta": 0.9, "ct_clean_acc": 90.0, "ct_robust_acc": 12.0, "gain": 2.0,
+             "gain_ci": [-1.0, 5.0], "gain_mcnemar_p": 0.5}
+    text = leaderboard_markdown([{"dataset": "fashion-mnist", "threat": "Linf", "entries": [entry]}])
+    rows = [line for line in text.splitlines() if line.startswith("|")]
+    cells = [row.count("|") - row.count("\\|") for row in rows]  # a header, its rule, the one entry
+    assert len(rows) == 3 and cells[0] == cells[2] and "evil name" in rows[2]

@@ -24,7 +24,7 @@ def output_spread(model: nn.Module, x: torch.Tensor, repeats: int = REPEATS) -> 
     outs = []
     with torch.no_grad():
         for _ in range(repeats):
-            out = model(x).double().flatten(1)
+            out = model(x.clone()).double().flatten(1)  # a model may modify its input in place
             outs.append(out / out.norm(dim=1, keepdim=True).clamp_min(1e-12))
     return max(float((o - outs[0]).norm(dim=1).max()) for o in outs[1:]) if len(outs) > 1 else 0.0
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import asdict, dataclass
 from enum import StrEnum
 
@@ -42,8 +44,8 @@ class AttackSpec:
             raise CtrobustError(f"Expected `steps` to be a positive integer, but got {self.steps}.")
         if self.restarts <= 0:
             raise CtrobustError(f"Expected `restarts` to be a positive integer, but got {self.restarts}.")
-        if self.step_size is not None and self.step_size <= 0:
-            raise CtrobustError(f"Expected `step_size` to be a positive float, but got {self.step_size}.")
+        if self.step_size is not None and not (math.isfinite(self.step_size) and self.step_size > 0):
+            raise CtrobustError(f"Expected `step_size` to be a positive finite float, but got {self.step_size}.")
         if self.version not in ("standard", "plus", "rand"):
             raise CtrobustError(f"Expected AutoAttack version standard, plus or rand, but got {self.version!r}.")
 

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING
 from ctrobust.config import CLI_ONLY_METADATA, EvalConfig, config_fields
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from ctrobust.plan import RunPlan
     from ctrobust.result import RunResult
     from ctrobust.store import Store
@@ -52,6 +54,8 @@ def run_command(args: argparse.Namespace) -> int:
     plan = cfg.resolve()
     # Outputs are checked before any work: a bad --out found after an hour's run loses the hour.
     out_root = check_output_dir(cfg.out) if cfg.out else check_output_dir("reports", what="the output folder")
+    if cfg.out:
+        refuse_other_runs_folder(out_root, plan)
     if cfg.ray_address and cfg.executor != "ray":
         raise CtrobustError("--ray-address goes with --executor ray.")
     with open_store(cfg.store) as store:
@@ -76,6 +80,23 @@ def run_command(args: argparse.Namespace) -> int:
               "examples that provably exist; see the warnings above", file=sys.stderr)
         return 3
     return 0
+
+
+def refuse_other_runs_folder(out: Path, plan: RunPlan) -> None:
+    """--out holding another run's result.json is refused before work (the same plan may write over its own)."""
+    from ctrobust.errors import CtrobustError
+
+    existing = out / "result.json"
+    if not existing.is_file():
+        return
+    try:
+        identity = json.loads(existing.read_text()).get("identity") or {}
+    except (OSError, ValueError, AttributeError):
+        identity = None
+    mine = plan.identity()
+    if not isinstance(identity, dict) or any(identity.get(k) != v for k, v in mine.items()):
+        raise CtrobustError(f"--out {out} holds the result.json of another run: choose another folder, or move "
+                            "that one away.")
 
 
 def _run_on_ray(plan: RunPlan, address: str | None, store: Store, command: str) -> RunResult:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import os
+import signal
 import shlex
 import sys
 from typing import NoReturn
@@ -66,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     from ctrobust.progress import configure_logging
 
     configure_logging(getattr(args, "verbosity", 0))
+    previous = signal.signal(signal.SIGTERM, _terminate)  # `kill`, a scheduler's time limit: as Ctrl-C
     try:
         code = int(args.handler(args))
         sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
@@ -88,6 +92,21 @@ def main(argv: list[str] | None = None) -> int:
             print(_interrupted(exc), file=sys.stderr)
             return EXIT_INTERRUPTED
         raise
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EIO, errno.EBADF):
+            raise
+        # Standard output on a full device or closed: what was computed is in the store already.
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        print(f"ctrobust: error: cannot write to standard output ({exc.strerror}); what was computed is in the "
+              "store and the files named by --out", file=sys.stderr)
+        return EXIT_USER_ERROR
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _terminate(signum: int, frame: object) -> NoReturn:
+    raise KeyboardInterrupt("terminated (SIGTERM)")
 
 
 def _interrupted(exc: BaseException) -> str:

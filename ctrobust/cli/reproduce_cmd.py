@@ -60,7 +60,11 @@ def run(args: argparse.Namespace) -> int:
                                    ("model_dir", args.model_dir)) if v is not None}
     config = load_config(args.config, overrides)
     if args.protocol:
+        present = sorted({str(u.plan.protocol.value) for u in config.units})
         config.units = [u for u in config.units if u.plan.protocol in args.protocol]
+        if not config.units:
+            raise CtrobustError(f"--protocol {' '.join(args.protocol)} leaves none of the units of {config.path}: "
+                                f"its units' protocols are {', '.join(present)}.")
     # The default folder comes from the config's name, which an untrusted file sets: keep it in reports/.
     out = check_output_dir(args.out) if args.out else check_output_dir(
         Path("reports") / f"reproduce-{safe_name(config.name)}", inside="reports", what="the output folder")
@@ -84,6 +88,10 @@ def run(args: argparse.Namespace) -> int:
 
             outcome = run_grid(config, store, args.executor, command=args.command_line, on_progress=on_progress,
                                ray_address=args.ray_address)
+        if not outcome.results:  # every unit failed: their errors below, no table
+            for label, error in outcome.failures:
+                print(f"ctrobust: error: unit {label} failed: {error}", file=sys.stderr)
+            raise CtrobustError(f"none of the {len(config.units)} units succeeded (errors above): no table written.")
         rows = paper_table(outcome.results)
         out.mkdir(parents=True, exist_ok=True)
         (out / "table.md").write_text(paper_table_markdown(rows))

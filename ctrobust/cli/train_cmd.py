@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import shlex
 import sys
 from pathlib import Path
@@ -45,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
     import platformdirs
 
     from ctrobust.errors import CtrobustError
+    from ctrobust.outputs import check_output_file
     from ctrobust.models.registry import parse_model_name, resolve_model_dataset
     from ctrobust.models.paths import paper_checkpoint_path
     from ctrobust.pipeline import resolve_device
@@ -62,6 +64,10 @@ def run(args: argparse.Namespace) -> int:
             raise CtrobustError(f"Expected `{flag}` to be a positive integer, but got {value}.")
     if args.time_limit is not None and not args.time_limit > 0:
         raise CtrobustError(f"Expected `--time-limit` to be a positive number of seconds, but got {args.time_limit}.")
+    if not (math.isfinite(lr) and lr > 0):
+        raise CtrobustError(f"Expected `--lr` to be a positive finite number, but got {lr}.")
+    if args.n_train is not None and args.n_train <= 0:
+        raise CtrobustError(f"Expected `--n-train` to be a positive integer, but got {args.n_train}.")
     device = resolve_device(args.device)
     cfg = TrainConfig(args.model, dataset, epochs, args.batch_size, lr, args.seed, args.n_train, args.data_dir,
                       "paper" if paper else "adam", args.max_batches, str(device), args.time_limit)
@@ -71,6 +77,8 @@ def run(args: argparse.Namespace) -> int:
         out = paper_checkpoint_path(args.model.split(":", 1)[1], dataset)
     else:
         out = Path(platformdirs.user_cache_dir("ctrobust")) / "checkpoints" / f"{args.model.replace(':', '-')}_{dataset}.pt"
+    check_output_file(out, "--out")  # before training, which can take hours
+    check_output_file(out.with_suffix(".json"), "--out")
     command = "ctrobust " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     meta = train_model(cfg, out, command=command, progress=not args.no_progress)
     if meta.get("max_batches") is not None:

@@ -22,6 +22,8 @@ import numpy as np
 
 from ctrobust.corruptions.names import CORRUPTIONS
 
+from ctrobust.errors import CtrobustError
+
 log = logging.getLogger("ctrobust.corruptions")
 
 MIN_SIZE = 32  # imagecorruptions needs at least 32 x 32
@@ -67,6 +69,10 @@ class GeneratedCorruptions:
         self.images = images  # all test images, uint8, N x H x W (grayscale) or N x H x W x 3
         self.seed = seed
         self.root = cache_dir / "corruptions" / dataset / _cache_version() / f"seed{seed}"
+        if not self.root.is_dir():  # checked before work: generating for minutes, then failing to write, loses them
+            from ctrobust.outputs import check_output_dir
+
+            check_output_dir(self.root, what="the corruption cache in the data folder (--data-dir or CTROBUST_DATA_DIR)")
         self.workers = workers if workers is not None else max(1, min(4, os.cpu_count() or 1))
         self.generated = 0  # images generated (not read from cache) by this object
 
@@ -90,12 +96,16 @@ class GeneratedCorruptions:
 
     def _write(self, corruption: str, severity: int, cells: dict[int, np.ndarray]) -> None:
         path = self._path(corruption, severity)
-        path.parent.mkdir(parents=True, exist_ok=True)
         order = sorted(cells)
         tmp = path.with_suffix(f".tmp{os.getpid()}.npz")
         indices, images = np.asarray(order, dtype=np.int64), np.stack([cells[i] for i in order])
-        np.savez(tmp, indices=indices, images=images, sha256=np.asarray(_digest(indices, images)))
-        os.replace(tmp, path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            np.savez(tmp, indices=indices, images=images, sha256=np.asarray(_digest(indices, images)))
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise CtrobustError(f"cannot write the corruption cache {path} ({exc.strerror or exc}): give a writable "
+                                "--data-dir (or CTROBUST_DATA_DIR)") from None
 
     def cells(
         self,

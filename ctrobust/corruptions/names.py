@@ -39,6 +39,9 @@ def parse_severities(text: str | None) -> list[int]:
             part = part.strip()
             if "-" in part:
                 lo, hi = (int(p) for p in part.split("-"))
+                if not (min(SEVERITIES) <= lo <= hi <= max(SEVERITIES)):  # checked before the range is built
+                    raise CtrobustError(f"Expected severities between 1 and 5 (a range lo-hi with lo <= hi), "
+                                        f"but got {part!r} in --severities {text!r}.")
                 values.update(range(lo, hi + 1))
             elif part:
                 values.add(int(part))

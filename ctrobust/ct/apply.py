@@ -97,6 +97,9 @@ class CurvatureTuned(nn.Module):
         self._unit = make_unit(self._beta, self._c, self.impl)
 
     def forward(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        # A model may modify its input in place (x.sub_(mean)): it gets a copy, so neither the attack's
+        # leaf tensor (an autograd error) nor the evaluation images (silently changed) are touched.
+        args = tuple(a.clone() if isinstance(a, torch.Tensor) else a for a in args)
         if self._per_sample is not None:
             with _ReluToCTU(self._per_sample):
                 return self.model(*args, **kwargs)

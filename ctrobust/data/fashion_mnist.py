@@ -74,6 +74,9 @@ def load_fashion_mnist(split: str, data_dir: Path, download: bool = True) -> tup
             if image_path and label_path:
                 images = torch.from_numpy(_read_idx(image_path).copy()).float().div_(255.0)
                 labels = torch.from_numpy(_read_idx(label_path).astype(np.int64))
+                if images.dim() != 3 or labels.dim() != 1 or len(images) != len(labels):
+                    raise CtrobustError(f"{image_path} holds {len(images)} images but {label_path} {len(labels)} "
+                                        "labels: the files do not belong together; put the matching pair there.")
                 images = F.pad(images.unsqueeze(1), (2, 2, 2, 2))
                 return images, labels
         if attempt == 0 and download and not offline():

@@ -150,8 +150,8 @@ def board_frame(entries: Sequence[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame({
         "Rank": range(1, len(entries) + 1),
         "Model": [markdown_safe(e["name"]) for e in entries],
-        "Architecture": [e.get("architecture") or "" for e in entries],
-        "Source": [e.get("model_source") or "" for e in entries],
+        "Architecture": [markdown_safe(e.get("architecture") or "") for e in entries],
+        "Source": [markdown_safe(e.get("model_source") or "") for e in entries],
         "Attack": [e["attack"] for e in entries],
         "Protocol": [e["protocol"] + (" (optimistic)" if e["optimistic"] else "") for e in entries],
         "n": [e["n_examples"] for e in entries],

@@ -125,7 +125,9 @@ def paper_table_latex(table: pd.DataFrame) -> str:
 
 
 def markdown_safe(text: object) -> str:
-    return str(text).replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
+    """One table cell: no pipe, no raw HTML, no line break (a newline in a model's name would end the row)."""
+    flat = " ".join(str(text).splitlines())
+    return flat.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def breakdown_frame(run: RunResult) -> pd.DataFrame:
