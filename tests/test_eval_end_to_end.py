@@ -35,7 +35,7 @@ def test_cli_eval_autoattack(tmp_path: Path, threat: str) -> None:
     assert REQUIRED_KEYS <= result.keys()
     assert result["attack"] == "autoattack-standard"
     assert result["threat"] == {"linf": "Linf", "L2": "L2"}[threat]
-    assert set(result["select_curve"]) == {"0.85", "0.95", "1"}  # beta = 1 (no CT) is a candidate
+    assert set(result["select_curve"]) == {"0.85", "0.95", "1.0"}  # beta = 1 (no CT) is a candidate; exact keys
     assert result["base_candidate"] is True
     assert result["beta"] in (0.85, 0.95, 1.0)
     assert not set(result["eval_indices"]) & set(result["select_indices"])

@@ -83,7 +83,7 @@ def test_standard_evaluates_offline_end_to_end(tmp_path: Path, standard_checkpoi
     assert result["model"] == "Standard" and result["dataset"] == "cifar10" and result["eps"] == 8 / 255
     cov = result["ct_coverage"]
     assert cov["module_calls"] == 25 and cov["functional_calls"] == 0  # WRN-28-10: 12 blocks x 2 + final
-    assert result["base"]["clean_accuracy"] == 0.0 and set(result["select_curve"]) == {"0.9", "0.95", "1"}
+    assert result["base"]["clean_accuracy"] == 0.0 and set(result["select_curve"]) == {"0.9", "0.95", "1.0"}
     assert (standard_checkpoint / "cifar10" / "Linf" / "Standard.pt").read_bytes() == before
 
 

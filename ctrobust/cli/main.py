@@ -9,6 +9,7 @@ import os
 import signal
 import shlex
 import sys
+import threading
 from typing import NoReturn
 
 from ctrobust import __version__
@@ -69,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     from ctrobust.progress import configure_logging
 
     configure_logging(getattr(args, "verbosity", 0))
-    previous = signal.signal(signal.SIGTERM, _terminate)  # `kill`, a scheduler's time limit: as Ctrl-C
+    in_main_thread = threading.current_thread() is threading.main_thread()  # only it may set a handler
+    previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None  # `kill`: as Ctrl-C
     try:
         code = int(args.handler(args))
         sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
@@ -102,7 +104,8 @@ def main(argv: list[str] | None = None) -> int:
               "store and the files named by --out", file=sys.stderr)
         return EXIT_USER_ERROR
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _terminate(signum: int, frame: object) -> NoReturn:
