@@ -21,11 +21,12 @@ import secrets
 import torch
 import torch.nn as nn
 
+from ctrobust.attacks.determinism import RELATIVE_TOLERANCE, output_spread
+
 PROBE_SEED = 0
 PROBE_POINTS = 8
 MANTISSA_BITS = 8
 RANDOMISED_PREFIX = "randomised-"
-RANDOMISED_TOLERANCE = 1e-4  # of the largest output; what ctrobust.attacks.determinism calls randomised
 
 
 def weights_digest(model: nn.Module) -> str:
@@ -52,14 +53,12 @@ def behaviour_fingerprint(model: nn.Module, image_shape: tuple[int, ...]) -> str
     its weights are on; ``randomised-<random>`` when two passes disagree (never reused)."""
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     probe = torch.rand((PROBE_POINTS, *image_shape), generator=torch.Generator().manual_seed(PROBE_SEED)).to(device)
-    first, second = _outputs(model, probe), _outputs(model, probe)
-    if first is None:
+    out = _outputs(model, probe)
+    if out is None:
         return hashlib.sha256(b"not a tensor").hexdigest()[:20]
-    assert second is not None
-    spread = float((first - second).abs().max()) if first.numel() else 0.0
-    if not spread <= RANDOMISED_TOLERANCE * max(float(first.abs().max()), 1e-12):
+    if output_spread(model, probe, repeats=2) > RELATIVE_TOLERANCE:  # the attacks' own test of randomness
         return RANDOMISED_PREFIX + secrets.token_hex(8)
-    return hashlib.sha256(_quantised(first)).hexdigest()[:20]
+    return hashlib.sha256(_quantised(out)).hexdigest()[:20]
 
 
 def is_random_fingerprint(fingerprint: str) -> bool:
