@@ -115,7 +115,8 @@ def run_audit(
             if (ds, th, name) in done:
                 continue
             same = by_arch.get((ds, name))  # the same network listed under another threat
-            row = AuditRow(**{**asdict(same), "threat": th, "seconds": 0.0}) if same else audit_one(ds, th, name, max_params_m)
+            row = AuditRow(**{**asdict(same), "threat": th, "seconds": 0.0}) if same else (
+                audit_one(ds, th, name, max_params_m))
             by_arch[(ds, name)] = row
             writer.writerow(asdict(row))
             fh.flush()
@@ -132,7 +133,8 @@ def _row_from_csv(rec: dict[str, str]) -> AuditRow:
     return AuditRow(
         rec["dataset"], rec["threat"], rec["model"], rec["architecture"], float(rec["params_m"] or 0), rec["status"],
         int(rec["relu_module_calls"] or 0), int(rec["relu_functional_calls"] or 0), int(rec["relu_modules"] or 0),
-        int(rec["relu_modules_defined"] or 0), int(rec["functional_sites"] or 0), rec["other_activations"], opt_float(rec["max_abs_diff_beta1"]),
+        int(rec["relu_modules_defined"] or 0), int(rec["functional_sites"] or 0), rec["other_activations"],
+        opt_float(rec["max_abs_diff_beta1"]),
         None if rec["beta09_changes_output"] in ("", "None") else rec["beta09_changes_output"] == "True",
         rec["note"], float(rec["seconds"] or 0),
     )

@@ -6,14 +6,13 @@ import math
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, TypeVar
 
-from ctrobust.attacks.spec import ATTACKS, AttackSpec
+from ctrobust.attacks.spec import ATTACKS, AttackName, AttackSpec, parse_attack
 from ctrobust.corruptions.names import parse_corruptions, parse_severities
 from ctrobust.errors import CtrobustError
 from ctrobust.plan import CtuImpl, Device, ModelSource, Protocol, RunPlan, SweepMode
 from ctrobust.selection import parse_betas
 from ctrobust.threats import THREAT_CHOICES, ThreatModel, check_eps, default_eps, parse_threat
 
-PROTOCOLS = tuple(p.value for p in Protocol)
 E = TypeVar("E", Protocol, Device, CtuImpl, SweepMode)
 
 
@@ -120,7 +119,8 @@ class EvalConfig:
         None, "results store (SQLite) that every finished cell is written to and looked up in, so an interrupted "
         "run resumes (env CTROBUST_STORE; default: reports/ctrobust.sqlite)", "output", metavar="PATH", in_config=False
     )
-    json: bool = opt(False, "print the result JSON on stdout instead of the table", "output", action="store_true", in_config=False)
+    json: bool = opt(False, "print the result JSON on stdout instead of the table", "output", action="store_true",
+                     in_config=False)
     no_progress: bool = opt(False, "hide the progress bar", "output", action="store_true", in_config=False)
     strict_checks: bool = opt(
         False, "exit with status 3 when the binarization test FAILs on either arm (the result is still written "
@@ -177,12 +177,12 @@ class EvalConfig:
         if all(b == 1.0 for b in betas) and (self.no_base_candidate or protocol is Protocol.PAPER):
             raise CtrobustError(f"--betas {self.betas} holds no CT beta (1 is the original ReLU model): give betas "
                                 "below 1 to choose from.")
-        final = AttackSpec(self.attack, self.steps, self.restarts, self.step_size, self.aa_version)
+        final = AttackSpec(parse_attack(self.attack), self.steps, self.restarts, self.step_size, self.aa_version)
         if self.select_attack is None and protocol is Protocol.PAPER:
             select = final
         else:
-            name = self.select_attack or "apgd-ce"
-            select = AttackSpec(name, None if name.strip().lower() == "autoattack" else self.select_steps, 1, None,
+            name = parse_attack(self.select_attack or "apgd-ce")
+            select = AttackSpec(name, None if name is AttackName.AUTOATTACK else self.select_steps, 1, None,
                                 self.aa_version)
         parsed = parse_model_name(self.model) if module is None else None
         source = parsed.source if parsed is not None else ModelSource.MODULE
@@ -203,7 +203,8 @@ class EvalConfig:
             select_attack=select if threat.is_norm_bounded else None,
             corruptions=tuple(corruptions) if not threat.is_norm_bounded else (),
             severities=tuple(severities) if not threat.is_norm_bounded else (),
-            betas=betas, sweep=sweep, betas_per_pass=beta_batch, base_candidate=protocol is Protocol.HELDOUT and not self.no_base_candidate,
+            betas=betas, sweep=sweep, betas_per_pass=beta_batch,
+            base_candidate=protocol is Protocol.HELDOUT and not self.no_base_candidate,
             protocol=protocol, n_examples=self.n_examples, n_select=self.n_select, seed=self.seed,
             batch_size=self.batch_size, checkpoint=self.checkpoint,
             zoo_threat=parse_threat(self.zoo_threat) if self.zoo_threat else None,
@@ -226,7 +227,7 @@ def _choice(kind: type[E], value: str, flag: str) -> E:
     try:
         return kind(str(value).strip().lower())
     except ValueError:
-        raise CtrobustError(f"Expected {flag} to be one of {', '.join(k.value for k in kind)}, "  # type: ignore[attr-defined]
+        raise CtrobustError(f"Expected {flag} to be one of {', '.join(k.value for k in kind)}, "
                             f"but got {value!r}.") from None
 
 

@@ -57,7 +57,8 @@ def check_output_dir(path: str | os.PathLike[str], *, inside: str | os.PathLike[
     except OSError:
         free = MIN_FREE_BYTES
     if free < MIN_FREE_BYTES:
-        raise CtrobustError(f"{what} {raw}: the disk holding {existing} is full ({free // 1024} KiB free); free space first.")
+        raise CtrobustError(f"{what} {raw}: the disk holding {existing} is full "
+                            f"({free // 1024} KiB free); free space first.")
     return resolved
 
 

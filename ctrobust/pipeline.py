@@ -4,31 +4,34 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import torch
 
-from ctrobust.attacks.determinism import is_randomised
-from ctrobust.attacks.verify import stored_adversarial_problem
-from ctrobust.attacks.execution import Execution, frozen_parameters, probe_execution
 from ctrobust.attacks.cost import TIME_FACTOR, attack_work, autoattack_remaining
+from ctrobust.attacks.determinism import is_randomised
+from ctrobust.attacks.execution import Execution, frozen_parameters, probe_execution
+from ctrobust.attacks.verify import stored_adversarial_problem
 from ctrobust.cell import Scored
 from ctrobust.ct import ct_coverage, curvature_tuned
 from ctrobust.ct.fused import ctu_backend
 from ctrobust.errors import CtrobustError, NonFiniteOutput
+from ctrobust.evidence import judge
 from ctrobust.finals import OnProvisional, drop_stages
+from ctrobust.identity import identity_key
+from ctrobust.plan import Device, Protocol, RunPlan, SweepMode
 from ctrobust.progress import GRAD_WEIGHT, AutoAttackWatcher, RunProgress, log
 from ctrobust.provenance import provenance
-from ctrobust.sanity import ArmOutcomes, judge, run_sanity_checks, sanity_work
-from ctrobust.plan import Device, Protocol, RunPlan, SweepMode
 from ctrobust.result import ArmResult, Counts, RunResult
+from ctrobust.sanity import ArmOutcomes, run_sanity_checks, sanity_work
 from ctrobust.scoring import SCORERS, FinalsContext, NormScorer, Scorer
 from ctrobust.seeding import seed_everything
 from ctrobust.selection import HALVING_ETA, choose_beta, survivors, sweep_schedule
 from ctrobust.store import Store
-from ctrobust.identity import identity_key
 from ctrobust.subject import Subject, load_subject, run_identity
 from ctrobust.uncertainty import run_gain, selection_flags
+
 PRIOR_CLEAN, PRIOR_ROBUST = 0.9, 0.2  # work estimates before anything is measured; revised after one beta
 
 
@@ -269,7 +272,7 @@ class _Sweep:
                     f"{j + 1} of {len(self._groups(alive))}")
                 scored = self.cache.get_group(
                     "select", group, subset, f"select:r{rung}:g{j}", f"select \u03b2={span} ({where})",
-                    lambda missing, n=subset: self._score(missing, n))
+                    partial(self._score, n_points=subset))
                 for beta in group:  # exact ratios of counts, not the attack's float32 means
                     counts = Counts.of(scored[beta].per_example)
                     curve[beta], clean[beta] = counts.robust_accuracy, counts.clean_accuracy
@@ -445,8 +448,9 @@ def _measure_execution(model: torch.nn.Module, plan: RunPlan, x: torch.Tensor, p
 
 def _architecture(model: torch.nn.Module) -> str:
     """The network's class name, under any normalisation wrapper."""
-    while isinstance(getattr(model, "model", None), torch.nn.Module):
-        model = model.model
+    inner = getattr(model, "model", None)
+    while isinstance(inner, torch.nn.Module):
+        model, inner = inner, getattr(inner, "model", None)
     return type(model).__name__
 
 

@@ -17,7 +17,6 @@ from enum import Enum, StrEnum
 from typing import Any
 
 from ctrobust.attacks.spec import AttackSpec
-from ctrobust.identity import identity_key
 from ctrobust.threats import ThreatModel
 
 
@@ -114,15 +113,6 @@ class RunPlan:
     def identity(self) -> dict[str, Any]:
         """The JSON-able values of every identity field: two plans with the same identity give the same numbers."""
         return {f.name: jsonable(getattr(self, f.name)) for f in fields(self) if f.metadata.get("identity", True)}
-
-    @property
-    def run_id(self) -> str:
-        """A short digest of the identity: the same identity is the same run, another never collides."""
-        return identity_key(self.identity())[:12]
-
-
-def identity_fields() -> list[str]:
-    return [f.name for f in fields(RunPlan) if f.metadata.get("identity", True)]
 
 
 def jsonable(value: Any) -> Any:

@@ -175,7 +175,7 @@ class RunProgress:
 
             owner = self
 
-            class _SeededBar(tqdm):  # type: ignore[misc, valid-type]
+            class _SeededBar(tqdm):
                 """tqdm whose ETA uses the run's measured rate (see RunProgress.rate)."""
 
                 @property

@@ -47,7 +47,7 @@ def device_name(device: torch.device) -> str:
 
 def provenance(device: torch.device) -> dict[str, object]:
     return {
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "git_commit": git_commit(),
         "versions": versions(),
         "python": platform.python_version(),

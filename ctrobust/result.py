@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from ctrobust.evidence import SanityReport
 from ctrobust.plan import Protocol
 from ctrobust.stats import PairedGain
 from ctrobust.threats import ThreatModel
@@ -20,7 +21,6 @@ from ctrobust.uncertainty import SelectionFlags, flags_from_dict, run_gain
 if TYPE_CHECKING:
     import pandas as pd
 
-    from ctrobust.sanity import SanityReport
 
 RESULT_SCHEMA_VERSION = 4  # 2 added identity, gain, flags, candidates, counts; 3: counts are the numbers;
 # 4: the evidence that the attack worked (sanity_checks: attack_evidence, reference, incomplete, gradients, binarization)
@@ -269,7 +269,6 @@ class RunResult:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RunResult:
         """A stored result (schema 1 to 4) back as a RunResult; older ones get their counts from per-example data."""
-        from ctrobust.sanity import SanityReport
 
         threat = ThreatModel(data["threat"])
         per_example = {k: dict(v) for k, v in data["per_example"].items()}

@@ -34,7 +34,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -45,104 +45,15 @@ from ctrobust.attacks.evaluation import evaluate
 from ctrobust.attacks.spec import AttackName, AttackSpec
 from ctrobust.checks import binarization
 from ctrobust.checks.gradient_fidelity import gradient_fidelity
+from ctrobust.evidence import BUDGET_FACTORS, REFERENCE_P, SanityReport
 from ctrobust.stats import mcnemar_exact
 from ctrobust.threats import ThreatModel
 
-BUDGET_FACTORS = (1, 2, 4, 8)  # 1x: the reference attack the reported one is compared with
-REFERENCE_P = 0.05
 INCOMPLETE_SAMPLE = 100
-# A re-attack's extra breaks always count; they are a warning from 2 points and 5% of the survivors on
-# (one point is within the attack's own noise; 5% is Pintor et al.'s threshold for incomplete optimisation).
-INCOMPLETE_WARN_MIN, INCOMPLETE_WARN_SHARE = 2, 0.05
-ARM_LABELS = {"base": "the original model", "ct": "CT"}
 BUDGET_SAMPLE = 100
 BUDGET_STEPS = 20
-NEAR_ZERO_ROBUST = 0.02  # robust accuracy at 8x eps above this is a warning
 STATS_SAMPLE = 200
 ZERO_GRADIENT = 1e-10  # an input-gradient norm below this counts as zero
-
-
-@dataclass
-class SanityReport:
-    """The checks' numbers and the warnings they raise."""
-
-    transfer: dict[str, Any] = field(default_factory=dict)
-    budget: dict[str, Any] = field(default_factory=dict)
-    logits: dict[str, Any] = field(default_factory=dict)
-    breakdown: dict[str, Any] = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
-    attack_evidence: dict[str, Any] = field(default_factory=dict)  # per arm: flags, rejected, silent, unattacked
-    reference: dict[str, Any] = field(default_factory=dict)  # per arm: the reported attack against APGD-CE at 1x
-    incomplete: dict[str, Any] = field(default_factory=dict)  # CT's survivors re-attacked with twice the steps
-    gradients: dict[str, Any] = field(default_factory=dict)  # per arm: gradient fidelity
-    binarization: dict[str, Any] = field(default_factory=dict)  # per arm, and the McNemar test between them
-    seconds: dict[str, float] = field(default_factory=dict)  # what each check cost
-
-    FIELDS = ("transfer", "budget", "logits", "breakdown", "warnings", "attack_evidence", "reference", "incomplete",
-              "gradients", "binarization", "seconds")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.FIELDS}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> SanityReport:
-        """Stored checks, older ones (without the attack evidence) included."""
-        return cls(**{name: data[name] for name in cls.FIELDS if name in data})
-
-    @property
-    def binarization_failed(self) -> bool:
-        return any(arm.get("verdict") == "FAIL" for arm in self.binarization.get("arms", {}).values())
-
-    def binarization_line(self) -> str | None:
-        arms = self.binarization.get("arms", {})
-        if not arms:
-            note = self.binarization.get("note")
-            return f"binarization  NOT RUN ({note})" if note else None
-        parts = [binarization.ArmBinarization(**{k: v for k, v in arm.items() if k != "ci"}).line(short=i > 0)
-                 for i, arm in enumerate(a for a in (arms.get("ct"), arms.get("base")) if a)]
-        note = self.binarization.get("note")
-        return "binarization  " + " | ".join(parts) + (f"  ({note})" if note else "")
-
-    def lines(self) -> list[str]:
-        out = []
-        t = self.transfer
-        if t:
-            out.append(f"transfer      base's {t['base_adversarials']} adversarial examples fool CT on "
-                       f"{t['fooled_ct']}; {t['transfer_only']} of them survived CT's own attack "
-                       f"(counted as not robust: CT {100 * t['white_box_robust']:.2f}% white-box -> "
-                       f"{100 * t['combined_robust']:.2f}% worst case)")
-        b = self.budget
-        if b:
-            factors = [f for f in BUDGET_FACTORS if str(f) in b.get("base", {})]
-            cells = ", ".join(f"{f}x eps: base {100 * b['base'][str(f)]:.1f}% / CT {100 * b['ct'][str(f)]:.1f}%"
-                              for f in factors)
-            out.append(f"budget sweep  APGD-CE on {b['n']} points, {cells}")
-        for name, r in self.reference.items():
-            out.append(f"reference     {ARM_LABELS.get(name, name)}: APGD-CE {r['steps']} steps at eps breaks "
-                       f"{r['only_reference']} of the {r['n']} sampled points the reported attack left robust, "
-                       f"the reported attack {r['only_reported']} it missed (McNemar p={r['p_value']:.3g})")
-        if self.incomplete:
-            i = self.incomplete
-            out.append(f"re-attack     CT's survivors with {i['steps']} steps: {i['broken']} of {i['m']} broken "
-                       "(counted as not robust)")
-        for name in ("base", "ct"):
-            s = self.logits.get(name)
-            if s:
-                out.append(f"logits {name:<6} max logit {s['max_logit_mean']:.2f}, margin median {s['margin_median']:.2f}, "
-                           f"input-gradient norm mean {s['grad_norm_mean']:.3g} / median {s['grad_norm_median']:.3g}, "
-                           f"{100 * s['zero_grad_share']:.1f}% near zero")
-        for name, g in self.gradients.items():
-            ratio = f", median ratio {g['ratio_median']:.3g}" if g.get("ratio_median") is not None else ""
-            out.append(f"gradients     {ARM_LABELS.get(name, name)}: autograd and finite differences disagree on "
-                       f"{g['disagreeing']} of {g['n']} points{ratio}")
-        line = self.binarization_line()
-        if line:
-            out.append(line)
-        if self.breakdown:
-            steps = " -> ".join(f"{k} {100 * v:.1f}%" for k, v in self.breakdown.get("ct", {}).items())
-            out.append(f"AutoAttack    CT after each attack: {steps}")
-        out += [f"WARNING       {w}" for w in self.warnings]
-        return out
 
 
 def transfer_check(ct: nn.Module, x: torch.Tensor, y: torch.Tensor, adversarial: dict[str, Any] | None,
@@ -177,7 +88,7 @@ def budget_sweep(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: Thr
                  batch_size: int, device: torch.device) -> tuple[dict[str, float], list[int]]:
     """Robust accuracy under APGD-CE at multiples of eps (should fall to about 0 beyond 1x), and the
     per-point outcomes at 1x (the reference attack)."""
-    spec = AttackSpec("apgd-ce", steps=BUDGET_STEPS)
+    spec = AttackSpec(AttackName.APGD_CE, steps=BUDGET_STEPS)
     fractions, at_eps = {}, []
     for f in BUDGET_FACTORS:
         res = evaluate(model, x, y, threat, eps * f, spec, seed, batch_size, device)
@@ -225,83 +136,12 @@ def sanity_work(n_eval: int, clean: float, final: AttackSpec | None = None, fina
     from ctrobust.progress import GRAD_WEIGHT
 
     sample = min(BUDGET_SAMPLE, n_eval)
-    sweep = 2 * len(BUDGET_FACTORS) * attack_work(AttackSpec("apgd-ce", steps=BUDGET_STEPS), sample, clean, clean)
+    sweep = 2 * len(BUDGET_FACTORS) * attack_work(AttackSpec(AttackName.APGD_CE, steps=BUDGET_STEPS), sample, clean, clean)
     binarized = 0.0
     if final is not None:
         per = binarization.per_sample_work(final)
         binarized = 2 * per * min(binarization.sample_size(final_work, per), n_eval)
     return sweep + binarized + GRAD_WEIGHT * min(STATS_SAMPLE, n_eval) * 2 + n_eval
-
-
-def judge(report: SanityReport, gain_points: float, final_attack: str) -> None:
-    """Add the warnings the numbers call for."""
-    t = report.transfer
-    if t and t["fooled_ct"] > 0 and t["transfer_only"] > 0:
-        report.warnings.append(
-            f"transfer from the base model fooled CT on {t['transfer_only']} points its own attack missed: "
-            "CT's gradients may be misleading the white-box attack (those points are counted as not robust)")
-    b = report.budget
-    for name in ("base", "ct"):
-        if b and b[name][str(BUDGET_FACTORS[-1])] > NEAR_ZERO_ROBUST:
-            label = "the base model" if name == "base" else "CT"
-            report.warnings.append(
-                f"{label} keeps {100 * b[name][str(BUDGET_FACTORS[-1])]:.1f}% robust accuracy at "
-                f"{BUDGET_FACTORS[-1]}x eps: a gradient attack that cannot break it far outside the budget points to "
-                "gradient masking, not robustness")
-    for name in ("base", "ct"):
-        s = report.logits.get(name)
-        if s and s["zero_grad_share"] > 0.5:
-            label = "the base model" if name == "base" else "CT"
-            report.warnings.append(f"{label}'s input gradients are near zero on {100 * s['zero_grad_share']:.0f}% of "
-                                   "points: gradient attacks cannot work on it")
-    if gain_points > 0 and final_attack.startswith("pgd"):
-        report.warnings.append("the gain rests on plain PGD alone, which overstates the robustness of smooth models; "
-                               "confirm it with --attack autoattack")
-    _judge_attack_evidence(report, final_attack)
-
-
-def _judge_attack_evidence(report: SanityReport, final_attack: str) -> None:
-    for name, evidence in report.attack_evidence.items():
-        label = ARM_LABELS.get(name, name)
-        for flag in evidence.get("autoattack_flags", []):
-            report.warnings.append(f"AutoAttack flagged {label}: {flag}")
-        if evidence.get("rejected"):
-            report.warnings.append(f"the re-check rejected {evidence['rejected']} adversarial examples the attack "
-                                   f"claimed on {label} (outside the eps-ball or [0, 1], or not misclassified again): "
-                                   "the attack or the model is not behaving as expected")
-        if evidence.get("unattacked"):
-            report.warnings.append(f"{evidence['unattacked']} clean-correct points of {label} were never attacked "
-                                   "(the attack's own clean pass disagreed): counted as not robust")
-    for name, r in report.reference.items():
-        if r.get("weaker"):
-            report.warnings.append(
-                f"the reported attack ({final_attack}) is weaker than a {r['steps']}-step APGD-CE on "
-                f"{ARM_LABELS.get(name, name)}: APGD-CE broke {r['only_reference']} of the {r['n']} sampled points it "
-                f"left robust against {r['only_reported']} the other way (McNemar p={r['p_value']:.3g}); those points "
-                "are counted as not robust, the others are not re-checked")
-    i = report.incomplete
-    if i.get("broken", 0) >= INCOMPLETE_WARN_MIN and i["broken"] > INCOMPLETE_WARN_SHARE * i["m"]:
-        report.warnings.append(f"incomplete optimisation: twice the steps broke {i['broken']} of {i['m']} of CT's "
-                               "survivors (counted as not robust); the reported attack had not converged")
-    for name, g in report.gradients.items():
-        if g.get("n") and g["disagreeing"] > 0.1 * g["n"]:
-            report.warnings.append(
-                f"gradient fidelity: on {g['disagreeing']} of {g['n']} points of {ARM_LABELS.get(name, name)} the input "
-                "gradient disagrees with finite differences of its forward pass (ratio outside [0.5, 2]): a wrong "
-                "backward, a straight-through layer or scrambled gradients; gradient attacks are not to be trusted")
-    arms = report.binarization.get("arms", {})
-    for name, arm in arms.items():
-        if arm.get("verdict") == "FAIL":
-            report.warnings.append(
-                f"binarization test FAILED on {ARM_LABELS.get(name, name)}: the attack found an adversarial example "
-                f"that provably exists within eps in only {arm['found']} of {arm['m']} binarized copies of the model: "
-                "its robust accuracy is not to be trusted")
-    versus = report.binarization.get("mcnemar")
-    if versus and versus["only_base"] > versus["only_ct"] and versus["p_value"] < REFERENCE_P:
-        report.warnings.append(
-            "the attack is weaker on CT than on the original model: the gain may be the attack's, not the model's "
-            f"(binarization test, McNemar p={versus['p_value']:.3g}: {versus['only_base']} samples solved on the original "
-            f"model only, {versus['only_ct']} on CT only)")
 
 
 class _Clock:
@@ -420,5 +260,6 @@ def _binarization(ct: Any, beta: float, x: torch.Tensor, threat: ThreatModel, ep
     ct.beta = beta
     note = ("AutoAttack's APGD-CE with its own settings: APGD-T needs four classes, the binarized model has two"
             if final.name is AttackName.AUTOATTACK else None)
-    return {"arms": {k: v.to_dict() for k, v in arms.items()}, "note": note, "mcnemar": binarization.compare_arms(arms["base"], arms["ct"]),
+    return {"arms": {k: v.to_dict() for k, v in arms.items()}, "note": note,
+            "mcnemar": binarization.compare_arms(arms["base"], arms["ct"]),
             "samples": len(planted.positions), "inner_points": binarization.N_INNER + 1, "seed": seed}

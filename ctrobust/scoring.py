@@ -15,19 +15,19 @@ import torch.nn as nn
 
 from ctrobust.attacks import batched
 from ctrobust.attacks.evaluation import EvalResult, evaluate
-from ctrobust.cell import Scored
 from ctrobust.attacks.spec import AttackName, AttackSpec
-from ctrobust.finals import FinalArm, OnProvisional, staged_autoattack
-from ctrobust.plan import RunPlan
-from ctrobust.progress import RunProgress
+from ctrobust.cell import Scored
 from ctrobust.corruptions.evaluate import corruption_accuracy
 from ctrobust.corruptions.source import Cells, corrupted_cells
 from ctrobust.ct import CurvatureTuned
 from ctrobust.data.paths import resolve_data_dir
 from ctrobust.data.splits import Splits
-from ctrobust.provenance import package_version
+from ctrobust.finals import FinalArm, OnProvisional, staged_autoattack
 from ctrobust.fingerprint import tensor_digest
 from ctrobust.identity import indices_digest
+from ctrobust.plan import RunPlan
+from ctrobust.progress import RunProgress
+from ctrobust.provenance import package_version
 from ctrobust.store import Store
 from ctrobust.threats import ThreatModel
 
@@ -47,8 +47,6 @@ class Scorer(Protocol):
         """What determines a cell's numbers besides model, beta and seed (stage: select or final;
         ``n_points``: the first n points of the selection split only)."""
         ...
-
-    def select(self, ct: CurvatureTuned, beta: float) -> Scored: ...
 
     def select_many(self, ct: CurvatureTuned, betas: list[float], n_points: int | None = None) -> dict[float, Scored]:
         """Several betas of the sweep at once (in one batched pass where the attack allows it), on the
@@ -120,9 +118,6 @@ class NormScorer:
         ct.beta = beta
         res = evaluate(self.wrap(ct), x, y, self.threat, self.eps, spec, self.plan.seed, self.plan.batch_size, self.device)
         return _scored(res, keep_adversarial)
-
-    def select(self, ct: CurvatureTuned, beta: float) -> Scored:
-        return self._run(ct, beta, self.x_sel, self.y_sel, self.select_spec)
 
     def select_many(self, ct: CurvatureTuned, betas: list[float], n_points: int | None = None) -> dict[float, Scored]:
         x, y = self.x_sel[:n_points], self.y_sel[:n_points]
@@ -220,12 +215,9 @@ class CorruptionScorer:
         per_example.update({f"{c}/{s}": v.int().tolist() for (c, s), v in res.cells.items()})
         return Scored(res.clean_accuracy, res.robust_accuracy, res.summary(), per_example)
 
-    def select(self, ct: CurvatureTuned, beta: float) -> Scored:
-        return self._run(ct, beta, self.x_sel, self.y_sel, self.sel_cells)
-
     def select_many(self, ct: CurvatureTuned, betas: list[float], n_points: int | None = None) -> dict[float, Scored]:
         if n_points is None or n_points >= len(self.x_sel):
-            return {beta: self.select(ct, beta) for beta in betas}
+            return {beta: self._run(ct, beta, self.x_sel, self.y_sel, self.sel_cells) for beta in betas}
         cells = _subset(self.sel_cells, list(range(n_points)))
         return {beta: self._run(ct, beta, self.x_sel[:n_points], self.y_sel[:n_points], cells) for beta in betas}
 

@@ -8,8 +8,9 @@ right check of whether CT changed anything.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from scipy import stats
 
@@ -88,10 +89,10 @@ class PairedGain:
                 "method": PAIRED_CI_METHOD}
 
     @classmethod
-    def from_dict(cls, data: dict[str, object]) -> PairedGain:
-        return cls(int(data["n"]), int(data["base_correct"]), int(data["ct_correct"]),  # type: ignore[call-overload]
-                   int(data["only_base"]), int(data["only_ct"]), float(data["ci_low_points"]),  # type: ignore[arg-type]
-                   float(data["ci_high_points"]), float(data["mcnemar_p"]))  # type: ignore[arg-type]
+    def from_dict(cls, data: Mapping[str, Any]) -> PairedGain:
+        return cls(int(data["n"]), int(data["base_correct"]), int(data["ct_correct"]),
+                   int(data["only_base"]), int(data["only_ct"]), float(data["ci_low_points"]),
+                   float(data["ci_high_points"]), float(data["mcnemar_p"]))
 
 
 PAIRED_CI_METHOD = "Newcombe hybrid score interval for paired proportions (1998, method 10), exact McNemar test"

@@ -84,7 +84,8 @@ def check_model_outputs(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor
             out = model(x[:8].clone().to(device))
     except Exception as exc:  # noqa: BLE001 - a user's model can raise anything; say so in one line
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise CtrobustError(f"the model's forward failed on a batch of {dataset} images: {type(exc).__name__}: {first}") from None
+        raise CtrobustError(f"the model's forward failed on a batch of {dataset} images: "
+                            f"{type(exc).__name__}: {first}") from None
     if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[0] != min(8, len(x)):
         shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise CtrobustError(f"the model returned {shape} for a batch of {min(8, len(x))} images; expected "

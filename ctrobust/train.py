@@ -25,8 +25,6 @@ from ctrobust.data.registry import load_test_set, load_train_set
 from ctrobust.models.registry import build_model
 from ctrobust.seeding import seed_everything
 
-RECIPES = ("adam", "paper")
-
 
 @dataclass
 class TrainConfig:
@@ -46,7 +44,7 @@ class TrainConfig:
 
 def paper_config(model: str, dataset: str, **overrides: object) -> TrainConfig:
     base = TrainConfig(model=model, dataset=dataset, epochs=200, batch_size=128, lr=0.1, recipe="paper")
-    return TrainConfig(**{**asdict(base), **overrides})  # type: ignore[arg-type]
+    return TrainConfig(**{**asdict(base), **overrides})
 
 
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 500) -> float:
@@ -70,15 +68,16 @@ def _augment(xb: torch.Tensor, recipe: str, gen: torch.Generator) -> torch.Tenso
     return xb
 
 
-def _optimizer(model: nn.Module, cfg: TrainConfig, steps_per_epoch: int):  # type: ignore[no-untyped-def]
+def _optimizer(model: nn.Module, cfg: TrainConfig, steps_per_epoch: int
+               ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler, str]:
     if cfg.recipe == "paper":
         opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, weight_decay=5e-4)
         milestones = sorted({max(1, round(cfg.epochs * f)) for f in (0.3, 0.6, 0.8)})  # 60/120/160 of 200
         sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=milestones, gamma=0.2)
         return opt, sched, "epoch"
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr * 3, total_steps=cfg.epochs * steps_per_epoch)
-    return opt, sched, "step"
+    adam = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    cycle = torch.optim.lr_scheduler.OneCycleLR(adam, max_lr=cfg.lr * 3, total_steps=cfg.epochs * steps_per_epoch)
+    return adam, cycle, "step"
 
 
 def resume_path(out: Path) -> Path:

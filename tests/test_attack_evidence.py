@@ -12,6 +12,7 @@ import torch.nn as nn
 
 import ctrobust
 import ctrobust.ct.apply as ct_apply
+from conftest import assert_one_line_error, run_cli
 from ctrobust.attacks.evaluation import evaluate
 from ctrobust.attacks.spec import AttackSpec
 from ctrobust.attacks.verify import perturbation_norm
@@ -22,7 +23,6 @@ from ctrobust.ct.unit import ctu
 from ctrobust.errors import CtrobustError
 from ctrobust.models import load_model
 from ctrobust.threats import ThreatModel
-from conftest import assert_one_line_error, run_cli
 
 THREATS = [(ThreatModel.LINF, 0.05), (ThreatModel.L2, 1.0)]
 CPU = torch.device("cpu")

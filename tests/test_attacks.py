@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-
-from ctrobust.attacks.spec import AttackName
 import torch.nn as nn
 
 import ctrobust.attacks.evaluation as evaluate_module
 from ctrobust import evaluate
+from ctrobust.attacks.spec import AttackName
 from ctrobust.attacks.verify import perturbation_norm
 from ctrobust.errors import CtrobustError
 from ctrobust.threats import ThreatModel

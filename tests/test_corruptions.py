@@ -122,7 +122,8 @@ def test_generated_is_deterministic_per_image_and_cached(tmp_path: Path) -> None
 def test_generated_in_parallel_equals_serial(tmp_path: Path) -> None:
     images = _images(4)
     serial = GeneratedCorruptions("toy", images, tmp_path / "s", seed=1, workers=1).cells(["fog", "snow"], [1, 3], range(4))
-    parallel = GeneratedCorruptions("toy", images, tmp_path / "p", seed=1, workers=2).cells(["fog", "snow"], [1, 3], range(4))
+    parallel = GeneratedCorruptions("toy", images, tmp_path / "p", seed=1, workers=2).cells(
+        ["fog", "snow"], [1, 3], range(4))
     assert serial.keys() == parallel.keys()
     assert all(np.array_equal(serial[k], parallel[k]) for k in serial)
 

@@ -10,10 +10,10 @@ import torch
 
 from conftest import read_json, run_cli
 from ctrobust.config import EvalConfig
-from ctrobust.plan import RunPlan
-from ctrobust.result import RunResult
 from ctrobust.models import load_model
 from ctrobust.pipeline import run_eval
+from ctrobust.plan import RunPlan
+from ctrobust.result import RunResult
 
 REQUIRED_KEYS = {
     "model", "dataset", "threat", "eps", "attack", "select_attack", "seed", "protocol", "betas", "select_curve",

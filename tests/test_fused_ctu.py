@@ -7,8 +7,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from ctrobust.ct import curvature_tuned
-from ctrobust.ct import fused
+from ctrobust.ct import curvature_tuned, fused
 from ctrobust.ct.fused import FusedCTU, ctu_backend
 from ctrobust.ct.unit import ctu
 from ctrobust.errors import CtrobustError

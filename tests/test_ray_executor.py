@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, TINY_GRID as TINY, run_cli
+from conftest import REPO, run_cli
+from conftest import TINY_GRID as TINY
 from ctrobust.cli.main import main
 
 if os.environ.get("CI"):

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, TINY_GRID as TINY, assert_one_line_error, run_cli
+from conftest import REPO, assert_one_line_error, run_cli
+from conftest import TINY_GRID as TINY
 from ctrobust.reproduce import load_config
 
 SUMMARY = re.compile(r"(\d+) runs made, (\d+) already stored; cells: (\d+) computed, (\d+) reused")

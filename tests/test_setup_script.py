@@ -101,7 +101,8 @@ def test_sudo_user_installs_through_sudo(fresh_machine) -> None:
     lines = _calls(calls)
     assert lines[0] == "sudo DEBIAN_FRONTEND= env DEBIAN_FRONTEND=noninteractive apt-get update -qq"
     assert lines[1] == "apt-get DEBIAN_FRONTEND=noninteractive update -qq"
-    assert lines[2] == "sudo DEBIAN_FRONTEND= env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist"
+    assert lines[2] == (
+        "sudo DEBIAN_FRONTEND= env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist")
     assert lines[3] == "apt-get DEBIAN_FRONTEND=noninteractive install -y -qq dataset-fashion-mnist"
 
 

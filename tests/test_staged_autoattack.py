@@ -13,12 +13,12 @@ import pytest
 import torch
 import torch.nn as nn
 
+from conftest import REPO, run_cli
 from ctrobust.attacks.autoattack import autoattack
 from ctrobust.attacks.execution import MicroBatched, frozen_parameters, probe_execution
 from ctrobust.attacks.staged import StagedAutoAttack, StageState
 from ctrobust.ct import curvature_tuned
 from ctrobust.threats import ThreatModel
-from conftest import REPO, run_cli
 
 
 def _tiny_cnn(seed: int = 0) -> nn.Module:

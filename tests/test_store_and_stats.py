@@ -12,8 +12,8 @@ from scipy.stats import binomtest
 from conftest import assert_one_line_error, run_cli
 from ctrobust.cell import Scored
 from ctrobust.errors import CtrobustError
-from ctrobust.stats import mcnemar_exact, relative_improvement, wilson_interval
 from ctrobust.identity import identity_key
+from ctrobust.stats import mcnemar_exact, relative_improvement, wilson_interval
 from ctrobust.store import Store, open_store
 
 

@@ -67,7 +67,8 @@ def make_adversary(model: nn.Module, eps: float, threat: ThreatModel, num_classe
     num_classes - 1."""
     if num_classes < 4:
         raise CtrobustError(
-            f"AutoAttack needs at least 4 classes (its targeted DLR loss compares four logits); the model has {num_classes}. "
+            f"AutoAttack needs at least 4 classes (its targeted DLR loss compares four logits); the model has "
+            f"{num_classes}. "
             "Use --attack apgd-ce or --attack pgd."
         )
     adversary = AutoAttack(model, eps=eps, norm=threat.value, seed=seed, version=version, device=device)

@@ -4,7 +4,8 @@ A unit is one image through the model; a pass that is back-propagated counts GRA
 Attacks after AutoAttack's first one only see the points still robust, so their work follows the
 robust fraction, which the caller estimates (from the selection curve) and then learns as each attack
 ends. ``TIME_FACTOR`` scales attacks whose own bookkeeping costs time beyond the model's passes (FAB's
-projections, Square's small forward-only batches), so that units stay proportional to seconds and the bar's ETA holds; the factors were
+projections, Square's small forward-only batches), so that units stay proportional to seconds and the bar's ETA holds; the
+factors were
 measured on the shipped model (see benchmarks/RESULTS.md, "Progress and ETA").
 """
 

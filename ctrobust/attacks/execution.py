@@ -14,7 +14,7 @@ progress bar's rate.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -32,14 +32,14 @@ class _MaxPool2x2(torch.autograd.Function):
     gradient to its first maximum in row-major order, as PyTorch's CPU max-pool kernel does."""
 
     @staticmethod
-    def forward(ctx: object, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx: object, x: torch.Tensor) -> torch.Tensor:
         out = torch.maximum(torch.maximum(x[:, :, 0::2, 0::2], x[:, :, 0::2, 1::2]),
                             torch.maximum(x[:, :, 1::2, 0::2], x[:, :, 1::2, 1::2]))
         ctx.save_for_backward(x, out)  # type: ignore[attr-defined]
         return out
 
     @staticmethod
-    def backward(ctx: object, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def backward(ctx: object, grad: torch.Tensor) -> torch.Tensor:
         x, out = ctx.saved_tensors  # type: ignore[attr-defined]
         grad_in = torch.zeros_like(x)
         taken = torch.zeros_like(out, dtype=torch.bool)
@@ -50,7 +50,7 @@ class _MaxPool2x2(torch.autograd.Function):
         return grad_in
 
 
-def _is_plain_2x2(args: tuple, kwargs: dict) -> bool:  # type: ignore[type-arg]
+def _is_plain_2x2(args: tuple, kwargs: dict) -> bool:
     """A call max_pool2d(x, 2) or (x, 2, 2) or (x, (2, 2)) with no padding, dilation, ceil mode or indices."""
     names = ("input", "kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices")
     bound = dict(zip(names, args)) | kwargs
@@ -68,7 +68,7 @@ def _is_plain_2x2(args: tuple, kwargs: dict) -> bool:  # type: ignore[type-arg]
 class _FastPooling(TorchFunctionMode):
     """Route plain 2x2 max-pooling to :class:`_MaxPool2x2` while the model runs."""
 
-    def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def, override]
+    def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         if func in (F.max_pool2d, torch.max_pool2d) and _is_plain_2x2(args, kwargs):
             return _MaxPool2x2.apply(args[0] if args else kwargs["input"])
@@ -116,7 +116,8 @@ class Execution:
         return MicroBatched(model, self.chunk, self.fast_pool) if self.chunk or self.fast_pool else model
 
     def to_dict(self) -> dict[str, object]:
-        return {"micro_batch": self.chunk, "fast_max_pool": self.fast_pool, "seconds_per_image": dict(self.seconds_per_image),
+        return {"micro_batch": self.chunk, "fast_max_pool": self.fast_pool,
+                "seconds_per_image": dict(self.seconds_per_image),
                 "micro_batch_seconds_per_image": dict(self.candidates)}
 
 
@@ -137,7 +138,7 @@ def _seconds(fn: Callable[[], None], repeats: int = 2) -> float:
     return best
 
 
-def probe_execution(models: dict[str, nn.Module], x: torch.Tensor, batch_size: int) -> Execution:
+def probe_execution(models: Mapping[str, nn.Module], x: torch.Tensor, batch_size: int) -> Execution:
     """Time each model (e.g. the original and its CT view) on a real batch in each way of running it, and
     keep the fastest in total among those bit-identical to the plain model for every model: the
     micro-batch on forward and backward (logits and input gradients), then the max-pool on forward
@@ -153,7 +154,7 @@ def probe_execution(models: dict[str, nn.Module], x: torch.Tensor, batch_size: i
     def timed(way: dict[str, nn.Module], grad: bool) -> dict[str, float]:
         out = {}
         for name, m in way.items():
-            def run() -> None:
+            def run(m: nn.Module = m) -> None:
                 if grad:
                     _forward_backward(m, x)
                 else:
@@ -178,11 +179,11 @@ def probe_execution(models: dict[str, nn.Module], x: torch.Tensor, batch_size: i
     def ways(chunk: int | None, fast_pool: bool = False) -> dict[str, nn.Module]:
         return {name: MicroBatched(m, chunk, fast_pool) for name, m in models.items()}
 
-    timings = {None: timed(ways(None), True)}
+    timings: dict[int | None, dict[str, float]] = {None: timed(ways(None), True)}
     if not x.is_cuda:
-        for chunk in CHUNK_CANDIDATES:
-            if chunk < len(x) and identical(ways(chunk), True):  # a way that is not the same function is never used
-                timings[chunk] = timed(ways(chunk), True)
+        for size in CHUNK_CANDIDATES:
+            if size < len(x) and identical(ways(size), True):  # a way that is not the same function is never used
+                timings[size] = timed(ways(size), True)
     chunk = min(timings, key=lambda c: sum(timings[c].values()))
     forward = timed(ways(chunk), False)
     fast_pool = False

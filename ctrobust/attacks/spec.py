@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-
 from dataclasses import asdict, dataclass
 from enum import StrEnum
 
@@ -33,10 +32,7 @@ class AttackSpec:
     version: str = "standard"
 
     def __post_init__(self) -> None:
-        text = str(self.name).strip().lower().replace("_", "-")
-        if text not in ATTACKS:
-            raise unknown_name_error("attack", str(self.name), ATTACKS)
-        name = AttackName(text)
+        name = parse_attack(self.name)  # a stored spec's name comes back as text
         object.__setattr__(self, "name", name)
         if self.steps is None and name in DEFAULT_STEPS:
             object.__setattr__(self, "steps", DEFAULT_STEPS[name])
@@ -63,5 +59,13 @@ class AttackSpec:
         return out
 
 
+def parse_attack(name: str) -> AttackName:
+    """An attack's name as typed ('APGD_CE', 'pgd', ...), or an error that lists the attacks."""
+    text = str(name).strip().lower().replace("_", "-")
+    if text not in ATTACKS:
+        raise unknown_name_error("attack", str(name), ATTACKS)
+    return AttackName(text)
+
+
 def as_spec(attack: str | AttackSpec) -> AttackSpec:
-    return attack if isinstance(attack, AttackSpec) else AttackSpec(attack)
+    return attack if isinstance(attack, AttackSpec) else AttackSpec(parse_attack(attack))

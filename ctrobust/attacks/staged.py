@@ -126,8 +126,8 @@ class StagedAutoAttack:
         state.flags.extend(flags)
         state.breakdown[attack] = float(robust_flags.sum()) / len(self.x)
         state.done.append(attack)
-        aa.logger.debug("robust accuracy after {}: {:.2%} (total time {:.1f} s)".format(
-            attack.upper(), state.breakdown[attack], time.time() - start_time))
+        aa.logger.debug(f"robust accuracy after {attack.upper()}: {state.breakdown[attack]:.2%} "
+                        f"(total time {time.time() - start_time:.1f} s)")
 
     def finish(self) -> AutoAttackRun:
         """The run's result once every attack ran, with the library's closing check on Square."""

@@ -18,17 +18,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, cast
 
 import torch
 import torch.nn as nn
 
 from ctrobust.attacks.autoattack import apgd_ce
-from ctrobust.attacks.norms import NORM_BALLS
 from ctrobust.attacks.pgd import pgd_attack
 from ctrobust.attacks.spec import AttackName, AttackSpec
 from ctrobust.attacks.verify import verify_adversarial
+from ctrobust.evidence import ArmBinarization
 from ctrobust.stats import mcnemar_exact, wilson_interval
 from ctrobust.threats import ThreatModel
 
@@ -111,7 +111,7 @@ class BinarizedModel(nn.Module):
         self.model, self.where = model, where
         self.register_buffer("weight", weight.float())
         self.register_buffer("bias", bias.float())
-        self.rows = torch.arange(len(weight))
+        self.rows: torch.Tensor = torch.arange(len(weight))
 
     @contextmanager
     def using_rows(self, rows: torch.Tensor) -> Iterator[None]:
@@ -125,7 +125,8 @@ class BinarizedModel(nn.Module):
         if len(f) != len(self.rows):
             raise LayoutError(f"binarized model: batch of {len(f)} for {len(self.rows)} readouts")
         rows = self.rows.to(f.device)
-        s = (f.flatten(1) * self.weight[rows]).sum(1) + self.bias[rows]
+        weight, bias = cast(torch.Tensor, self.weight), cast(torch.Tensor, self.bias)
+        s = (f.flatten(1) * weight[rows]).sum(1) + bias[rows]
         return torch.stack([-s / 2, s / 2], dim=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -240,42 +241,6 @@ def place_readout(w: torch.Tensor, b: torch.Tensor, f_inner: torch.Tensor, f_bou
     return w * factor, b * factor
 
 
-@dataclass
-class ArmBinarization:
-    """One arm's outcome: samples set up, attack successes, random-baseline successes, verdict."""
-
-    label: str
-    attack: str
-    verdict: str
-    m: int = 0
-    found: int = 0
-    random_found: int = 0
-    setup_failed: int = 0
-    features: str = ""
-    note: str = ""
-    success: list[int] = field(default_factory=list)  # per sample: 1 found, 0 not, -1 setup failed
-
-    @property
-    def ci(self) -> tuple[float, float]:
-        return wilson_interval(self.found, self.m)
-
-    def to_dict(self) -> dict[str, Any]:
-        low, high = self.ci
-        return {"label": self.label, "attack": self.attack, "verdict": self.verdict, "m": self.m, "found": self.found,
-                "ci": [low, high], "random_found": self.random_found, "setup_failed": self.setup_failed,
-                "features": self.features, "note": self.note, "success": list(self.success)}
-
-    def line(self, short: bool = False) -> str:
-        if self.verdict == "NOT RUN":
-            return f"{self.label}: NOT RUN ({self.note})"
-        if short:
-            return f"{self.label} {self.found}/{self.m} {self.verdict}"
-        low, high = self.ci
-        rate = self.found / self.m if self.m else 0.0
-        return (f"{self.label} {self.attack}: {self.found}/{self.m} found ({100 * rate:.0f}%, CI {100 * low:.0f}-"
-                f"{100 * high:.0f}%) {self.verdict}")
-
-
 def verdict(found: int, m: int, random_found: int) -> str:
     if m < MIN_SAMPLES:
         return "INCONCLUSIVE"
@@ -290,7 +255,7 @@ def binarized_attack(spec: AttackSpec) -> tuple[AttackSpec, str]:
     """The arm's attack restricted to two classes, and its label: AutoAttack runs its APGD-CE with its own
     settings (APGD-T needs four classes, FAB-T and Square are left out with it); pgd and apgd-ce as specified."""
     if spec.name is AttackName.AUTOATTACK:
-        return AttackSpec("apgd-ce", steps=AA_APGD_STEPS), "APGD-CE"
+        return AttackSpec(AttackName.APGD_CE, steps=AA_APGD_STEPS), "APGD-CE"
     return spec, spec.label()
 
 

@@ -52,12 +52,12 @@ def run(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
-    from ctrobust.checks.attack_audit import AuditProgress, AuditSettings, audit_run, plan_steps
-    from ctrobust.checks.audit_text import summary_lines
+    from ctrobust.attack_audit import AuditProgress, AuditSettings, audit_run, plan_steps
     from ctrobust.errors import CtrobustError
     from ctrobust.models.reload import reload_run
     from ctrobust.pipeline import resolve_device
     from ctrobust.plan import Device
+    from ctrobust.report.audit_text import summary_lines
     from ctrobust.store import existing_store, select_runs
 
     for name in ("samples", "inner", "square_queries", "trajectory_points", "batch_size"):

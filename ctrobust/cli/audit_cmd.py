@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     total = sum(1 for _ in zoo_entries(datasets))
     with tqdm(total=total, desc="audit-ct", disable=args.no_progress, unit="model") as bar:
-        rows = run_audit(out, args.max_params, datasets, on_row=lambda r: (bar.update(1), bar.set_postfix_str(r.model)))
+        rows = run_audit(out, args.max_params, datasets, on_row=lambda r: bar.set_postfix_str(r.model) or bar.update(1))
     counts: dict[str, int] = {}
     for r in rows:
         counts[r.status] = counts.get(r.status, 0) + 1

@@ -44,10 +44,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run_command(args: argparse.Namespace) -> int:
     from ctrobust.api import run
-    from ctrobust.progress import RunProgress
-    from ctrobust.results import run_name, summary_table, write_result
     from ctrobust.errors import CtrobustError
     from ctrobust.outputs import check_output_dir
+    from ctrobust.progress import RunProgress
+    from ctrobust.report.run_output import run_name, summary_table, write_result
     from ctrobust.store import open_store
 
     cfg = EvalConfig(**{name: getattr(args, name) for name, _, _ in config_fields()})

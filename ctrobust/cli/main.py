@@ -6,14 +6,23 @@ import argparse
 import contextlib
 import errno
 import os
-import signal
 import shlex
+import signal
 import sys
 import threading
 from typing import NoReturn
 
 from ctrobust import __version__
-from ctrobust.cli import audit_attack_cmd, audit_cmd, eval_cmd, leaderboard_cmd, models_cmd, report_cmd, reproduce_cmd, train_cmd
+from ctrobust.cli import (
+    audit_attack_cmd,
+    audit_cmd,
+    eval_cmd,
+    leaderboard_cmd,
+    models_cmd,
+    report_cmd,
+    reproduce_cmd,
+    train_cmd,
+)
 from ctrobust.errors import CtrobustError
 
 EXIT_USER_ERROR = 2

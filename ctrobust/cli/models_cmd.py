@@ -52,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
                 applies = "not audited"
                 if r:
                     applies = {"ok": "yes (ReLU)", "not applicable": f"no ({r.other_activations or 'no ReLU'})",
-                               "skipped": f"not audited ({r.note})", "error": "not audited (build failed)"}.get(r.status, r.status)
+                               "skipped": f"not audited ({r.note})", "error": "not audited (build failed)"}.get(
+                                  r.status, r.status)
                 rows.append((name, ds, th, arch, applies))
     import pandas as pd
 

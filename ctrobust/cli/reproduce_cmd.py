@@ -35,7 +35,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--data-dir", default=None, metavar="DIR", help="override the config's data dir")
     parser.add_argument("--model-dir", default=None, metavar="DIR", help="override the config's model dir")
     parser.add_argument("--executor", choices=["local", "ray"], default="local",
-                        help="local: units one after another here; ray: one Ray task per unit (from a checkout: pip install -e '.[ray]')")
+                        help="local: units one after another here; ray: one Ray task per unit "
+                             "(from a checkout: pip install -e '.[ray]')")
     parser.add_argument("--ray-address", default=None, metavar="auto|HOST:PORT",
                         help="with --executor ray: the cluster to join (default: start a local one)")
     parser.add_argument("--dry-run", action="store_true", help="list the units and whether each is stored, run nothing")

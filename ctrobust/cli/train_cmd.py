@@ -22,11 +22,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "train", help="train a built-in or paper model", description=__doc__, epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--model", default="smallcnn", metavar="NAME", help="smallcnn or paper:resnet18|50|152 (default: smallcnn)")
+    parser.add_argument("--model", default="smallcnn", metavar="NAME",
+                        help="smallcnn or paper:resnet18|50|152 (default: smallcnn)")
     parser.add_argument("--dataset", default=None, help="dataset (default: the model's own; paper: models need it)")
     parser.add_argument("--epochs", type=int, default=None, help="epochs (default: 4 for smallcnn, 200 for paper:)")
     parser.add_argument("--batch-size", type=int, default=128, help="batch size (default: 128)")
-    parser.add_argument("--lr", type=float, default=None, help="learning rate (default: 1e-3 Adam for smallcnn, 0.1 SGD for paper:)")
+    parser.add_argument("--lr", type=float, default=None,
+                        help="learning rate (default: 1e-3 Adam for smallcnn, 0.1 SGD for paper:)")
     parser.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
     parser.add_argument("--n-train", type=int, default=None, metavar="N", help="train on the first N points only")
     parser.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
@@ -46,9 +48,9 @@ def run(args: argparse.Namespace) -> int:
     import platformdirs
 
     from ctrobust.errors import CtrobustError
-    from ctrobust.outputs import check_output_file
-    from ctrobust.models.registry import parse_model_name, resolve_model_dataset
     from ctrobust.models.paths import paper_checkpoint_path
+    from ctrobust.models.registry import parse_model_name, resolve_model_dataset
+    from ctrobust.outputs import check_output_file
     from ctrobust.pipeline import resolve_device
     from ctrobust.train import TrainConfig, train_model
 

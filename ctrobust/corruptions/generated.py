@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 
 from ctrobust.corruptions.names import CORRUPTIONS
-
 from ctrobust.errors import CtrobustError
 
 log = logging.getLogger("ctrobust.corruptions")
@@ -147,7 +146,7 @@ class GeneratedCorruptions:
         else:
             self._store(todo, map(_job, jobs), cached, on_cell)
 
-    def _store(self, todo, results, cached, on_cell) -> None:  # type: ignore[no-untyped-def]
+    def _store(self, todo, results, cached, on_cell) -> None:
         for (c, s, missing), images in zip(todo, results, strict=True):
             cached[(c, s)].update(zip(missing, images, strict=True))
             self._write(c, s, cached[(c, s)])

@@ -30,7 +30,7 @@ class _ReluToCTU(TorchFunctionMode):
         super().__init__()
         self.unit = unit
 
-    def __torch_function__(self, func: Callable, types, args=(), kwargs=None):  # type: ignore[override]
+    def __torch_function__(self, func: Callable, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         is_relu, in_place = is_relu_call(func, args, kwargs)
         if not is_relu:
@@ -96,7 +96,7 @@ class CurvatureTuned(nn.Module):
         self._c = check_beta(value, "c")
         self._unit = make_unit(self._beta, self._c, self.impl)
 
-    def forward(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def forward(self, *args, **kwargs):
         # A model may modify its input in place (x.sub_(mean)): it gets a copy, so neither the attack's
         # leaf tensor (an autograd error) nor the evaluation images (silently changed) are touched.
         args = tuple(a.clone() if isinstance(a, torch.Tensor) else a for a in args)

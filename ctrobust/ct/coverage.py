@@ -64,7 +64,7 @@ class _CountingMode(TorchFunctionMode):
         self.others: Counter[str] = Counter()
         self.sites: set[str] = set()
 
-    def __torch_function__(self, func: Callable, types, args=(), kwargs=None):  # type: ignore[override]
+    def __torch_function__(self, func: Callable, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         is_relu, _ = is_relu_call(func, args, kwargs)
         if is_relu:

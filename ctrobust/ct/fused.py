@@ -31,7 +31,6 @@ import torch
 from ctrobust.ct.unit import EPS_REFERENCE, SOFTPLUS_THRESHOLD, ctu
 
 log = logging.getLogger("ctrobust.ct")
-IMPLS = ("auto", "fused", "eager")
 ENV = "CTROBUST_CTU"
 
 
@@ -89,14 +88,14 @@ class _CTUFunction(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, beta: Any, c: Any,  # type: ignore[override]
+    def forward(ctx: Any, x: torch.Tensor, beta: Any, c: Any,
                 fwd: Callable[..., torch.Tensor], bwd: Callable[..., torch.Tensor]) -> torch.Tensor:
         ctx.save_for_backward(x)
         ctx.beta, ctx.c, ctx.bwd = beta, c, bwd
         return fwd(x, beta, c)
 
     @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         (x,) = ctx.saved_tensors
         return ctx.bwd(x, grad, ctx.beta, ctx.c), None, None, None, None
 

@@ -17,7 +17,8 @@ from ctrobust.errors import CtrobustError
 from ctrobust.offline import offline
 
 LAYOUT = {
-    "cifar10": ("cifar-10-batches-py", {"test": ["test_batch"], "train": [f"data_batch_{i}" for i in range(1, 6)]}, b"labels"),
+    "cifar10": ("cifar-10-batches-py", {"test": ["test_batch"], "train": [f"data_batch_{i}" for i in range(1, 6)]},
+                b"labels"),
     "cifar100": ("cifar-100-python", {"test": ["test"], "train": ["train"]}, b"fine_labels"),
 }
 CIFAR_MEAN = {"cifar10": (0.4914, 0.4822, 0.4465), "cifar100": (0.5071, 0.4865, 0.4409)}

@@ -29,7 +29,8 @@ def load_imagenet(split: str, data_dir: Path, download: bool = True) -> tuple[to
     from ctrobust.compat.robustbench_import import import_robustbench
 
     import_robustbench()
-    from robustbench.data import PREPROCESSINGS, load_imagenet as rb_load_imagenet
+    from robustbench.data import PREPROCESSINGS
+    from robustbench.data import load_imagenet as rb_load_imagenet
 
     try:
         x, y = rb_load_imagenet(5000, str(data_dir / "imagenet"), PREPROCESSINGS["Res256Crop224"])

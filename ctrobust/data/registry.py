@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
-from functools import partial
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import torch

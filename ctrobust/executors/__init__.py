@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+
 from ctrobust.errors import unknown_name_error
 from ctrobust.reproduce import ReproduceConfig
 from ctrobust.result import RunResult

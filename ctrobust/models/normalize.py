@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 import torch.nn as nn
@@ -18,4 +19,5 @@ class Normalized(nn.Module):
         self.register_buffer("std", torch.tensor(list(std)).view(1, -1, 1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model((x - self.mean) / self.std)
+        mean, std = cast(torch.Tensor, self.mean), cast(torch.Tensor, self.std)
+        return self.model((x - mean) / std)

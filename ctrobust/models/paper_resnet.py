@@ -45,7 +45,8 @@ class Bottleneck(nn.Module):
         self.relu = nn.ReLU()
         self.shortcut = nn.Sequential()
         if stride != 1 or in_planes != planes * 4:
-            self.shortcut = nn.Sequential(nn.Conv2d(in_planes, planes * 4, 1, stride, bias=False), nn.BatchNorm2d(planes * 4))
+            self.shortcut = nn.Sequential(nn.Conv2d(in_planes, planes * 4, 1, stride, bias=False),
+                                          nn.BatchNorm2d(planes * 4))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.relu(self.bn1(self.conv1(x)))
@@ -82,7 +83,7 @@ class CifarResNet(nn.Module):
         return self.linear(out)
 
 
-PAPER_RESNETS = {
+PAPER_RESNETS: dict[str, tuple[type[BasicBlock] | type[Bottleneck], list[int]]] = {
     "resnet18": (BasicBlock, [2, 2, 2, 2]),
     "resnet50": (Bottleneck, [3, 4, 6, 3]),
     "resnet152": (Bottleneck, [3, 8, 36, 3]),

@@ -13,7 +13,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
 import torch.nn as nn
 
 from ctrobust.data.registry import Dataset, canonical_dataset
@@ -98,7 +97,8 @@ def parse_model_name(raw: str) -> ModelName:
     if is_custom_spec(text):
         return ModelName(ModelSource.CUSTOM, text)
     if sep:
-        raise CtrobustError(f"Unknown model prefix {prefix!r} in {raw!r}; use one of {', '.join(PREFIXES)} or path.py:factory.")
+        raise CtrobustError(f"Unknown model prefix {prefix!r} in {raw!r}; use one of "
+                            f"{', '.join(PREFIXES)} or path.py:factory.")
     if text.lower() in BUILTIN_MODELS:
         return ModelName(ModelSource.BUILTIN, text.lower())
     from ctrobust.models.zoo import zoo_datasets_of

@@ -9,8 +9,8 @@ import torch
 from ctrobust.ct import curvature_tuned
 from ctrobust.data import load_test_set
 from ctrobust.errors import CtrobustError
-from ctrobust.models import load_model
 from ctrobust.fingerprint import weights_digest
+from ctrobust.models import load_model
 from ctrobust.result import RunResult
 
 

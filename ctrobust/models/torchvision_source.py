@@ -25,7 +25,8 @@ def torchvision_model(name: str, weights: str = "DEFAULT") -> tuple[nn.Module, s
         raise unknown_name_error(f"weights of torchvision:{name}", weights, [m.name for m in weight_enum]) from None
     cached = torch.hub.get_dir() + "/checkpoints/" + w.url.rsplit("/", 1)[-1]
     if offline() and not os.path.isfile(cached):
-        raise CtrobustError(f"Weights {w} not in torch's cache and downloads are off: put {w.url.rsplit('/', 1)[-1]} at {cached}")
+        raise CtrobustError(f"Weights {w} not in torch's cache and downloads are off: "
+                            f"put {w.url.rsplit('/', 1)[-1]} at {cached}")
     try:
         model = models.get_model(name, weights=w)
     except Exception as exc:  # urllib/SSL/hash errors from the download

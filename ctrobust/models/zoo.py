@@ -21,7 +21,6 @@ from ctrobust.models.checkpoint import load_checkpoint
 from ctrobust.offline import offline
 
 ZOO_DATASETS = ("cifar10", "cifar100", "imagenet")
-ZOO_THREATS = ("Linf", "L2", "corruptions")
 
 
 @lru_cache(maxsize=1)

@@ -9,17 +9,23 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping, Sequence
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from ctrobust.checks.audit_text import summary_lines
 from ctrobust.outputs import safe_name
+from ctrobust.report.audit_text import summary_lines
 from ctrobust.report.figures import audit_figure, beta_figure, corruption_figure, gain_forest_figure
 from ctrobust.report.tables import (
-    breakdown_frame, corruption_delta, paper_table, paper_table_latex, paper_table_markdown, runs_frame,
-    selection_frame, write_csv,
+    breakdown_frame,
+    corruption_delta,
+    paper_table,
+    paper_table_latex,
+    paper_table_markdown,
+    runs_frame,
+    selection_frame,
+    write_csv,
 )
 from ctrobust.result import RunResult
 
@@ -79,7 +85,7 @@ def write_report(runs: Sequence[RunResult], out: Path, store_path: str,
         overview.append(_figure(gain_forest_figure(runs, figures_dir / "gains"), out,
                                 "gain of CT over base per run, with its paired 95% interval"))
     html = template_environment().get_template("report.html.j2").render(
-        generated=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        generated=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         store_path=store_path, summary=summary.to_dict("records"), table=table.to_dict("records"),
         sections=sections, overview=overview,
     )

@@ -32,7 +32,7 @@ from scipy import stats
 from ctrobust.attacks.autoattack import apgd_ce
 from ctrobust.attacks.evaluation import evaluate
 from ctrobust.attacks.norms import NORM_BALLS
-from ctrobust.attacks.spec import AttackSpec
+from ctrobust.attacks.spec import AttackName, AttackSpec
 from ctrobust.checks import binarization as bz
 from ctrobust.result import RunResult
 from ctrobust.threats import ThreatModel
@@ -65,7 +65,7 @@ def margin_apgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, 
     """APGD on the margin loss (largest other logit minus the true one), through pyautoattack's DLR slot."""
     from pyautoattack.autopgd_base import APGDAttack
 
-    class Margin(APGDAttack):  # type: ignore[misc]
+    class Margin(APGDAttack):
         def dlr_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
             true = logits.gather(1, labels.view(-1, 1)).squeeze(1)
             others = logits.scatter(1, labels.view(-1, 1), float("-inf"))
@@ -257,7 +257,7 @@ def selection_fidelity(run: RunResult, ct: Any, x: torch.Tensor, y: torch.Tensor
     n = len(x) if settings.fidelity_points is None else min(settings.fidelity_points, len(x))
     x, y = x[:n], y[:n]
     select = AttackSpec(**_spec_fields(run.settings.get("select_attack_config") or {}))
-    reference = AttackSpec("autoattack")
+    reference = AttackSpec(AttackName.AUTOATTACK)
     curves: dict[str, dict[str, float]] = {"selection": {}, "autoattack": {}}
     for beta in run.candidates:
         ct.beta = beta
@@ -272,7 +272,7 @@ def selection_fidelity(run: RunResult, ct: Any, x: torch.Tensor, y: torch.Tensor
     b = [curves["autoattack"][k] for k in betas]
     rho = stats.spearmanr(a, b).statistic if len(betas) > 2 else float("nan")
     tau = stats.kendalltau(a, b).statistic if len(betas) > 2 else float("nan")
-    best = {name: max(curve, key=lambda k, c=curve: (c[k], float(k))) for name, curve in curves.items()}
+    best = {name: max(curve, key=lambda k, c=curve: (c[k], float(k))) for name, curve in curves.items()}  # type: ignore[misc]
     return {"n": n, "curves": curves, "spearman": _finite(rho), "kendall": _finite(tau),
             "best_beta": {k: float(v) for k, v in best.items()}}
 
