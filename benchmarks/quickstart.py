@@ -79,8 +79,9 @@ def model_flops(forward_and_backward: bool) -> float:
     from torch.utils.flop_counter import FlopCounterMode
 
     from ctrobust.models import load_model
+    from ctrobust.threats import ThreatModel
 
-    model = load_model("smallcnn", "fashion-mnist", None, threat="Linf").model.eval()
+    model = load_model("smallcnn", "fashion-mnist", None, threat=ThreatModel.LINF).model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
     x = torch.rand(1, 1, 32, 32, requires_grad=forward_and_backward)

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     import torch.nn as nn
 
     from ctrobust.finals import Provisional
+    from ctrobust.plan import RunPlan
     from ctrobust.progress import RunProgress
     from ctrobust.result import RunResult
     from ctrobust.store import Store
@@ -40,10 +41,6 @@ def run(model: nn.Module | str, dataset: str | None = None, threat: str = "linf"
     attacks with both arms' robust accuracy so far (an upper bound until the last attack) and the gain,
     a :class:`ctrobust.finals.Provisional` (printable, and shown as a table by a notebook's ``display``).
     """
-    from ctrobust.pipeline import run_eval
-    from ctrobust.progress import RunProgress
-    from ctrobust.store import Store, open_store
-
     module = None if isinstance(model, str) else model
     label = model if isinstance(model, str) else (name or type(model).__name__)
     for key in ("mean", "std"):  # sequences are welcome from Python; the CLI spells them "0.5,0.5,0.5"
@@ -54,6 +51,18 @@ def run(model: nn.Module | str, dataset: str | None = None, threat: str = "linf"
         raise CtrobustError(f"Unknown option {sorted(unknown)[0]!r} for ctrobust.run; the options are those of "
                             "`ctrobust eval` by field name (n_examples, betas, attack, eps, seed, ...).")
     plan = EvalConfig(model=label, dataset=dataset, threat=threat, **options).resolve(module=module)
+    return run_plan(plan, store=store, progress=progress, command=command, on_provisional=on_provisional)
+
+
+def run_plan(plan: RunPlan, *, store: Store | str | os.PathLike[str] | None = None,
+             progress: RunProgress | bool = False, command: str | None = None,
+             on_provisional: Callable[[Provisional], None] | None = None) -> RunResult:
+    """Run a plan resolved once (``EvalConfig.resolve()``, as ``ctrobust eval`` and :func:`run` build it):
+    nothing in it is parsed again. ``store``, ``progress``, ``command`` and ``on_provisional`` as for :func:`run`."""
+    from ctrobust.pipeline import run_eval
+    from ctrobust.progress import RunProgress
+    from ctrobust.store import Store, open_store
+
     bar = progress if isinstance(progress, RunProgress) else RunProgress("ctrobust.run", disable=not progress)
     opened = open_store(store) if store is not None and not isinstance(store, Store) else nullcontext(store)
     with opened as st, (bar if bar is not progress else nullcontext(bar)):

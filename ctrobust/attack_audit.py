@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from scipy import stats
 
 from ctrobust.attacks.autoattack import apgd_ce
-from ctrobust.attacks.evaluation import evaluate
+from ctrobust.attacks.evaluation import attack_and_check
 from ctrobust.attacks.norms import NORM_BALLS
 from ctrobust.attacks.spec import AttackName, AttackSpec
 from ctrobust.checks import binarization as bz
@@ -111,7 +111,7 @@ def _spec_fields(config: dict[str, Any]) -> dict[str, Any]:
 
 def unbounded_eps(threat: ThreatModel, x: torch.Tensor) -> float:
     """An eps whose ball holds the whole box [0, 1]^d around any point of it."""
-    return 1.0 if threat is ThreatModel.LINF else math.sqrt(x[0].numel())
+    return NORM_BALLS[threat].box_diameter(x[0].numel())
 
 
 @dataclass
@@ -259,14 +259,16 @@ def selection_fidelity(run: RunResult, ct: Any, x: torch.Tensor, y: torch.Tensor
     select = AttackSpec(**_spec_fields(run.settings.get("select_attack_config") or {}))
     reference = AttackSpec(AttackName.AUTOATTACK)
     curves: dict[str, dict[str, float]] = {"selection": {}, "autoattack": {}}
+    eps = run.eps
+    assert eps is not None  # an audit is of a norm-bounded run
     for beta in run.candidates:
         ct.beta = beta
         progress.step(f"fidelity: selection attack at beta {beta:g}")
-        curves["selection"][repr(float(beta))] = evaluate(ct, x, y, run.threat, run.eps, select, seed, batch_size,
-                                                          device).robust_accuracy
+        curves["selection"][repr(float(beta))] = attack_and_check(ct, x, y, run.threat, eps, select, seed,
+                                                                  batch_size, device).robust_accuracy
         progress.step(f"fidelity: AutoAttack at beta {beta:g}")
-        curves["autoattack"][repr(float(beta))] = evaluate(ct, x, y, run.threat, run.eps, reference, seed,
-                                                           batch_size, device).robust_accuracy
+        curves["autoattack"][repr(float(beta))] = attack_and_check(ct, x, y, run.threat, eps, reference, seed,
+                                                                   batch_size, device).robust_accuracy
     betas = list(curves["selection"])
     a = [curves["selection"][b] for b in betas]
     b = [curves["autoattack"][k] for k in betas]

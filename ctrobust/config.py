@@ -6,12 +6,12 @@ import math
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, TypeVar
 
-from ctrobust.attacks.spec import ATTACKS, AttackName, AttackSpec, parse_attack
+from ctrobust.attacks.spec import AA_VERSIONS, ATTACKS, AttackName, AttackSpec, parse_attack
 from ctrobust.corruptions.names import parse_corruptions, parse_severities
 from ctrobust.errors import CtrobustError
-from ctrobust.plan import CtuImpl, Device, ModelSource, Protocol, RunPlan, SweepMode
+from ctrobust.plan import CtuImpl, Device, Executor, ModelSource, Protocol, RunPlan, SweepMode
 from ctrobust.selection import parse_betas
-from ctrobust.threats import THREAT_CHOICES, ThreatModel, check_eps, default_eps, parse_threat
+from ctrobust.threats import THREAT_CHOICES, ZOO_THREATS, ThreatModel, check_eps, default_eps, parse_threat
 
 E = TypeVar("E", Protocol, Device, CtuImpl, SweepMode)
 
@@ -46,7 +46,8 @@ class EvalConfig:
         "model and data", metavar="DIR"
     )
     zoo_threat: str | None = opt(
-        None, "take the RobustBench model from this threat's zoo (Linf, L2, corruptions); default: --threat",
+        None, f"take the RobustBench model from this threat's zoo ({', '.join(ZOO_THREATS)}); default: --threat "
+        "(Linf where the zoo has no leaderboard for it)",
         "model and data", metavar="THREAT",
     )
     trust_checkpoint: bool = opt(
@@ -63,7 +64,7 @@ class EvalConfig:
     threat: str = opt("linf", f"threat model: {', '.join(THREAT_CHOICES)} (case-insensitive)", "attack")
     eps: float | None = opt(None, "perturbation budget; default: the dataset's standard eps", "attack", type=float)
     attack: str = opt("autoattack", f"final attack on the evaluation split: {', '.join(ATTACKS)}", "attack")
-    aa_version: str = opt("standard", "AutoAttack version: standard, plus, rand", "attack")
+    aa_version: str = opt("standard", f"AutoAttack version: {', '.join(AA_VERSIONS)}", "attack", choices=AA_VERSIONS)
     steps: int | None = opt(None, "steps of the final attack when it is pgd or apgd-ce (default 20)", "attack", type=int)
     restarts: int = opt(1, "restarts of the final attack when it is pgd or apgd-ce", "attack", type=int)
     step_size: float | None = opt(None, "pgd step size (default 2.5 * eps / steps)", "attack", type=float)
@@ -100,11 +101,11 @@ class EvalConfig:
     n_examples: int = opt(1000, "evaluation split: the first N test points", "splits", type=int, metavar="N")
     n_select: int = opt(500, "selection split: N other test points, drawn with --seed", "splits", type=int, metavar="N")
     seed: int = opt(0, "seed for the selection split and every attack", "run", type=int)
-    device: str = opt("auto", "auto (CUDA when present), cpu or cuda", "run", choices=["auto", "cpu", "cuda"])
+    device: str = opt("auto", "auto (CUDA when present), cpu or cuda", "run", choices=[d.value for d in Device])
     batch_size: int = opt(500, "attack batch size", "run", type=int)
     executor: str = opt(
         "local", "local: run here; ray: run as one task on a Ray cluster (from a checkout: pip install -e '.[ray]')", "run",
-        choices=["local", "ray"], in_config=False
+        choices=[e.value for e in Executor], in_config=False
     )
     ray_address: str | None = opt(None, "with --executor ray: the cluster to join, auto or HOST:PORT "
                                   "(default: start a local one)", "run", metavar="ADDRESS", in_config=False)
@@ -112,7 +113,7 @@ class EvalConfig:
         "auto", "CT unit: fused (one kernel each way, compiled once per process: CUDA kernels on a GPU, about 1 s; "
         "torch.compile on a CPU, about 10-20 s), eager (the plain formula), or auto (fused unless env CTROBUST_CTU "
         "says eager)", "run",
-        choices=["auto", "fused", "eager"]
+        choices=[c.value for c in CtuImpl]
     )
     out: str | None = opt(None, "output directory (default: reports/<run-name>/)", "output", metavar="DIR", in_config=False)
     store: str | None = opt(
@@ -132,13 +133,13 @@ class EvalConfig:
         ``module``: a model given as an ``nn.Module`` (``ctrobust.run``); ``self.model`` then names it.
         Raises CtrobustError with what to change. Nothing downstream parses an option again.
         """
-        from ctrobust.models.registry import parse_model_name, resolve_model_dataset
+        from ctrobust.models.registry import SOURCES, parse_model_name, resolve_model_dataset
 
         threat = parse_threat(self.threat)
         if self.eps is not None:
             if not threat.is_norm_bounded:
                 raise CtrobustError("--eps does not apply to --threat corruptions; leave it out.")
-            check_eps(self.eps)
+            check_eps(self.eps, threat)
             if threat is ThreatModel.LINF and self.eps >= 1.0:
                 raise CtrobustError(
                     f"Linf eps {self.eps:g} reaches every image (pixels lie in [0, 1]): no point can be robust; "
@@ -184,19 +185,23 @@ class EvalConfig:
             name = parse_attack(self.select_attack or "apgd-ce")
             select = AttackSpec(name, None if name is AttackName.AUTOATTACK else self.select_steps, 1, None,
                                 self.aa_version)
+        if threat.is_norm_bounded and AttackName.PGD in (final.name, select.name):
+            from ctrobust.attacks.norms import check_pgd
+
+            check_pgd(threat)
         parsed = parse_model_name(self.model) if module is None else None
         source = parsed.source if parsed is not None else ModelSource.MODULE
         if module is not None and self.dataset is None:
             raise CtrobustError("Pass dataset= for a model given as an object: ctrobust cannot tell what it was "
                                 "trained on (e.g. dataset='fashion-mnist').")
-        if mean is not None and source not in (ModelSource.CUSTOM, ModelSource.TORCHVISION, ModelSource.MODULE):
-            raise CtrobustError(
-                f"--mean/--std apply to custom and torchvision models; {self.model} normalises its input itself."
-            )
+        if mean is not None and not SOURCES[source].takes_normalisation:
+            names = [s.value for s, e in SOURCES.items() if e.takes_normalisation]
+            takers = ", ".join(names[:-1]) + f" and {names[-1]}"
+            raise CtrobustError(f"--mean/--std apply to {takers} models; {self.model} normalises its input itself.")
         dataset = resolve_model_dataset(self.model, self.dataset)
         eps: float | None = None
         if threat.is_norm_bounded:
-            eps = check_eps(self.eps) if self.eps is not None else default_eps(dataset, threat)
+            eps = check_eps(self.eps, threat) if self.eps is not None else default_eps(dataset, threat)
         return RunPlan(
             model=self.model.strip(), model_source=source, dataset=dataset, threat=threat, eps=eps,
             final_attack=final if threat.is_norm_bounded else None,

@@ -181,7 +181,8 @@ def _revise(progress: RunProgress, arms: list[FinalArm], runs: dict[float, Stage
         first = pending[0]
         left = run.robust_count
         expected = arm.expected_survivors if first == run.attacks[0] else None
-        remaining += arm.cost * autoattack_remaining(version, first, True, left, run.num_classes, expected)
+        remaining += arm.cost * autoattack_remaining(version, first, True, left, run.num_classes, expected,
+                                                     threat=run.threat)
     progress.revise_stage(remaining)
 
 

@@ -9,7 +9,6 @@ from typing import Any
 
 import torch
 
-from ctrobust.attacks.cost import TIME_FACTOR, attack_work, autoattack_remaining
 from ctrobust.attacks.determinism import is_randomised
 from ctrobust.attacks.execution import Execution, frozen_parameters, probe_execution
 from ctrobust.attacks.verify import stored_adversarial_problem
@@ -17,22 +16,21 @@ from ctrobust.cell import Scored
 from ctrobust.ct import ct_coverage, curvature_tuned
 from ctrobust.ct.fused import ctu_backend
 from ctrobust.errors import CtrobustError, NonFiniteOutput
+from ctrobust.eta import PRIOR_CLEAN, PRIOR_ROBUST, WorkPlan, watch_autoattack
 from ctrobust.evidence import judge
 from ctrobust.finals import OnProvisional, drop_stages
 from ctrobust.identity import identity_key
 from ctrobust.plan import Device, Protocol, RunPlan, SweepMode
-from ctrobust.progress import GRAD_WEIGHT, AutoAttackWatcher, RunProgress, log
+from ctrobust.progress import GRAD_WEIGHT, RunProgress, log
 from ctrobust.provenance import provenance
 from ctrobust.result import ArmResult, Counts, RunResult
-from ctrobust.sanity import ArmOutcomes, run_sanity_checks, sanity_work
-from ctrobust.scoring import SCORERS, FinalsContext, NormScorer, Scorer
+from ctrobust.sanity import ArmOutcomes, run_sanity_checks
+from ctrobust.scoring import FinalsContext, NormScorer, Scorer, scorer_for
 from ctrobust.seeding import seed_everything
 from ctrobust.selection import HALVING_ETA, choose_beta, survivors, sweep_schedule
 from ctrobust.store import Store
 from ctrobust.subject import Subject, load_subject, run_identity
 from ctrobust.uncertainty import run_gain, selection_flags
-
-PRIOR_CLEAN, PRIOR_ROBUST = 0.9, 0.2  # work estimates before anything is measured; revised after one beta
 
 
 def resolve_device(name: str | Device) -> torch.device:
@@ -123,76 +121,6 @@ def _stage_key(stage: str, beta: float) -> str:
     return f"{stage}:{beta!r}"
 
 
-class _WorkPlan:
-    """Estimates of each stage's work from the cost model, revised as the run learns its fractions.
-
-    The final attack sees fewer survivors than the selection curve suggests when it is stronger
-    (AutoAttack's 100-step APGD-CE against a 10-step one): ``survivor_ratio`` scales the curve's
-    robust fraction to the points left after the final attack's first stage. Its prior was measured
-    on the shipped model (benchmarks/RESULTS.md, "Quickstart"); the base model's final attack then
-    measures it for the run itself, before CT's final attack is estimated.
-    """
-
-    SURVIVOR_RATIO_PRIOR = 0.55
-
-    def __init__(self, scorer: Scorer, progress: RunProgress, n_select: int, n_eval: int, n_classes: int) -> None:
-        self.scorer, self.progress = scorer, progress
-        self.n_select, self.n_eval, self.n_classes = n_select, n_eval, n_classes
-        select, final = scorer.attack_spec("select"), scorer.attack_spec("final")
-        weaker = select is not None and final is not None and (
-            final.name == "autoattack" and select.name != "autoattack" or (select.steps or 0) < (final.steps or 0))
-        self.survivor_ratio = self.SURVIVOR_RATIO_PRIOR if weaker else 1.0
-        self.ct_cost = 1.0  # seconds per unit of the CT model over the original's, once measured
-
-    def work(self, stage: str, clean: float, robust: float) -> float:
-        spec = self.scorer.attack_spec(stage)
-        n = self.n_select if stage == "select" else self.n_eval
-        if spec is None:  # corruptions: one forward per image and cell
-            return float(n * max(self.scorer.cells_per_image, 1))
-        if stage == "final":
-            robust *= self.survivor_ratio
-        return attack_work(spec, n, clean, robust, self.n_classes)
-
-    def final_work(self, beta: float, robust_base: float, clean: float, robust: float) -> float:
-        """Both arms' final attack (CT's in the original model's units); one arm when beta is 1."""
-        base = self.work("final", clean, robust_base)
-        return base if beta == 1.0 else base + self.ct_cost * self.work("final", clean, robust)
-
-    def final_survivors(self, select_robust: float) -> float:
-        """Expected fraction left after the final attack's first stage, from the selection curve."""
-        return select_robust * self.survivor_ratio
-
-    def revise(self, clean: float, robust_ct: float, robust_base: float, pending: list[tuple[str, int, int]]) -> None:
-        """Re-plan the sweep's pending passes ((key, betas, points) each) and both final attacks."""
-        per_beta = self.ct_cost * self.work("select", clean, robust_ct)
-        for key, n_betas, n_points in pending:
-            self.progress.plan(key, n_betas * per_beta * n_points / max(self.n_select, 1))
-        self.progress.plan("final", self.final_work(0.0, robust_base, clean, robust_ct))
-        final = self.scorer.attack_spec("final")
-        if final is not None:  # Linf / L2: the checks against weak attacks
-            self.progress.plan("sanity", self.ct_cost * sanity_work(self.n_eval, clean, final,
-                                                                    self.work("final", clean, robust_ct)))
-
-
-def _watch_autoattack(progress: RunProgress, version: str, n: int, n_classes: int,
-                      robust_estimate: float) -> AutoAttackWatcher:
-    """Tell the bar which AutoAttack attack runs and how many points are left, and re-estimate the rest."""
-
-    def on_event(attack: str, left: int, total: int) -> None:
-        started = not attack.startswith("after ")
-        name = attack.removeprefix("after ")
-        if name == "clean":
-            return
-        progress.meter.factor = TIME_FACTOR.get(name, 1.0) if started else 1.0
-        verb = "running" if started else "done"
-        progress.status(f"{name.upper()} {verb}: {left} of {total} still robust")
-        expected = round(robust_estimate * total)
-        progress.revise_stage(autoattack_remaining(version, name, started, left, n_classes, expected))
-        log.debug("AutoAttack %s %s: %d of %d points still robust", name, verb, left, total)
-
-    return AutoAttackWatcher(n, on_event)
-
-
 def _scored_with_progress(progress: RunProgress, scorer: Scorer, ct: Any, stage: str, beta: float,
                           n: int, n_classes: int, robust_estimate: float, n_points: int | None = None) -> Scored:
     """Run one cell with its work counted, and AutoAttack's own progress read from its log."""
@@ -222,7 +150,7 @@ def _run_cell(progress: RunProgress, scorer: Scorer, ct: Any, stage: str, beta: 
     with progress.meter.watching(ct):
         if spec is not None and spec.name == "autoattack":
             previous = progress.meter.factor
-            with _watch_autoattack(progress, spec.version, n, n_classes, robust_estimate).attached():
+            with watch_autoattack(progress, spec.version, n, n_classes, robust_estimate, scorer.threat).attached():
                 scored = run(ct, beta)
             progress.meter.factor = previous
             return scored
@@ -235,7 +163,7 @@ class _Sweep:
     ``betas_per_pass`` at a time in one batched pass where the attack allows it."""
 
     def __init__(self, plan: RunPlan, scorer: Scorer, cache: CellCache, ct: Any, progress: RunProgress,
-                 work: _WorkPlan, candidates: list[float], n_select: int, n_classes: int) -> None:
+                 work: WorkPlan, candidates: list[float], n_select: int, n_classes: int) -> None:
         self.plan, self.scorer, self.cache, self.ct, self.progress, self.work = plan, scorer, cache, ct, progress, work
         self.candidates, self.n_select, self.n_classes = candidates, n_select, n_classes
         self.rungs = sweep_schedule(n_select, len(candidates), plan.sweep is SweepMode.HALVING)
@@ -326,7 +254,7 @@ def run_eval(plan: RunPlan, progress: RunProgress | None = None, store: Store | 
     with frozen_parameters(model):  # attacks need input gradients only
         _refuse_randomised(model, plan, x_all[:16].clone().to(device))
         seed_everything(plan.seed)
-        scorer = SCORERS[threat](plan, x_all, y_all, splits, device, progress.status)
+        scorer = scorer_for(threat)(plan, x_all, y_all, splits, device, progress.status)
         ct = curvature_tuned(model, 1.0, impl=plan.ctu.value)
         execution = _measure_execution(model, plan, x_all[splits.eval_indices], progress)
         scorer.wrap = execution.wrap
@@ -340,7 +268,7 @@ def run_eval(plan: RunPlan, progress: RunProgress | None = None, store: Store | 
         # beats ReLU on the held-out points (the honest analogue of the reference code's clipping).
         candidates = list(plan.candidates)
         n_sel, n_eval = len(splits.select_indices), len(splits.eval_indices)
-        work = _WorkPlan(scorer, progress, n_sel, n_eval, n_classes)
+        work = WorkPlan(scorer, progress, n_sel, n_eval, n_classes, threat)
         work.ct_cost = execution.ct_cost
         sweep = _Sweep(plan, scorer, cache, ct, progress, work, candidates, n_sel, n_classes)
         progress.meter.factor = work.ct_cost  # the sweep attacks CT: its units in the original model's seconds

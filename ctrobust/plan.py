@@ -51,6 +51,13 @@ class Device(StrEnum):
     CUDA = "cuda"
 
 
+class Executor(StrEnum):
+    """Where runs execute; ``ctrobust/executors`` holds one runner per value."""
+
+    LOCAL = "local"
+    RAY = "ray"
+
+
 class CtuImpl(StrEnum):
     AUTO = "auto"
     FUSED = "fused"

@@ -1,4 +1,4 @@
-"""Checks against weak attacks (gradient masking) for every Linf / L2 run.
+"""Checks against weak attacks (gradient masking) for every norm-bounded run (Linf, L2, L1).
 
 Smoothing activations could weaken the gradients an attack follows instead of adding robustness; a
 reader of a CT result will ask. Four checks, each a line in the terminal, a field in result.json and
@@ -41,7 +41,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ctrobust.attacks.evaluation import evaluate
+from ctrobust.attacks.evaluation import attack_and_check
 from ctrobust.attacks.spec import AttackName, AttackSpec
 from ctrobust.checks import binarization
 from ctrobust.checks.gradient_fidelity import gradient_fidelity
@@ -91,7 +91,7 @@ def budget_sweep(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: Thr
     spec = AttackSpec(AttackName.APGD_CE, steps=BUDGET_STEPS)
     fractions, at_eps = {}, []
     for f in BUDGET_FACTORS:
-        res = evaluate(model, x, y, threat, eps * f, spec, seed, batch_size, device)
+        res = attack_and_check(model, x, y, threat, eps * f, spec, seed, batch_size, device)
         fractions[str(f)] = res.robust_accuracy
         if f == 1:
             at_eps = res.robust_correct.int().tolist()
@@ -130,13 +130,15 @@ def logit_stats(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device: torc
             "grad_norm_median": float(norms.median()), "zero_grad_share": float((norms < ZERO_GRADIENT).float().mean())}
 
 
-def sanity_work(n_eval: int, clean: float, final: AttackSpec | None = None, final_work: float = 0.0) -> float:
+def sanity_work(n_eval: int, clean: float, threat: ThreatModel, final: AttackSpec | None = None,
+                final_work: float = 0.0) -> float:
     """Estimated work of the checks (progress units): the budget sweep's APGD-CE runs and the binarization test."""
     from ctrobust.attacks.cost import attack_work
     from ctrobust.progress import GRAD_WEIGHT
 
     sample = min(BUDGET_SAMPLE, n_eval)
-    sweep = 2 * len(BUDGET_FACTORS) * attack_work(AttackSpec(AttackName.APGD_CE, steps=BUDGET_STEPS), sample, clean, clean)
+    reference = AttackSpec(AttackName.APGD_CE, steps=BUDGET_STEPS)
+    sweep = 2 * len(BUDGET_FACTORS) * attack_work(reference, sample, clean, clean, threat=threat)
     binarized = 0.0
     if final is not None:
         per = binarization.per_sample_work(final)
@@ -230,7 +232,7 @@ def _reattack_survivors(ct: Any, x: torch.Tensor, y: torch.Tensor, threat: Threa
     if not survivors:
         return robust, info
     idx = torch.tensor(survivors)
-    res = evaluate(ct, x[idx], y[idx], threat, eps, doubled, seed, batch_size, device)
+    res = attack_and_check(ct, x[idx], y[idx], threat, eps, doubled, seed, batch_size, device)
     out = list(robust)
     for position, still in zip(survivors, res.robust_correct.tolist(), strict=True):
         if not still:

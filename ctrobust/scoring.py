@@ -1,4 +1,4 @@
-"""How a model is scored under a threat: attacks for Linf/L2, corrupted cells for corruptions.
+"""How a model is scored under a threat: attacks for the norm balls, corrupted cells for corruptions.
 
 Both scorers prepare their data once and are then called per beta, so a beta sweep reuses the
 corrupted images and the split tensors.
@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 
 from ctrobust.attacks import batched
-from ctrobust.attacks.evaluation import EvalResult, evaluate
+from ctrobust.attacks.evaluation import EvalResult, attack_and_check
 from ctrobust.attacks.spec import AttackName, AttackSpec
 from ctrobust.cell import Scored
 from ctrobust.corruptions.evaluate import corruption_accuracy
@@ -33,6 +33,7 @@ from ctrobust.threats import ThreatModel
 
 
 class Scorer(Protocol):
+    threat: ThreatModel
     select_label: str
     final_label: str
     settings: dict[str, Any]
@@ -78,7 +79,7 @@ class FinalsContext:
 
 
 class NormScorer:
-    """Linf / L2: the selection attack on the selection split, the final attack on the eval split."""
+    """A norm ball (Linf, L2, L1): the selection attack on the selection split, the final attack on the eval split."""
 
     def __init__(self, plan: RunPlan, x: torch.Tensor, y: torch.Tensor, splits: Splits, device: torch.device,
                  on_step: Callable[[str], None]) -> None:
@@ -116,12 +117,13 @@ class NormScorer:
     def _run(self, ct: CurvatureTuned, beta: float, x: torch.Tensor, y: torch.Tensor, spec: AttackSpec,
              keep_adversarial: bool = False) -> Scored:
         ct.beta = beta
-        res = evaluate(self.wrap(ct), x, y, self.threat, self.eps, spec, self.plan.seed, self.plan.batch_size, self.device)
+        res = attack_and_check(self.wrap(ct), x, y, self.threat, self.eps, spec, self.plan.seed, self.plan.batch_size,
+                               self.device)
         return _scored(res, keep_adversarial)
 
     def select_many(self, ct: CurvatureTuned, betas: list[float], n_points: int | None = None) -> dict[float, Scored]:
         x, y = self.x_sel[:n_points], self.y_sel[:n_points]
-        if len(betas) == 1 or not batched.supports(self.select_spec):
+        if len(betas) == 1 or not batched.supports(self.select_spec, self.threat):
             return {beta: self._run(ct, beta, x, y, self.select_spec) for beta in betas}
         results = batched.evaluate_betas(ct, betas, x, y, self.threat, self.eps, self.select_spec,
                                          self.plan.seed, self.plan.batch_size, self.device,
@@ -129,7 +131,7 @@ class NormScorer:
         return {beta: _scored(res, False) for beta, res in results.items()}
 
     def betas_per_pass(self, ct: CurvatureTuned, wanted: int | None) -> int:
-        if not batched.supports(self.select_spec):
+        if not batched.supports(self.select_spec, self.threat):
             return 1
         if wanted is not None:
             self._pairs_per_pass = wanted * len(self.x_sel)
@@ -144,7 +146,7 @@ class NormScorer:
 
     def final_many(self, models: dict[float, nn.Module], finals: FinalsContext) -> dict[float, Scored]:
         if self.final_spec.name is not AttackName.AUTOATTACK:
-            return {beta: _scored(evaluate(model, self.x_eval, self.y_eval, self.threat, self.eps, self.final_spec,
+            return {beta: _scored(attack_and_check(model, self.x_eval, self.y_eval, self.threat, self.eps, self.final_spec,
                                            self.plan.seed, self.plan.batch_size, self.device), beta == 1.0)
                     for beta, model in models.items()}
         arms = [FinalArm(beta, model, finals.identities.get(beta), finals.cost.get(beta, 1.0),
@@ -183,6 +185,7 @@ class CorruptionScorer:
         pos = {i: k for k, i in enumerate(all_idx)}
         self.sel_cells = _subset(cells, [pos[i] for i in splits.select_indices])
         self.eval_cells = _subset(cells, [pos[i] for i in splits.eval_indices])
+        self.threat = plan.threat
         self.select_label = self.final_label = "corruptions"
         self.cells_per_image = len(cells) + 1
         self.settings = {"corruptions": corruptions, "severities": severities, "corruption_data": info}
@@ -247,11 +250,7 @@ def _subset(cells: Cells, positions: list[int]) -> Cells:
     return {key: (x[index], y[index]) for key, (x, y) in cells.items()}
 
 
-# One scorer per threat model: adding a threat means a ThreatModel value (threats.py), its entry
-# here, and (for a new norm) its projection in the attacks.
-SCORERS: dict[ThreatModel, Callable[[RunPlan, torch.Tensor, torch.Tensor, Splits, torch.device,
-                                     Callable[[str], None]], Scorer]] = {
-    ThreatModel.LINF: NormScorer,
-    ThreatModel.L2: NormScorer,
-    ThreatModel.CORRUPTIONS: CorruptionScorer,
-}
+def scorer_for(threat: ThreatModel) -> Callable[[RunPlan, torch.Tensor, torch.Tensor, Splits, torch.device,
+                                                 Callable[[str], None]], Scorer]:
+    """Attacks for every norm ball (its geometry is ``attacks/norms.py``'s entry), corruptions otherwise."""
+    return NormScorer if threat.is_norm_bounded else CorruptionScorer

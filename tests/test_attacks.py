@@ -102,3 +102,62 @@ def test_eps_none_needs_dataset() -> None:
         evaluate(model, x, y, "linf", attack="pgd")
     res = evaluate(model, x, y, "linf", attack="pgd", dataset="fashion-mnist")
     assert res.eps == 0.05
+
+
+def l1_linear_problem(eps: float, n: int = 200, seed: int = 0):
+    """A linear problem under L1 where the box binds: the smallest L1 perturbation inside [0, 1] that flips
+    sign(f) is a fractional knapsack (coordinates by |w|, each moved as far as the box lets it)."""
+    gen = torch.Generator().manual_seed(seed)
+    d = 64
+    w = torch.rand(d, generator=gen) ** 2 * torch.where(torch.rand(d, generator=gen) < 0.5, -1.0, 1.0)
+    model = Linear2(w, 0.0)
+    x = torch.rand(n * 3, 1, 8, 8, generator=gen)
+    with torch.no_grad():
+        f = model.f(x) - model.f(x).median()
+        model.b = float(-model.f(x).median())
+    flat = x.flatten(1)
+    minimal = torch.full((len(x),), float("inf"))
+    order = w.abs().argsort(descending=True)
+    for i in range(len(x)):
+        need, used = float(f[i].abs()), 0.0
+        for j in order.tolist():
+            # the room coordinate j has to lower |f|: towards 0 or 1, against sign(f) * sign(w_j)
+            room = float(flat[i, j]) if float(torch.sign(f[i]) * torch.sign(w[j])) > 0 else 1.0 - float(flat[i, j])
+            gain = abs(float(w[j])) * room
+            if gain >= need:
+                used += need / abs(float(w[j]))
+                minimal[i] = used
+                break
+            need, used = need - gain, used + room
+    y = torch.where(torch.rand(len(x), generator=gen) < 0.85, (f > 0).long(), 1 - (f > 0).long())
+    keep = (minimal - eps).abs() > 0.05 * eps  # leave out points too close to call
+    x, y, f, minimal = x[keep][:n], y[keep][:n], f[keep][:n], minimal[keep][:n]
+    return model, x, y, ((f > 0).long() == y) & (minimal > eps)
+
+
+@pytest.mark.parametrize("attack", ["apgd-ce", "autoattack"])
+def test_l1_attacks_reach_the_closed_form_robust_accuracy(attack: str) -> None:
+    """AutoAttack with its own L1 settings (and APGD-CE) find every flip the knapsack says exists within eps."""
+    model, x, y, robust_true = l1_linear_problem(eps=0.7)
+    assert 0.1 < robust_true.float().mean() < 0.9
+    res = evaluate(model, x, y, ThreatModel.L1, eps=0.7, attack=attack, seed=0, batch_size=128)
+    assert torch.equal(res.robust_correct, robust_true)
+    assert res.rejected == 0
+    assert float(perturbation_norm(res.x_adv - x, ThreatModel.L1).max()) <= 0.7 * (1 + 1e-4)
+
+
+def test_pgd_is_refused_under_l1_with_what_to_use() -> None:
+    model, x, y, _ = l1_linear_problem(eps=2.0, n=10)
+    with pytest.raises(CtrobustError, match="apgd-ce or autoattack"):
+        evaluate(model, x, y, "l1", eps=2.0, attack="pgd")
+
+
+def test_l1_projection_keeps_ball_and_box() -> None:
+    from ctrobust.attacks.norms import NORM_BALLS
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(16, 1, 8, 8, generator=gen)
+    far = x + 3 * torch.randn(16, 1, 8, 8, generator=gen)
+    projected = NORM_BALLS[ThreatModel.L1].project(far, x, 2.0)
+    assert float(perturbation_norm(projected - x, ThreatModel.L1).max()) <= 2.0 * (1 + 1e-4)
+    assert float(projected.min()) >= 0 and float(projected.max()) <= 1

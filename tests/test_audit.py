@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 from conftest import run_cli
-from ctrobust.audit import AUDIT_CSV, AuditRow, audit_one, read_audit, run_audit, zoo_entries
+from ctrobust.models.ct_audit import AUDIT_CSV, AuditRow, audit_one, read_audit, run_audit, zoo_entries
 
 
 def test_audit_one_relu_and_non_relu_architectures() -> None:
@@ -23,7 +23,7 @@ def test_audit_one_relu_and_non_relu_architectures() -> None:
 
 def test_audit_resumes_without_redoing_rows(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """Stored rows are kept and not recomputed; one network listed under several threats is built once."""
-    import ctrobust.audit as audit
+    import ctrobust.models.ct_audit as audit
 
     built: list[tuple[str, str]] = []
 

@@ -8,9 +8,9 @@ import torch
 import torch.nn as nn
 
 from ctrobust.ct import curvature_tuned, fused
+from ctrobust.ct.errors import CTError
 from ctrobust.ct.fused import FusedCTU, ctu_backend
 from ctrobust.ct.unit import ctu
-from ctrobust.errors import CtrobustError
 
 BETAS = [0.0, 0.3, 0.7, 0.9, 0.99, 0.999]
 
@@ -100,7 +100,7 @@ def test_when_compilation_fails_the_eager_unit_runs(monkeypatch: pytest.MonkeyPa
 
 
 def test_impl_names_are_checked(monkeypatch: pytest.MonkeyPatch) -> None:
-    with pytest.raises(CtrobustError, match="implementation"):
+    with pytest.raises(CTError, match="implementation"):
         curvature_tuned(nn.ReLU(), 0.9, impl="cuda-graph")
     monkeypatch.setenv("CTROBUST_CTU", "fused")
     assert curvature_tuned(nn.ReLU(), 0.9).impl == "fused"

@@ -63,8 +63,8 @@ class AutoAttackRun:
 
 def make_adversary(model: nn.Module, eps: float, threat: ThreatModel, num_classes: int, seed: int,
                    device: torch.device, version: str = "standard") -> AutoAttack:
-    """pyautoattack's AutoAttack with its own settings for ``version``; APGD-T/FAB-T targets capped at
-    num_classes - 1."""
+    """pyautoattack's AutoAttack with its own settings for ``version`` and the norm (``NORM_BALLS[threat].autoattack``
+    records the standard ones for the cost model); APGD-T/FAB-T targets capped at num_classes - 1."""
     if num_classes < 4:
         raise CtrobustError(
             f"AutoAttack needs at least 4 classes (its targeted DLR loss compares four logits); the model has "
@@ -72,9 +72,10 @@ def make_adversary(model: nn.Module, eps: float, threat: ThreatModel, num_classe
             "Use --attack apgd-ce or --attack pgd."
         )
     adversary = AutoAttack(model, eps=eps, norm=threat.value, seed=seed, version=version, device=device)
-    n_targets = min(9, num_classes - 1)
-    adversary.apgd_targeted.n_target_classes = n_targets
-    adversary.fab.n_target_classes = n_targets
+    # AutoAttack's own settings for the norm and version (L1: 5 targets, 5 restarts, large reps), capped
+    # at the classes there are to target.
+    adversary.apgd_targeted.n_target_classes = min(adversary.apgd_targeted.n_target_classes, num_classes - 1)
+    adversary.fab.n_target_classes = min(adversary.fab.n_target_classes, num_classes - 1)
     return adversary
 
 

@@ -21,6 +21,7 @@ import torch
 from pyautoattack.autopgd_base import APGDAttack
 
 from ctrobust.attacks.evaluation import EvalResult, _predict, checked_result
+from ctrobust.attacks.norms import NORM_BALLS
 from ctrobust.attacks.spec import AttackName, AttackSpec
 from ctrobust.ct.apply import CurvatureTuned
 from ctrobust.threats import ThreatModel
@@ -30,9 +31,10 @@ from ctrobust.threats import ThreatModel
 CPU_PAIRS_PER_PASS = 4096  # on a CPU the work is compute-bound: larger passes gain nothing
 
 
-def supports(spec: AttackSpec) -> bool:
-    """Only APGD-CE with one restart (the default selection attack) is batched; others run beta by beta."""
-    return spec.name is AttackName.APGD_CE and spec.restarts == 1
+def supports(spec: AttackSpec, threat: ThreatModel) -> bool:
+    """Only APGD-CE with one restart (the default selection attack) is batched, under a norm whose APGD random
+    start can be drawn outside APGD (``NormBall.apgd_start``); others run beta by beta."""
+    return spec.name is AttackName.APGD_CE and spec.restarts == 1 and NORM_BALLS[threat].apgd_start is not None
 
 
 @dataclass
@@ -67,7 +69,7 @@ def evaluate_betas(ct: CurvatureTuned, betas: list[float], x: torch.Tensor, y: t
                    eps: float, spec: AttackSpec, seed: int, batch_size: int, device: torch.device,
                    max_pairs: int | None = None) -> dict[float, EvalResult]:
     """APGD-CE on (x, y) at every beta of ``betas``, as ``evaluate`` gives at each, in passes of pairs."""
-    if not supports(spec):
+    if not supports(spec, threat):
         raise ValueError(f"batched betas support APGD-CE with one restart, not {spec.label()}")
     start_time = time.perf_counter()
     ct.eval()
@@ -107,11 +109,11 @@ def _add_pairs(pairs: _Pairs, ct: CurvatureTuned, attack: APGDAttack, x: torch.T
         if torch.cuda.is_available():
             torch.cuda.random.manual_seed(seed)
         xk = xb[keep]
-        noise = 2 * torch.rand(xk.shape).to(xk.device) - 1 if threat is ThreatModel.LINF else (
-            torch.randn(xk.shape).to(xk.device))
         pairs.x.append(xk)
         pairs.y.append(yb[keep])
-        pairs.start.append(xk + eps * torch.ones_like(xk) * attack.normalize(noise))
+        start = NORM_BALLS[threat].apgd_start
+        assert start is not None  # supports() said so
+        pairs.start.append(start(xk, eps, attack.normalize))
         pairs.beta += [beta] * len(keep)
         pairs.where.append((beta, part[keep]))
 

@@ -100,26 +100,10 @@ class Prepared:
                               self.spec, self.seed, spent, extra)
 
 
-def prepare(
-    model: nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    threat: str | ThreatModel,
-    eps: float | None = None,
-    attack: str | AttackSpec = "autoattack",
-    seed: int = 0,
-    batch_size: int = 500,
-    device: str | torch.device | None = None,
-    dataset: str | None = None,
-) -> Prepared:
-    """Everything :func:`evaluate` does before the attack: the checks, the device, the clean pass."""
-    threat = threat if isinstance(threat, ThreatModel) else parse_threat(threat)
-    if eps is None:
-        if dataset is None:
-            raise CtrobustError("Pass `eps`, or `dataset` to use its standard eps.")
-        eps = default_eps(dataset, threat)
-    eps = check_eps(eps)
-    spec = as_spec(attack)
+def prepare(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, eps: float, spec: AttackSpec,
+            seed: int = 0, batch_size: int = 500, device: str | torch.device | None = None) -> Prepared:
+    """Everything an attack needs before it runs, from resolved values (a plan's): the image checks, the device,
+    the clean pass. :func:`evaluate` is the public entry that resolves names and default eps first."""
     if x.dim() != 4 or len(x) != len(y):
         raise CtrobustError(f"Expected images N x C x H x W and N labels, got {tuple(x.shape)} and {tuple(y.shape)}.")
     if float(x.min()) < 0 or float(x.max()) > 1:
@@ -155,7 +139,19 @@ def evaluate(
     ``eps=None`` takes the standard eps of ``dataset`` for the threat. The model runs in eval mode
     on ``device`` (default: where its parameters are).
     """
-    p = prepare(model, x, y, threat, eps, attack, seed, batch_size, device, dataset)
+    resolved = threat if isinstance(threat, ThreatModel) else parse_threat(threat)
+    if eps is None:
+        if dataset is None:
+            raise CtrobustError("Pass `eps`, or `dataset` to use its standard eps.")
+        eps = default_eps(dataset, resolved)
+    return attack_and_check(model, x, y, resolved, check_eps(eps, resolved), as_spec(attack), seed, batch_size, device)
+
+
+def attack_and_check(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, eps: float,
+                     spec: AttackSpec, seed: int = 0, batch_size: int = 500,
+                     device: str | torch.device | None = None) -> EvalResult:
+    """:func:`evaluate` on resolved values (the plan's threat, eps and attack): what the pipeline calls."""
+    p = prepare(model, x, y, threat, eps, spec, seed, batch_size, device)
     x_adv, extra = ATTACK_RUNNERS[p.spec.name](p.model, p.x, p.y, p.clean_correct, p.eps, p.threat, p.spec,
                                                p.seed, p.batch_size)
     return p.checked(x_adv, extra)

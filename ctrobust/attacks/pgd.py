@@ -1,4 +1,5 @@
-"""Projected gradient descent (Madry et al.) under Linf or L2, random start, restarts."""
+"""Projected gradient descent (Madry et al.) under the norm balls of ``attacks/norms.py`` that have a
+PGD step (Linf, L2; refused under L1, where APGD and AutoAttack run), random start, restarts."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ctrobust.attacks.norms import NORM_BALLS
+from ctrobust.attacks.norms import NORM_BALLS, check_pgd
 from ctrobust.threats import ThreatModel
 
 
@@ -36,6 +37,7 @@ def pgd_attack(
     seed: int = 0,
 ) -> PGDOutcome:
     """Adversarial candidates for one batch: for each point, the first iterate (of any restart) that fools the model."""
+    check_pgd(threat)
     alpha = step_size if step_size is not None else 2.5 * eps / steps
     ball = NORM_BALLS[threat]
     gen = torch.Generator().manual_seed(seed)

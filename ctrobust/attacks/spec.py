@@ -17,7 +17,16 @@ class AttackName(StrEnum):
     APGD_CE = "apgd-ce"
 
 
+class AutoAttackVersion(StrEnum):
+    """AutoAttack's versions (pyautoattack's own settings for each)."""
+
+    STANDARD = "standard"
+    PLUS = "plus"
+    RAND = "rand"
+
+
 ATTACKS = tuple(a.value for a in AttackName)
+AA_VERSIONS = tuple(v.value for v in AutoAttackVersion)
 DEFAULT_STEPS = {AttackName.PGD: 20, AttackName.APGD_CE: 20}
 
 
@@ -42,7 +51,7 @@ class AttackSpec:
             raise CtrobustError(f"Expected `restarts` to be a positive integer, but got {self.restarts}.")
         if self.step_size is not None and not (math.isfinite(self.step_size) and self.step_size > 0):
             raise CtrobustError(f"Expected `step_size` to be a positive finite float, but got {self.step_size}.")
-        if self.version not in ("standard", "plus", "rand"):
+        if self.version not in AA_VERSIONS:
             raise CtrobustError(f"Expected AutoAttack version standard, plus or rand, but got {self.version!r}.")
 
     def label(self) -> str:

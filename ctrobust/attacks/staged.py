@@ -57,7 +57,7 @@ class StagedAutoAttack:
     def __init__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, threat: ThreatModel,
                  num_classes: int, seed: int, batch_size: int, version: str = "standard",
                  state: StageState | None = None) -> None:
-        self.x, self.y, self.batch_size, self.num_classes = x, y, batch_size, num_classes
+        self.x, self.y, self.batch_size, self.num_classes, self.threat = x, y, batch_size, num_classes, threat
         self.adversary = make_adversary(model, eps, threat, num_classes, seed, x.device, version)
         self.attacks: list[str] = list(self.adversary.attacks_to_run)
         self.state = state if state is not None else self._start()

@@ -25,6 +25,7 @@ import torch
 import torch.nn as nn
 
 from ctrobust.attacks.autoattack import apgd_ce
+from ctrobust.attacks.norms import NORM_BALLS
 from ctrobust.attacks.pgd import pgd_attack
 from ctrobust.attacks.spec import AttackName, AttackSpec
 from ctrobust.attacks.verify import verify_adversarial
@@ -140,48 +141,19 @@ class BinarizedModel(nn.Module):
 
 
 def boundary_point(x: torch.Tensor, threat: ThreatModel, eps: float, gen: torch.Generator) -> torch.Tensor:
-    """A point at exactly eps from ``x`` inside [0, 1]: a random corner (Linf), or a random direction scaled by
-    bisection until the clipped perturbation has L2 norm eps."""
-    if threat is ThreatModel.LINF:
-        signs = torch.randint(0, 2, x.shape, generator=gen).to(x) * 2 - 1
-        signs = torch.where(x + eps > 1, -torch.ones_like(signs), signs)  # turn away from a wall of the box
-        signs = torch.where(x - eps < 0, torch.ones_like(signs), signs)
-        return (x + signs * eps).clamp(0, 1)
-    direction = torch.randn(x.shape, generator=gen).to(x)
-    direction = direction / direction.norm()
-    low, high = eps, eps
-    while float(((x + high * direction).clamp(0, 1) - x).norm()) < eps and high < 1e3 * eps:
-        high *= 2
-    for _ in range(60):
-        mid = (low + high) / 2
-        if float(((x + mid * direction).clamp(0, 1) - x).norm()) < eps:
-            low = mid
-        else:
-            high = mid
-    return (x + high * direction).clamp(0, 1)
+    """A point at exactly eps from ``x`` inside [0, 1] (the norm ball's own construction)."""
+    return NORM_BALLS[threat].boundary_point(x, eps, gen)
 
 
 def inner_points(x: torch.Tensor, threat: ThreatModel, eps: float, n: int, gen: torch.Generator) -> torch.Tensor:
     """``n`` random points within INNER_RADIUS * eps of ``x``, inside [0, 1] (clipping only moves them closer)."""
-    shape = (n, *x.shape)
-    radius = INNER_RADIUS * eps
-    if threat is ThreatModel.LINF:
-        delta = (torch.rand(shape, generator=gen) * 2 - 1) * radius
-    else:
-        direction = torch.randn(shape, generator=gen)
-        direction = direction / direction.flatten(1).norm(dim=1).view(-1, *([1] * x.dim()))
-        delta = direction * torch.rand((n,) + (1,) * x.dim(), generator=gen) * radius
+    delta = NORM_BALLS[threat].inner((n, *x.shape), gen) * (INNER_RADIUS * eps)
     return (x.unsqueeze(0) + delta.to(x)).clamp(0, 1)
 
 
 def sphere_points(x: torch.Tensor, threat: ThreatModel, eps: float, n: int, gen: torch.Generator) -> torch.Tensor:
     """``n`` random points at distance eps (before clipping to [0, 1]): the random baseline's queries."""
-    shape = (n, *x.shape)
-    if threat is ThreatModel.LINF:
-        delta = (torch.randint(0, 2, shape, generator=gen) * 2 - 1).float() * eps
-    else:
-        direction = torch.randn(shape, generator=gen)
-        delta = direction / direction.flatten(1).norm(dim=1).view(-1, *([1] * x.dim())) * eps
+    delta = NORM_BALLS[threat].sphere((n, *x.shape), gen) * eps
     return (x.unsqueeze(0) + delta.to(x)).clamp(0, 1)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 
 from ctrobust.cli.store_args import add_run_filters, add_store_option
+from ctrobust.plan import Device
 
 EPILOG = """examples:
   ctrobust audit-attack --run 1a2b3c4d5e6f --device cuda
@@ -27,7 +28,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                             description=__doc__, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_store_option(parser)
     parser.add_argument("--run", default=None, metavar="RUN_ID", help="the run (its id or a prefix of it); default: "
-                        "the newest Linf / L2 run matching --model/--dataset/--threat")
+                        "the newest norm-bounded run matching --model/--dataset/--threat")
     add_run_filters(parser, "runs")
     parser.add_argument("--samples", type=int, default=200, help="binarization samples (default: 200)")
     parser.add_argument("--inner", type=int, default=999, help="random inner points per sample (default: 999)")
@@ -38,7 +39,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "0 skips them: AutoAttack at every beta is the costliest part)")
     parser.add_argument("--trajectory-points", type=int, default=100, metavar="N",
                         help="evaluation points for the PGD indicators (default: 100)")
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default: auto")
+    parser.add_argument("--device", default="auto", choices=[d.value for d in Device], help="default: auto")
     parser.add_argument("--batch-size", type=int, default=500, help="batch size (default: 500)")
     parser.add_argument("--data-dir", default=None, metavar="DIR", help="dataset directory (env CTROBUST_DATA_DIR)")
     parser.add_argument("--model-dir", default=None, metavar="DIR", help="RobustBench checkpoints (as for eval)")
@@ -74,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
         runs = [r for r in select_runs(store, model=args.model, dataset=args.dataset, threat=args.threat)
                 if r.threat.is_norm_bounded and (args.run is None or r.run_id.startswith(args.run))]
         if not runs:
-            raise CtrobustError(f"No Linf / L2 run in {store.path} matches"
+            raise CtrobustError(f"No norm-bounded run in {store.path} matches"
                                 + (f" --run {args.run}" if args.run else " the filters") + ".")
         if args.run is not None and len({r.run_id for r in runs}) > 1:
             raise CtrobustError(f"--run {args.run} matches {len({r.run_id for r in runs})} runs; give more of the id.")

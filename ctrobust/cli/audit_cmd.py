@@ -29,9 +29,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
-    from ctrobust.audit import AUDIT_CSV, read_audit, run_audit, summarize, zoo_entries
     from ctrobust.data.registry import canonical_dataset
     from ctrobust.errors import CtrobustError
+    from ctrobust.models.ct_audit import AUDIT_CSV, read_audit, run_audit, summarize, zoo_entries
 
     datasets = [canonical_dataset(d).name for d in args.dataset] if args.dataset else None
     out = Path(args.out) if args.out else AUDIT_CSV

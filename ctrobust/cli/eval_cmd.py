@@ -43,7 +43,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from ctrobust.api import run
+    from ctrobust.api import run_plan
     from ctrobust.errors import CtrobustError
     from ctrobust.outputs import check_output_dir
     from ctrobust.progress import RunProgress
@@ -62,11 +62,8 @@ def run_command(args: argparse.Namespace) -> int:
         if cfg.executor == "ray":
             result = _run_on_ray(plan, cfg.ray_address, store, args.command_line)
         else:
-            options = {name: getattr(cfg, name) for name, _, _ in config_fields()
-                       if name not in ("model", "dataset", "threat", "store", "strict_checks")}
             with RunProgress("ctrobust eval", disable=cfg.no_progress or args.verbosity < 0) as progress:
-                result = run(cfg.model, cfg.dataset, cfg.threat, store=store, progress=progress,
-                             command=args.command_line, **options)
+                result = run_plan(plan, store=store, progress=progress, command=args.command_line)
     out_dir = out_root if cfg.out else out_root / run_name(result)
     json_path, csv_path = write_result(result, out_dir)
     if cfg.json:

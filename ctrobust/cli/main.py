@@ -23,6 +23,7 @@ from ctrobust.cli import (
     reproduce_cmd,
     train_cmd,
 )
+from ctrobust.ct.errors import CTError
 from ctrobust.errors import CtrobustError
 
 EXIT_USER_ERROR = 2
@@ -90,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         # flush of stdout from raising again.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_BROKEN_PIPE
-    except CtrobustError as exc:
+    except (CtrobustError, CTError) as exc:
         print(f"ctrobust: error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt as exc:

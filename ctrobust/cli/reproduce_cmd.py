@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from ctrobust.cli.store_args import add_store_option
+from ctrobust.plan import Device, Executor, Protocol
 
 EPILOG = """examples:
   ctrobust reproduce --config small                   # offline, Fashion-MNIST, minutes on a CPU
@@ -29,12 +30,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         help="grid config (TOML), or a shipped one: small, paper")
     add_store_option(parser)
     parser.add_argument("--out", default=None, metavar="DIR", help="where the tables go (default: reports/reproduce-<name>)")
-    parser.add_argument("--protocol", choices=["heldout", "paper"], action="append", default=None,
+    parser.add_argument("--protocol", choices=[p.value for p in Protocol], action="append", default=None,
                         help="only these protocols of the config (repeatable; default: all it lists)")
-    parser.add_argument("--device", default=None, choices=["auto", "cpu", "cuda"], help="override the config's device")
+    parser.add_argument("--device", default=None, choices=[d.value for d in Device], help="override the config's device")
     parser.add_argument("--data-dir", default=None, metavar="DIR", help="override the config's data dir")
     parser.add_argument("--model-dir", default=None, metavar="DIR", help="override the config's model dir")
-    parser.add_argument("--executor", choices=["local", "ray"], default="local",
+    parser.add_argument("--executor", choices=[e.value for e in Executor], default="local",
                         help="local: units one after another here; ray: one Ray task per unit "
                              "(from a checkout: pip install -e '.[ray]')")
     parser.add_argument("--ray-address", default=None, metavar="auto|HOST:PORT",

@@ -8,6 +8,8 @@ import shlex
 import sys
 from pathlib import Path
 
+from ctrobust.plan import Device
+
 EPILOG = """examples:
   ctrobust train --model smallcnn --dataset fashion-mnist
   ctrobust train --model paper:resnet18 --dataset cifar10 --device cuda      # the paper's recipe, 200 epochs
@@ -35,7 +37,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         help="stop after the last whole epoch that fits in SECONDS (the lr schedule still follows --epochs)")
     parser.add_argument("--max-batches", type=int, default=None, metavar="N", help="stop after N batches (smoke tests)")
     parser.add_argument("--data-dir", default=None, metavar="DIR", help="dataset directory (env CTROBUST_DATA_DIR)")
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default: auto")
+    parser.add_argument("--device", default="auto", choices=[d.value for d in Device], help="default: auto")
     parser.add_argument(
         "--out", default=None, metavar="PATH",
         help="where to write the state dict (default: <user cache>/checkpoints/<model>_<dataset>.pt)",

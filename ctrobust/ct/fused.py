@@ -28,6 +28,7 @@ from typing import Any
 
 import torch
 
+from ctrobust.ct.errors import CTError
 from ctrobust.ct.unit import EPS_REFERENCE, SOFTPLUS_THRESHOLD, ctu
 
 log = logging.getLogger("ctrobust.ct")
@@ -212,9 +213,7 @@ def resolve_impl(impl: str | None) -> str:
     if chosen == "auto":
         chosen, source = os.environ.get(ENV, "fused").lower(), f"${ENV} (the CT unit implementation)"
     if chosen not in ("fused", "eager"):
-        from ctrobust.errors import CtrobustError
-
-        raise CtrobustError(f"Expected {source} to be fused or eager, but got {chosen!r}.")
+        raise CTError(f"Expected {source} to be fused or eager, but got {chosen!r}.")
     return chosen
 
 
@@ -288,9 +287,7 @@ class PerSampleCTU:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[0] != len(self.betas):
-            from ctrobust.errors import CtrobustError
-
-            raise CtrobustError(f"one beta per sample: the model passed a batch of {x.shape[0]} to a ReLU, but "
+            raise CTError(f"one beta per sample: the model passed a batch of {x.shape[0]} to a ReLU, but "
                                 f"{len(self.betas)} betas were given (a model that reshapes its batch cannot sweep "
                                 "betas in one pass; use the one-beta sweep)")
         out = None

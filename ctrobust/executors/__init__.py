@@ -10,11 +10,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ctrobust.errors import unknown_name_error
+from ctrobust.plan import Executor
 from ctrobust.reproduce import ReproduceConfig
 from ctrobust.result import RunResult
 from ctrobust.store import Store
 
-EXECUTORS = ("local", "ray")
+EXECUTORS = tuple(e.value for e in Executor)
 
 
 @dataclass

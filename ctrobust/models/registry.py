@@ -23,6 +23,7 @@ from ctrobust.models.paper_resnet import PAPER_RESNETS, paper_resnet
 from ctrobust.models.paths import paper_checkpoint_path, resolve_model_dir
 from ctrobust.models.smallcnn import SmallCNN
 from ctrobust.plan import ModelSource
+from ctrobust.threats import ThreatModel
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 PREFIXES = tuple(s.value for s in ModelSource if s is not ModelSource.CUSTOM)
@@ -69,8 +70,8 @@ class ModelRequest:
 
     dataset: str
     checkpoint: Path | None
-    threat: str
-    zoo_threat: str | None
+    threat: ThreatModel
+    zoo_threat: ThreatModel | None
     model_dir: str | os.PathLike[str] | None
     trust_checkpoint: bool
     mean: Sequence[float] | None
@@ -210,16 +211,18 @@ def _zoo_dataset(name: str) -> str:
 
 
 def _load_robustbench(name: str, req: ModelRequest) -> LoadedModel:
-    from ctrobust.models.zoo import checkpoint_paths, load_zoo_model
+    from ctrobust.models.zoo import checkpoint_paths, load_zoo_model, zoo
 
     if req.checkpoint is not None:
         raise CtrobustError("--checkpoint does not apply to RobustBench models; they live under --model-dir.")
-    zoo_th = req.zoo_threat or req.threat
-    zoo_th = {"linf": "Linf", "l2": "L2", "corruptions": "corruptions"}.get(zoo_th.lower(), zoo_th)
+    # The zoo's leaderboard the weights come from: the one asked for, the run's threat where the zoo has one
+    # (its names are ThreatModel's values), else Linf's (the zoo has no L1 leaderboard; a model is one checkpoint).
+    zoo_th = req.zoo_threat or (req.threat if req.threat.value in zoo().get(req.dataset, {}) else ThreatModel.LINF)
     mdir = resolve_model_dir(req.model_dir)
-    net = load_zoo_model(name, req.dataset, zoo_th, mdir, req.trust_checkpoint)
-    prep = {"normalisation": "inside the RobustBench model", "input_size": list(req.info.input_size), "zoo_threat": zoo_th}
-    paths = checkpoint_paths(name, req.dataset, zoo_th, mdir)
+    net = load_zoo_model(name, req.dataset, zoo_th.value, mdir, req.trust_checkpoint)
+    prep: dict[str, object] = {"normalisation": "inside the RobustBench model",
+                               "input_size": list(req.info.input_size), "zoo_threat": zoo_th.value}
+    paths = checkpoint_paths(name, req.dataset, zoo_th.value, mdir)
     return LoadedModel(name, req.dataset, net, ModelSource.ROBUSTBENCH, str(paths[0]), prep)
 
 
@@ -265,23 +268,72 @@ def _load_module(name: str, req: ModelRequest) -> LoadedModel:
     return LoadedModel(f"module:{name}", req.dataset, net.eval(), ModelSource.MODULE, None, prep)
 
 
+ModelRow = tuple[str, str, str, str, str]  # model, dataset, zoo threat, architecture, whether CT applies
+
+
 @dataclass(frozen=True)
 class SourceEntry:
-    """How one model source loads a model, and which dataset its names imply (None: --dataset is required)."""
+    """Everything that differs by model source: its loader, the dataset its names imply (None: --dataset is
+    required), whether it takes --mean/--std, how a user names it, and its rows in ``ctrobust models``."""
 
     load: Callable[[str, ModelRequest], LoadedModel]
     trained_on: Callable[[str], str] | None
+    takes_normalisation: bool
+    spelling: str  # how a model of this source is named on the command line
+    rows: Callable[[str | None, ThreatModel | None], list[ModelRow]] = lambda dataset, threat: []
+
+
+def _builtin_rows(dataset: str | None, threat: ThreatModel | None) -> list[ModelRow]:
+    return [(f"builtin:{name}", entry.dataset, "-", entry.factory.__name__, "yes (ReLU)")
+            for name, entry in BUILTIN_MODELS.items() if dataset in (None, entry.dataset) and threat is None]
+
+
+def _paper_rows(dataset: str | None, threat: ThreatModel | None) -> list[ModelRow]:
+    if threat is not None or dataset not in (None, "cifar10", "cifar100"):
+        return []
+    return [(f"paper:{name}", dataset or "cifar10|cifar100", "-", "CifarResNet", "yes (ReLU)") for name in PAPER_RESNETS]
+
+
+def _torchvision_rows(dataset: str | None, threat: ThreatModel | None) -> list[ModelRow]:
+    if threat is not None or dataset not in (None, "imagenet"):
+        return []
+    return [("torchvision:NAME", "imagenet", "-", "any torchvision classifier", "where it uses ReLU")]
+
+
+def _zoo_rows(dataset: str | None, threat: ThreatModel | None) -> list[ModelRow]:
+    """The RobustBench zoo, with whether CT applies from the committed audit (``ctrobust audit-ct``)."""
+    from ctrobust.models.ct_audit import read_audit
+    from ctrobust.models.zoo import zoo
+
+    audit = {(r.dataset, r.threat, r.model): r for r in read_audit()}
+    rows: list[ModelRow] = []
+    for ds, by_threat in zoo().items():
+        for th, models in by_threat.items():
+            if dataset not in (None, ds) or (threat is not None and threat.value != th):
+                continue
+            for name in models:
+                r = audit.get((ds, th, name))
+                applies = "not audited"
+                if r:
+                    applies = {"ok": "yes (ReLU)", "not applicable": f"no ({r.other_activations or 'no ReLU'})",
+                               "skipped": f"not audited ({r.note})", "error": "not audited (build failed)"}.get(
+                                  r.status, r.status)
+                rows.append((name, ds, th, r.architecture if r else "?", applies))
+    return rows
 
 
 # One entry per source: adding a source means a ModelSource value (ctrobust/plan.py), its loader
-# module, and its entry here.
+# module, and its entry here; tests/test_registries.py fails when a source has none.
 SOURCES: dict[ModelSource, SourceEntry] = {
-    ModelSource.BUILTIN: SourceEntry(_load_builtin, lambda name: _builtin(name).dataset),
-    ModelSource.PAPER: SourceEntry(_load_paper, None),
-    ModelSource.ROBUSTBENCH: SourceEntry(_load_robustbench, _zoo_dataset),
-    ModelSource.TORCHVISION: SourceEntry(_load_torchvision, lambda name: "imagenet"),
-    ModelSource.CUSTOM: SourceEntry(_load_custom, None),
-    ModelSource.MODULE: SourceEntry(_load_module, None),
+    ModelSource.BUILTIN: SourceEntry(_load_builtin, lambda name: _builtin(name).dataset, False, "builtin:NAME",
+                                     _builtin_rows),
+    ModelSource.PAPER: SourceEntry(_load_paper, None, False, "paper:resnet18|50|152", _paper_rows),
+    ModelSource.ROBUSTBENCH: SourceEntry(_load_robustbench, _zoo_dataset, False, "NAME or robustbench:NAME",
+                                         _zoo_rows),
+    ModelSource.TORCHVISION: SourceEntry(_load_torchvision, lambda name: "imagenet", True, "torchvision:NAME",
+                                         _torchvision_rows),
+    ModelSource.CUSTOM: SourceEntry(_load_custom, None, True, "path/to/file.py:factory or package.module:factory"),
+    ModelSource.MODULE: SourceEntry(_load_module, None, True, "an nn.Module given to ctrobust.run"),
 }
 
 
@@ -290,8 +342,8 @@ def load_model(
     dataset: str | None = None,
     checkpoint: str | os.PathLike[str] | None = None,
     *,
-    threat: str = "Linf",
-    zoo_threat: str | None = None,
+    threat: ThreatModel = ThreatModel.LINF,
+    zoo_threat: ThreatModel | None = None,
     model_dir: str | os.PathLike[str] | None = None,
     trust_checkpoint: bool = False,
     mean: Sequence[float] | None = None,

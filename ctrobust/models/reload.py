@@ -12,6 +12,7 @@ from ctrobust.errors import CtrobustError
 from ctrobust.fingerprint import weights_digest
 from ctrobust.models import load_model
 from ctrobust.result import RunResult
+from ctrobust.threats import ThreatModel
 
 
 def reload_run(run: RunResult, data_dir: str | None, model_dir: str | None, device: torch.device
@@ -25,8 +26,9 @@ def reload_run(run: RunResult, data_dir: str | None, model_dir: str | None, devi
     if run.model_source.get("source") == "module":
         raise CtrobustError(f"run {run.run_id} evaluated an in-memory module ({run.model}): it cannot be loaded again "
                             "from the store; audit it from Python with the same module.")
-    loaded = load_model(run.model, run.dataset, identity.get("checkpoint"), threat=run.threat.value,
-                        zoo_threat=identity.get("zoo_threat"), model_dir=model_dir,
+    zoo_threat = identity.get("zoo_threat")
+    loaded = load_model(run.model, run.dataset, identity.get("checkpoint"), threat=run.threat,
+                        zoo_threat=ThreatModel(zoo_threat) if zoo_threat else None, model_dir=model_dir,
                         trust_checkpoint=bool(identity.get("trust_checkpoint", False)),
                         mean=identity.get("mean"), std=identity.get("std"))
     if run.weights_digest and weights_digest(loaded.model) != run.weights_digest:

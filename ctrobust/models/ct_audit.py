@@ -16,7 +16,7 @@ from ctrobust.ct import ct_coverage, curvature_tuned
 from ctrobust.data.registry import canonical_dataset
 from ctrobust.errors import CtrobustError
 
-AUDIT_CSV = Path(__file__).parent / "models" / "zoo_ct_audit.csv"
+AUDIT_CSV = Path(__file__).parent / "zoo_ct_audit.csv"
 
 
 @dataclass

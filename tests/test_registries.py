@@ -1,0 +1,93 @@
+"""Every registry covers its enum, and what is generated from an enum (CLI choices, the schema) matches it.
+
+A threat model, attack or model source added to its enum without its registry entry fails here, not as
+a KeyError in the middle of a run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tomllib
+
+import pytest
+
+from conftest import REPO
+from ctrobust.attacks.cost import ATTACK_WORK, autoattack_attack_work
+from ctrobust.attacks.evaluation import ATTACK_RUNNERS
+from ctrobust.attacks.norms import NORM_BALLS
+from ctrobust.attacks.spec import AA_VERSIONS, AttackName
+from ctrobust.cli.main import build_parser
+from ctrobust.executors import EXECUTORS
+from ctrobust.models.registry import SOURCES
+from ctrobust.plan import CtuImpl, Device, Executor, ModelSource, Protocol
+from ctrobust.scoring import CorruptionScorer, NormScorer, scorer_for
+from ctrobust.threats import DEFAULT_EPS, THREAT_CHOICES, ThreatModel
+
+
+def test_every_norm_ball_threat_has_its_geometry_scorer_and_fashion_mnist_eps() -> None:
+    for threat in ThreatModel:
+        if threat.is_norm_bounded:
+            assert threat in NORM_BALLS, f"{threat} has no entry in attacks/norms.py"
+            assert scorer_for(threat) is NormScorer
+            assert ("fashion-mnist", threat) in DEFAULT_EPS, f"{threat} has no default eps for the offline dataset"
+        else:
+            assert scorer_for(threat) is CorruptionScorer
+    assert set(NORM_BALLS) == {t for t in ThreatModel if t.is_norm_bounded}
+
+
+def test_every_attack_has_a_runner_and_a_cost() -> None:
+    assert set(ATTACK_RUNNERS) == set(AttackName)
+    assert set(ATTACK_WORK) == set(AttackName)
+
+
+def test_every_model_source_has_a_loader_and_a_spelling() -> None:
+    assert set(SOURCES) == set(ModelSource)
+    assert all(entry.spelling for entry in SOURCES.values())
+
+
+def test_every_executor_is_offered() -> None:
+    assert EXECUTORS == tuple(e.value for e in Executor)
+
+
+def test_autoattack_cost_follows_the_norms_own_settings() -> None:
+    """L1's standard AutoAttack runs APGD-CE with 5 restarts and APGD-T with 5 targets (Croce and Hein)."""
+    linf = autoattack_attack_work("apgd-ce", 100, threat=ThreatModel.LINF)
+    assert autoattack_attack_work("apgd-ce", 100, threat=ThreatModel.L1) == 5 * linf
+    assert autoattack_attack_work("apgd-t", 100, threat=ThreatModel.L1) == pytest.approx(
+        5 / 9 * autoattack_attack_work("apgd-t", 100, threat=ThreatModel.LINF))
+
+
+def _choices(command: str, option: str) -> list[str]:
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    action = next(a for a in sub.choices[command]._actions if option in a.option_strings)
+    return list(action.choices or [])
+
+
+def test_cli_choices_come_from_the_enums() -> None:
+    assert _choices("eval", "--device") == [d.value for d in Device]
+    assert _choices("eval", "--ctu") == [c.value for c in CtuImpl]
+    assert _choices("eval", "--executor") == [e.value for e in Executor]
+    assert _choices("eval", "--aa-version") == list(AA_VERSIONS)
+    assert _choices("reproduce", "--protocol") == [p.value for p in Protocol]
+    help_text = build_parser().format_help() + " ".join(THREAT_CHOICES)
+    assert all(t.cli_name in help_text for t in ThreatModel)
+
+
+def test_the_schema_enums_are_the_enums() -> None:
+    schema = json.loads((REPO / "docs" / "result.schema.json").read_text())
+    assert schema["properties"]["threat"]["enum"] == [t.value for t in ThreatModel]
+    assert schema["properties"]["protocol"]["enum"] == [p.value for p in Protocol]
+
+
+def test_the_ct_contract_names_every_other_module() -> None:
+    """`ct/ imports only torch` lists what ct/ may not import: a new top-level module must be on that list."""
+    config = tomllib.loads((REPO / "pyproject.toml").read_text())
+    contracts = config["tool"]["importlinter"]["contracts"]
+    contract = next(c for c in contracts if c.get("source_modules") == ["ctrobust.ct"])
+    forbidden = set(contract["forbidden_modules"])
+    package = REPO / "ctrobust"
+    modules = {f"ctrobust.{p.stem}" for p in package.glob("*.py") if p.stem != "__init__"}
+    modules |= {f"ctrobust.{p.name}" for p in package.iterdir() if (p / "__init__.py").is_file() and p.name != "ct"}
+    assert modules <= forbidden, f"add to the ct contract in pyproject.toml: {sorted(modules - forbidden)}"
