@@ -2,7 +2,8 @@
 
 Data flow: models and data in (``ctrobust.models``, ``ctrobust.data``), CT applied
 (``ctrobust.ct``), attacks run (``ctrobust.attacks``), beta chosen (``ctrobust.selection``),
-results stored and reported (``ctrobust.results``), driven by ``ctrobust.pipeline``; from Python,
+results stored (``ctrobust.store``) and reported (``ctrobust.report``), driven by ``ctrobust.pipeline``
+(docs/architecture.md); from Python,
 ``ctrobust.run`` (the whole protocol on any nn.Module) and ``ctrobust.load_results`` (DataFrames).
 
 Public names are loaded on first use, so ``import ctrobust`` (and ``ctrobust --help``) does not

@@ -1,6 +1,13 @@
 #!/usr/bin/env bash
-# The README's test command: set up (if needed), then run every test, slow ones included.
+# The README's test command: set up (if needed), run the static checks (lint and import order, types, the
+# layering contracts of docs/architecture.md), then every test, slow ones included.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --test
+echo "test: ruff (lint, import order)" >&2
+.venv/bin/ruff check ctrobust tests benchmarks
+echo "test: mypy (types of ctrobust/)" >&2
+.venv/bin/mypy
+echo "test: import-linter (the layering)" >&2
+.venv/bin/lint-imports --no-cache
 exec .venv/bin/python -m pytest -q "$@"
