@@ -14,6 +14,9 @@ from ctrobust.attacks.spec import AttackSpec
 from ctrobust.ct import curvature_tuned
 from ctrobust.models import load_model
 from ctrobust.progress import GRAD_WEIGHT, AutoAttackWatcher, RunProgress, WorkMeter
+from ctrobust.threats import ThreatModel
+
+LINF = ThreatModel.LINF
 
 
 def test_meter_weights_backpropagated_calls() -> None:
@@ -56,12 +59,13 @@ def test_watcher_reads_autoattack_log() -> None:
 
 
 def test_remaining_work_after_each_attack() -> None:
-    everything = autoattack_remaining("standard", "apgd-ce", True, 100, 10, expected_survivors=20)
-    assert everything == pytest.approx(autoattack_attack_work("apgd-ce", 100)
-                                       + sum(autoattack_attack_work(a, 20) for a in ("apgd-t", "fab-t", "square")))
-    assert autoattack_remaining("standard", "square", False, 12) == 0
-    assert autoattack_remaining("standard", "fab-t", True, 12) == pytest.approx(
-        autoattack_attack_work("fab-t", 12) + autoattack_attack_work("square", 12))
+    everything = autoattack_remaining("standard", "apgd-ce", True, 100, 10, expected_survivors=20, threat=LINF)
+    assert everything == pytest.approx(autoattack_attack_work("apgd-ce", 100, threat=LINF)
+                                       + sum(autoattack_attack_work(a, 20, threat=LINF)
+                                             for a in ("apgd-t", "fab-t", "square")))
+    assert autoattack_remaining("standard", "square", False, 12, threat=LINF) == 0
+    assert autoattack_remaining("standard", "fab-t", True, 12, threat=LINF) == pytest.approx(
+        autoattack_attack_work("fab-t", 12, threat=LINF) + autoattack_attack_work("square", 12, threat=LINF))
 
 
 @pytest.mark.slow
@@ -83,7 +87,7 @@ def test_cost_model_matches_counted_work(spec: AttackSpec, fmnist_test) -> None:
         with meter.watching(ct):
             res = evaluate(ct, x, y, "linf", eps=0.05, attack=spec, seed=0, batch_size=500)
         after_first = res.extra.get("robust_accuracy_after", {}).get("apgd-ce", res.robust_accuracy)
-        estimate = attack_work(spec, len(x), res.clean_accuracy, float(after_first))
+        estimate = attack_work(spec, len(x), res.clean_accuracy, float(after_first), threat=LINF)
     finally:
         cost.TIME_FACTOR = factors
     assert sum(counted) == pytest.approx(estimate, rel=0.15)
