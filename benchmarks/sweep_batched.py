@@ -24,6 +24,7 @@ from ctrobust.attacks.spec import AttackSpec
 from ctrobust.ct import curvature_tuned
 from ctrobust.data import load_test_set
 from ctrobust.models import load_model
+from ctrobust.plan import resolve_ctu
 from ctrobust.selection import PAPER_BETAS
 from ctrobust.threats import ThreatModel
 
@@ -42,7 +43,7 @@ def main() -> None:
     device = torch.device(args.device)
     sync = sync_for(device)
     loaded = load_model(args.model, "fashion-mnist", args.checkpoint)
-    ct = curvature_tuned(loaded.model.to(device), 1.0)
+    ct = curvature_tuned(loaded.model.to(device), 1.0, impl=resolve_ctu().value)  # --ctu auto: $CTROBUST_CTU
     x, y = load_test_set("fashion-mnist")
     x, y = x[-args.n:].to(device), y[-args.n:].to(device)  # the end of the test set: not the eval split's first points
     spec, threat, eps, seed = AttackSpec("apgd-ce", args.steps), ThreatModel.LINF, 0.05, 0

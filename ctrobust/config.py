@@ -8,8 +8,9 @@ from typing import Any, TypeVar
 
 from ctrobust.attacks.spec import AA_VERSIONS, ATTACKS, AttackName, AttackSpec, parse_attack
 from ctrobust.corruptions.names import parse_corruptions, parse_severities
+from ctrobust.datasets import DATASET_CHOICES
 from ctrobust.errors import CtrobustError
-from ctrobust.plan import CtuImpl, Device, Executor, ModelSource, Protocol, RunPlan, SweepMode
+from ctrobust.plan import CtuImpl, Device, Executor, ModelSource, Protocol, RunPlan, SweepMode, resolve_ctu
 from ctrobust.selection import parse_betas
 from ctrobust.threats import THREAT_CHOICES, ZOO_THREATS, ThreatModel, check_eps, default_eps, parse_threat
 
@@ -36,7 +37,8 @@ class EvalConfig:
         "model and data", metavar="NAME",
     )
     dataset: str | None = opt(
-        None, "dataset; default: the one the model was trained on (smallcnn -> fashion-mnist)", "model and data"
+        None, f"dataset: {', '.join(DATASET_CHOICES)}; default: the one the model was trained on "
+        "(smallcnn -> fashion-mnist)", "model and data"
     )
     checkpoint: str | None = opt(
         None, "weights to load (built-in, paper:, torchvision: and custom models)", "model and data", metavar="PATH"
@@ -215,7 +217,7 @@ class EvalConfig:
             zoo_threat=parse_threat(self.zoo_threat) if self.zoo_threat else None,
             mean=tuple(mean) if mean is not None else None, std=tuple(std) if std is not None else None,
             model_dir=self.model_dir, data_dir=self.data_dir, trust_checkpoint=self.trust_checkpoint,
-            device=_choice(Device, self.device, "--device"), ctu=_choice(CtuImpl, self.ctu, "--ctu"),
+            device=_choice(Device, self.device, "--device"), ctu=resolve_ctu(_choice(CtuImpl, self.ctu, "--ctu")),
             weights=_module_digest(module) if module is not None else None, module=module,
         )
 

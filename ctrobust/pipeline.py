@@ -12,7 +12,7 @@ import torch
 from ctrobust.attacks.determinism import is_randomised
 from ctrobust.attacks.execution import Execution, frozen_parameters, probe_execution
 from ctrobust.attacks.verify import stored_adversarial_problem
-from ctrobust.cell import Scored
+from ctrobust.cell import Counts, Scored
 from ctrobust.ct import ct_coverage, curvature_tuned
 from ctrobust.ct.fused import ctu_backend
 from ctrobust.errors import CtrobustError, NonFiniteOutput
@@ -23,7 +23,7 @@ from ctrobust.identity import identity_key
 from ctrobust.plan import Device, Protocol, RunPlan, SweepMode
 from ctrobust.progress import GRAD_WEIGHT, RunProgress, log
 from ctrobust.provenance import provenance
-from ctrobust.result import ArmResult, Counts, RunResult
+from ctrobust.result import ArmResult, RunResult
 from ctrobust.sanity import ArmOutcomes, run_sanity_checks
 from ctrobust.scoring import FinalsContext, NormScorer, Scorer, scorer_for
 from ctrobust.seeding import seed_everything

@@ -12,11 +12,14 @@ therefore changes the identity unless someone decides it cannot change the numbe
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field, fields
 from enum import Enum, StrEnum
 from typing import Any
 
 from ctrobust.attacks.spec import AttackSpec
+from ctrobust.datasets import DatasetName
+from ctrobust.errors import CtrobustError
 from ctrobust.threats import ThreatModel
 
 
@@ -64,6 +67,25 @@ class CtuImpl(StrEnum):
     EAGER = "eager"
 
 
+CTU_ENV = "CTROBUST_CTU"
+
+
+def resolve_ctu(choice: CtuImpl | str = CtuImpl.AUTO) -> CtuImpl:
+    """The CT unit a run uses: auto is $CTROBUST_CTU when set (fused or eager), else fused. The one place the
+    environment chooses it; ``ct/`` itself takes the resolved name."""
+    try:
+        chosen = CtuImpl(str(choice).strip().lower())
+    except ValueError:
+        raise CtrobustError(f"Expected the CT unit implementation (--ctu) to be fused, eager or auto, but got "
+                            f"{choice!r}.") from None
+    if chosen is not CtuImpl.AUTO:
+        return chosen
+    raw = os.environ.get(CTU_ENV, "fused").strip().lower()
+    if raw not in (CtuImpl.FUSED, CtuImpl.EAGER):
+        raise CtrobustError(f"Expected ${CTU_ENV} (the CT unit implementation) to be fused or eager, but got {raw!r}.")
+    return CtuImpl(raw)
+
+
 def _not_identity() -> dict[str, Any]:
     return {"identity": False}
 
@@ -74,7 +96,7 @@ class RunPlan:
 
     model: str
     model_source: ModelSource
-    dataset: str
+    dataset: DatasetName
     threat: ThreatModel
     eps: float | None  # None for corruptions
     final_attack: AttackSpec | None  # None for corruptions: no attack runs

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from ctrobust.cell import Counts
 from ctrobust.evidence import SanityReport
 from ctrobust.plan import Protocol
 from ctrobust.stats import PairedGain
@@ -30,35 +31,8 @@ OPTIMISTIC_NOTE = (
 )
 
 
-@dataclass(frozen=True)
-class Counts:
-    """Exact counts behind the accuracies; for corruptions, ``robust_correct`` counts (point, cell) pairs."""
-
-    n: int
-    clean_correct: int
-    robust_correct: int
-    cells: int = 1  # corruption cells per point; 1 under an attack
-
-    @property
-    def clean_accuracy(self) -> float:
-        return self.clean_correct / self.n if self.n else 0.0
-
-    @property
-    def robust_accuracy(self) -> float:
-        return self.robust_correct / (self.n * self.cells) if self.n else 0.0
-
-    @classmethod
-    def of(cls, per_example: Mapping[str, Sequence[int]]) -> Counts:
-        """Counts from per-example outcomes (0/1 per point, or per point and corruption cell)."""
-        clean = per_example["clean"]
-        if "robust" in per_example:
-            return cls(len(clean), int(sum(clean)), int(sum(per_example["robust"])))
-        cells = [v for k, v in per_example.items() if k != "clean"]
-        return cls(len(clean), int(sum(clean)), int(sum(sum(v) for v in cells)), max(len(cells), 1))
-
-    def to_dict(self) -> dict[str, int]:
-        return {"n": self.n, "clean_correct": self.clean_correct, "robust_correct": self.robust_correct,
-                "cells": self.cells}
+SETTINGS_KEYS = ("attack_config", "select_attack_config", "corruptions", "severities", "corruption_data", "execution")
+"""The keys of ``RunResult.settings``, written at result.json's top level (each one is in the schema)."""
 
 
 @dataclass(frozen=True)
@@ -278,8 +252,7 @@ class RunResult:
         ct = ArmResult.from_dict(data["ct"], ct_outcomes, beta)
         gain = (PairedGain.from_dict(data["gain"]) if "gain" in data
                 else run_gain(threat, per_example["base"], ct_outcomes))
-        settings = {k: data[k] for k in ("attack_config", "select_attack_config", "corruptions", "severities",
-                                         "corruption_data", "execution") if k in data}
+        settings = {k: data[k] for k in SETTINGS_KEYS if k in data}
         checks = data.get("sanity_checks")
         sanity = SanityReport.from_dict(checks) if checks else None
         curve = {float(b): float(a) for b, a in data["select_curve"].items()}

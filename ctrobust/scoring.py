@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 
 from ctrobust.attacks import batched
-from ctrobust.attacks.evaluation import EvalResult, attack_and_check
+from ctrobust.attacks.evaluation import attack_and_check
 from ctrobust.attacks.spec import AttackName, AttackSpec
 from ctrobust.cell import Scored
 from ctrobust.corruptions.evaluate import corruption_accuracy
@@ -119,7 +119,7 @@ class NormScorer:
         ct.beta = beta
         res = attack_and_check(self.wrap(ct), x, y, self.threat, self.eps, spec, self.plan.seed, self.plan.batch_size,
                                self.device)
-        return _scored(res, keep_adversarial)
+        return res.scored(keep_adversarial)
 
     def select_many(self, ct: CurvatureTuned, betas: list[float], n_points: int | None = None) -> dict[float, Scored]:
         x, y = self.x_sel[:n_points], self.y_sel[:n_points]
@@ -128,7 +128,7 @@ class NormScorer:
         results = batched.evaluate_betas(ct, betas, x, y, self.threat, self.eps, self.select_spec,
                                          self.plan.seed, self.plan.batch_size, self.device,
                                          self._pairs_per_pass)
-        return {beta: _scored(res, False) for beta, res in results.items()}
+        return {beta: res.scored() for beta, res in results.items()}
 
     def betas_per_pass(self, ct: CurvatureTuned, wanted: int | None) -> int:
         if not batched.supports(self.select_spec, self.threat):
@@ -146,26 +146,15 @@ class NormScorer:
 
     def final_many(self, models: dict[float, nn.Module], finals: FinalsContext) -> dict[float, Scored]:
         if self.final_spec.name is not AttackName.AUTOATTACK:
-            return {beta: _scored(attack_and_check(model, self.x_eval, self.y_eval, self.threat, self.eps, self.final_spec,
-                                           self.plan.seed, self.plan.batch_size, self.device), beta == 1.0)
+            return {beta: attack_and_check(model, self.x_eval, self.y_eval, self.threat, self.eps, self.final_spec,
+                                           self.plan.seed, self.plan.batch_size, self.device).scored(beta == 1.0)
                     for beta, model in models.items()}
         arms = [FinalArm(beta, model, finals.identities.get(beta), finals.cost.get(beta, 1.0),
                          finals.expected_survivors.get(beta)) for beta, model in sorted(models.items(), reverse=True)]
         results = staged_autoattack(arms, self.x_eval, self.y_eval, self.threat, self.eps, self.final_spec,
                                     self.plan.seed, self.plan.batch_size, self.device, finals.store,
                                     finals.progress, finals.on_provisional)
-        return {beta: _scored(res, beta == 1.0) for beta, res in results.items()}
-
-
-def _scored(res: EvalResult, keep_adversarial: bool) -> Scored:
-    """A cell's numbers from an attack's result; the base model's successes are kept to transfer to CT."""
-    adversarial = None
-    if keep_adversarial and res.x_adv is not None:
-        fooled = torch.nonzero(res.clean_correct & ~res.robust_correct).flatten()
-        adversarial = {"indices": fooled.numpy(), "images": res.x_adv[fooled].float().numpy()}
-    return Scored(res.clean_accuracy, res.robust_accuracy, res.summary(),
-                  {"clean": res.clean_correct.int().tolist(), "robust": res.robust_correct.int().tolist()},
-                  adversarial)
+        return {beta: res.scored(keep_adversarial=beta == 1.0) for beta, res in results.items()}
 
 
 class CorruptionScorer:
@@ -213,10 +202,7 @@ class CorruptionScorer:
         return self._score(ct, x, y, cells)
 
     def _score(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, cells: Cells) -> Scored:
-        res = corruption_accuracy(model, x, y, cells, self.plan.batch_size, self.device)
-        per_example = {"clean": res.clean_correct.int().tolist()}
-        per_example.update({f"{c}/{s}": v.int().tolist() for (c, s), v in res.cells.items()})
-        return Scored(res.clean_accuracy, res.robust_accuracy, res.summary(), per_example)
+        return corruption_accuracy(model, x, y, cells, self.plan.batch_size, self.device)
 
     def select_many(self, ct: CurvatureTuned, betas: list[float], n_points: int | None = None) -> dict[float, Scored]:
         if n_points is None or n_points >= len(self.x_sel):

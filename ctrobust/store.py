@@ -210,7 +210,7 @@ class Store:
                             key[:12], exc)
                 self._damaged.add(key)
                 return None
-        return Scored(row[0], row[1], summary, per_example, adversarial)
+        return Scored(per_example, summary, adversarial)
 
     def put_cell(self, identity: dict[str, Any], cell: Scored, meta: dict[str, Any]) -> bool:
         """Store a cell unless one with this identity is there (a damaged one is replaced); True when this

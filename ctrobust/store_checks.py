@@ -46,7 +46,7 @@ def run_problem(run: RunResult, columns: tuple[float, float] | None = None,
                 cells: Mapping[str, Mapping[str, Sequence[int]] | None] | None = None) -> str | None:
     """Why a stored run cannot be right, or None. ``columns``: the row's base and CT robust accuracy
     columns; ``cells``: the per-point outcomes of its final cells by arm (None where not in the store)."""
-    from ctrobust.result import Counts
+    from ctrobust.cell import Counts
     from ctrobust.uncertainty import run_gain
 
     for arm, result in (("base", run.base), ("ct", run.ct)):

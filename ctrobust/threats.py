@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from enum import StrEnum
 
+from ctrobust.datasets import DatasetName, parse_dataset
 from ctrobust.errors import CtrobustError, unknown_name_error
 
 
@@ -32,17 +33,17 @@ FMNIST_L1_EPS = 6.0  # the shipped ReLU model keeps 17.8% under APGD-CE (benchma
 
 # Standard eps: RobustBench's for CIFAR/ImageNet under Linf/L2; Croce and Hein's 12 for CIFAR-10 under L1.
 # Fashion-MNIST: chosen where the shipped ReLU model keeps 10-20% under APGD-CE (docs/protocol.md, "Why these eps").
-DEFAULT_EPS: dict[tuple[str, ThreatModel], float] = {
-    ("cifar10", ThreatModel.LINF): 8 / 255,
-    ("cifar10", ThreatModel.L2): 0.5,
-    ("cifar100", ThreatModel.LINF): 8 / 255,
-    ("cifar100", ThreatModel.L2): 0.5,
-    ("imagenet", ThreatModel.LINF): 4 / 255,
-    ("imagenet", ThreatModel.L2): 3.0,
-    ("fashion-mnist", ThreatModel.LINF): 0.05,
-    ("fashion-mnist", ThreatModel.L2): 1.0,
-    ("cifar10", ThreatModel.L1): 12.0,
-    ("fashion-mnist", ThreatModel.L1): FMNIST_L1_EPS,
+DEFAULT_EPS: dict[tuple[DatasetName, ThreatModel], float] = {
+    (DatasetName.CIFAR10, ThreatModel.LINF): 8 / 255,
+    (DatasetName.CIFAR10, ThreatModel.L2): 0.5,
+    (DatasetName.CIFAR100, ThreatModel.LINF): 8 / 255,
+    (DatasetName.CIFAR100, ThreatModel.L2): 0.5,
+    (DatasetName.IMAGENET, ThreatModel.LINF): 4 / 255,
+    (DatasetName.IMAGENET, ThreatModel.L2): 3.0,
+    (DatasetName.FASHION_MNIST, ThreatModel.LINF): 0.05,
+    (DatasetName.FASHION_MNIST, ThreatModel.L2): 1.0,
+    (DatasetName.CIFAR10, ThreatModel.L1): 12.0,
+    (DatasetName.FASHION_MNIST, ThreatModel.L1): FMNIST_L1_EPS,
 }
 
 
@@ -56,7 +57,7 @@ def parse_threat(name: str) -> ThreatModel:
 
 def default_eps(dataset: str, threat: ThreatModel) -> float:
     try:
-        return DEFAULT_EPS[(dataset, threat)]
+        return DEFAULT_EPS[(parse_dataset(dataset), threat)]
     except KeyError:
         raise CtrobustError(f"No default eps for {dataset} under {threat.value}; pass --eps.") from None
 

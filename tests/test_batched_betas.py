@@ -44,7 +44,7 @@ def test_per_sample_betas_give_each_beta_its_own_function(smallcnn, fmnist_test,
 def test_gradients_do_not_mix_between_pairs(smallcnn, fmnist_test) -> None:  # type: ignore[no-untyped-def]
     """The loss of one (point, beta) pair has zero gradient on every other pair's input."""
     x = fmnist_test[0][:4]
-    ct = curvature_tuned(smallcnn, 1.0)
+    ct = curvature_tuned(smallcnn, 1.0, impl="eager")
     stacked = torch.cat([x, x]).requires_grad_(True)  # the same points at two betas
     with ct.betas_per_sample([0.7] * 4 + [0.9] * 4):
         logits = ct(stacked)
@@ -58,7 +58,7 @@ def test_gradients_do_not_mix_between_pairs(smallcnn, fmnist_test) -> None:  # t
 @pytest.mark.parametrize(("threat", "eps"), [(ThreatModel.LINF, 0.05), (ThreatModel.L2, 1.0)])
 def test_batched_sweep_equals_one_beta_at_a_time(smallcnn, fmnist_test, threat: ThreatModel, eps: float) -> None:  # type: ignore[no-untyped-def]
     x, y = fmnist_test[0][:60], fmnist_test[1][:60]
-    ct = curvature_tuned(smallcnn, 1.0)
+    ct = curvature_tuned(smallcnn, 1.0, impl="eager")
     spec = AttackSpec("apgd-ce", 4)
     # Passes of 70 pairs cut through the betas' blocks and through the one-beta runs' batches of 25.
     together = evaluate_betas(ct, BETAS, x, y, threat, eps, spec, 7, 25, torch.device("cpu"), max_pairs=70)

@@ -62,7 +62,7 @@ def test_every_relu_spelling_becomes_ctu(kind: str) -> None:
     model = EveryRelu(kind)
     x = torch.randn(16, 8)
     want = ctu(model.lin(x), BETA)
-    got = curvature_tuned(model, BETA)(x)
+    got = curvature_tuned(model, BETA, impl="eager")(x)
     assert torch.allclose(got, want, atol=1e-6)
     assert not torch.allclose(got, torch.relu(model.lin(x)), atol=1e-3)
 
@@ -72,7 +72,7 @@ def test_gradients_flow_through_every_spelling(kind: str) -> None:
     torch.manual_seed(0)
     model = EveryRelu(kind)
     x = torch.randn(16, 8, requires_grad=True)
-    curvature_tuned(model, BETA)(x).sum().backward()
+    curvature_tuned(model, BETA, impl="eager")(x).sum().backward()
     xr = x.detach().clone().requires_grad_(True)
     ctu(model.lin(xr), BETA).sum().backward()
     assert torch.allclose(x.grad, xr.grad, atol=1e-6)
@@ -83,7 +83,7 @@ def test_beta_one_is_the_original_function(kind: str) -> None:
     torch.manual_seed(0)
     model = EveryRelu(kind)
     x = torch.randn(16, 8)
-    assert torch.equal(curvature_tuned(model, 1.0)(x), model(x))
+    assert torch.equal(curvature_tuned(model, 1.0, impl="eager")(x), model(x))
 
 
 def test_original_model_unchanged_and_weights_shared() -> None:
@@ -92,7 +92,7 @@ def test_original_model_unchanged_and_weights_shared() -> None:
     before = copy.deepcopy(model.state_dict())
     x = torch.randn(4, 8)
     out_before = model(x)
-    ct = curvature_tuned(model, BETA)
+    ct = curvature_tuned(model, BETA, impl="eager")
     ct(x)
     assert torch.equal(model(x), out_before)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
@@ -104,7 +104,7 @@ def test_beta_changes_without_rebuild() -> None:
     torch.manual_seed(0)
     model = EveryRelu("F.relu")
     x = torch.randn(4, 8)
-    ct = curvature_tuned(model, 0.7)
+    ct = curvature_tuned(model, 0.7, impl="eager")
     out_07 = ct(x)
     ct.beta = 0.95
     assert torch.allclose(ct(x), ctu(model.lin(x), 0.95), atol=1e-6)
@@ -118,7 +118,7 @@ def test_other_activations_left_alone(act: nn.Module) -> None:
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(8, 8), act)
     x = torch.randn(4, 8)
-    assert torch.equal(curvature_tuned(model, BETA)(x), model(x))
+    assert torch.equal(curvature_tuned(model, BETA, impl="eager")(x), model(x))
     cov = ct_coverage(model, x)
     assert cov.total == 0
     assert type(act).__name__ in cov.other_activation_modules.values()

@@ -275,10 +275,10 @@ def test_store_disk_full_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyP
     store = open_store(tmp_path / "s.sqlite")
     identity = {"model": "m", "dataset": "d", "threat": "Linf", "attack": {}, "beta": 1.0, "split": "eval",
                 "seed": 0, "n": 1}
-    store.put_cell(identity, Scored(1.0, 1.0, {}, {}), {})
+    store.put_cell(identity, Scored({}, {}), {})
     store._db.execute("PRAGMA max_page_count = 1")  # the next write finds the disk full
     with pytest.raises(CtrobustError, match="full; every cell finished before is kept"):
-        store.put_cell({**identity, "beta": 0.5}, Scored(1.0, 1.0, {"x": "y" * 10000}, {}), {})
+        store.put_cell({**identity, "beta": 0.5}, Scored({}, {"x": "y" * 10000}), {})
     store.close()
     with open_store(tmp_path / "s.sqlite") as reopened:
         assert reopened.count_cells() == 1

@@ -102,10 +102,24 @@ def test_when_compilation_fails_the_eager_unit_runs(monkeypatch: pytest.MonkeyPa
 def test_impl_names_are_checked(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(CTError, match="implementation"):
         curvature_tuned(nn.ReLU(), 0.9, impl="cuda-graph")
-    monkeypatch.setenv("CTROBUST_CTU", "fused")
-    assert curvature_tuned(nn.ReLU(), 0.9).impl == "fused"
     monkeypatch.setenv("CTROBUST_CTU", "eager")
-    assert curvature_tuned(nn.ReLU(), 0.9).impl == "eager"
+    assert curvature_tuned(nn.ReLU(), 0.9).impl == "fused"  # ct/ reads no environment: auto is fused
+
+
+def test_the_environment_chooses_the_unit_only_through_the_plan(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ctrobust.errors import CtrobustError
+    from ctrobust.plan import CtuImpl, resolve_ctu
+
+    monkeypatch.setenv("CTROBUST_CTU", "eager")
+    assert resolve_ctu() is CtuImpl.EAGER
+    assert resolve_ctu("fused") is CtuImpl.FUSED  # an explicit --ctu wins over the environment
+    monkeypatch.delenv("CTROBUST_CTU")
+    assert resolve_ctu(CtuImpl.AUTO) is CtuImpl.FUSED
+    monkeypatch.setenv("CTROBUST_CTU", "nonsense")
+    with pytest.raises(CtrobustError, match=r"\$CTROBUST_CTU"):
+        resolve_ctu()
+    with pytest.raises(CtrobustError, match="--ctu"):
+        resolve_ctu("graph")
 
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (run on the GPU machine)")

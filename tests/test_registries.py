@@ -18,7 +18,9 @@ from ctrobust.attacks.evaluation import ATTACK_RUNNERS
 from ctrobust.attacks.norms import NORM_BALLS
 from ctrobust.attacks.spec import AA_VERSIONS, AttackName
 from ctrobust.cli.main import build_parser
-from ctrobust.executors import EXECUTORS
+from ctrobust.data.registry import DATASETS
+from ctrobust.datasets import ALIASES, DatasetName, parse_dataset
+from ctrobust.executors import EXECUTORS, GRID_RUNNERS
 from ctrobust.models.registry import SOURCES
 from ctrobust.plan import CtuImpl, Device, Executor, ModelSource, Protocol
 from ctrobust.scoring import CorruptionScorer, NormScorer, scorer_for
@@ -46,8 +48,19 @@ def test_every_model_source_has_a_loader_and_a_spelling() -> None:
     assert all(entry.spelling for entry in SOURCES.values())
 
 
-def test_every_executor_is_offered() -> None:
+def test_every_executor_is_offered_and_has_a_runner() -> None:
     assert EXECUTORS == tuple(e.value for e in Executor)
+    assert set(GRID_RUNNERS) == set(Executor)
+
+
+def test_every_dataset_has_a_loader_and_standard_eps() -> None:
+    assert set(DATASETS) == set(DatasetName)
+    for name, dataset in DATASETS.items():
+        assert dataset.name is name
+        for threat in (ThreatModel.LINF, ThreatModel.L2):
+            assert (name, threat) in DEFAULT_EPS, f"{name} has no standard eps under {threat}"
+    assert set(ALIASES).isdisjoint(set(DatasetName))
+    assert all(parse_dataset(d.value.upper()) is d for d in DatasetName)
 
 
 def test_autoattack_cost_follows_the_norms_own_settings() -> None:
@@ -79,12 +92,15 @@ def test_cli_choices_come_from_the_enums() -> None:
     assert _choices("reproduce", "--protocol") == [p.value for p in Protocol]
     threat_help = next(a.help for a in _eval_actions() if "--threat" in a.option_strings)
     assert all(name in (threat_help or "") for name in THREAT_CHOICES)
+    dataset_help = next(a.help for a in _eval_actions() if "--dataset" in a.option_strings)
+    assert all(d.value in (dataset_help or "") for d in DatasetName)
 
 
 def test_the_schema_enums_are_the_enums() -> None:
     schema = json.loads((REPO / "docs" / "result.schema.json").read_text())
     assert schema["properties"]["threat"]["enum"] == [t.value for t in ThreatModel]
     assert schema["properties"]["protocol"]["enum"] == [p.value for p in Protocol]
+    assert schema["properties"]["dataset"]["enum"] == [d.value for d in DatasetName]
 
 
 def test_the_ct_contract_names_every_other_module() -> None:

@@ -25,7 +25,7 @@ def _identity(beta: float, split: str = "eval", seed: int = 0) -> dict:
 def _cell(robust: list[int]) -> Scored:
     """A consistent cell of the identity's 3 points: every point clean, ``robust`` as given."""
     acc = sum(robust) / len(robust)
-    return Scored(1.0, acc, {"robust_accuracy": acc}, {"clean": [1, 1, 1], "robust": robust})
+    return Scored({"clean": [1, 1, 1], "robust": robust}, {"robust_accuracy": acc})
 
 
 def test_identity_key_ignores_order_but_not_values() -> None:

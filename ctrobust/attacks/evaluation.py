@@ -15,6 +15,7 @@ from ctrobust.attacks.flags import autoattack_flags
 from ctrobust.attacks.pgd import pgd_attack
 from ctrobust.attacks.spec import ATTACKS, AttackName, AttackSpec, as_spec
 from ctrobust.attacks.verify import verify_adversarial
+from ctrobust.cell import Counts, Scored
 from ctrobust.errors import CtrobustError, require_finite
 from ctrobust.threats import ThreatModel, check_eps, default_eps, parse_threat
 
@@ -23,7 +24,9 @@ __all__ = ["ATTACKS", "AttackSpec", "EvalResult", "evaluate"]
 
 @dataclass
 class EvalResult:
-    """Per-example correctness (bool tensors, on CPU) and the settings that produced it."""
+    """What an attack returns: per-example correctness (bool tensors, on CPU), the checked adversarial
+    examples and the settings that produced it. Its numbers are ``counts`` (the one type for them);
+    ``scored()`` turns it into the cell the store keeps."""
 
     clean_correct: torch.Tensor
     robust_correct: torch.Tensor
@@ -37,16 +40,30 @@ class EvalResult:
     x_adv: torch.Tensor | None = None  # the checked adversarial examples (the clean image where none holds)
 
     @property
+    def counts(self) -> Counts:
+        return Counts(int(self.clean_correct.numel()), int(self.clean_correct.sum()), int(self.robust_correct.sum()))
+
+    @property
     def n(self) -> int:
-        return int(self.clean_correct.numel())
+        return self.counts.n
 
     @property
     def clean_accuracy(self) -> float:
-        return float(self.clean_correct.float().mean()) if self.n else 0.0
+        return self.counts.clean_accuracy
 
     @property
     def robust_accuracy(self) -> float:
-        return float(self.robust_correct.float().mean()) if self.n else 0.0
+        return self.counts.robust_accuracy
+
+    def scored(self, keep_adversarial: bool = False) -> Scored:
+        """This result as a cell; ``keep_adversarial``: keep the successful adversarial examples (the base
+        model's, to transfer to CT)."""
+        adversarial = None
+        if keep_adversarial and self.x_adv is not None:
+            fooled = torch.nonzero(self.clean_correct & ~self.robust_correct).flatten()
+            adversarial = {"indices": fooled.numpy(), "images": self.x_adv[fooled].float().numpy()}
+        return Scored({"clean": self.clean_correct.int().tolist(), "robust": self.robust_correct.int().tolist()},
+                      self.summary(), adversarial)
 
     def summary(self) -> dict[str, object]:
         return {

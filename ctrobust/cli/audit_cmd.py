@@ -29,11 +29,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
-    from ctrobust.data.registry import canonical_dataset
+    from ctrobust.datasets import parse_dataset
     from ctrobust.errors import CtrobustError
     from ctrobust.models.ct_audit import AUDIT_CSV, read_audit, run_audit, summarize, zoo_entries
 
-    datasets = [canonical_dataset(d).name for d in args.dataset] if args.dataset else None
+    datasets = [parse_dataset(d) for d in args.dataset] if args.dataset else None
     out = Path(args.out) if args.out else AUDIT_CSV
     if args.markdown:
         rows = read_audit(out)

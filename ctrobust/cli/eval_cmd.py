@@ -8,6 +8,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from ctrobust.config import CLI_ONLY_METADATA, EvalConfig, config_fields
+from ctrobust.plan import Executor
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -56,10 +57,11 @@ def run_command(args: argparse.Namespace) -> int:
     out_root = check_output_dir(cfg.out) if cfg.out else check_output_dir("reports", what="the output folder")
     if cfg.out:
         refuse_other_runs_folder(out_root, plan)
-    if cfg.ray_address and cfg.executor != "ray":
+    on_ray = Executor(cfg.executor) is Executor.RAY
+    if cfg.ray_address and not on_ray:
         raise CtrobustError("--ray-address goes with --executor ray.")
     with open_store(cfg.store) as store:
-        if cfg.executor == "ray":
+        if on_ray:
             result = _run_on_ray(plan, cfg.ray_address, store, args.command_line)
         else:
             with RunProgress("ctrobust eval", disable=cfg.no_progress or args.verbosity < 0) as progress:
@@ -103,7 +105,7 @@ def _run_on_ray(plan: RunPlan, address: str | None, store: Store, command: str) 
     from ctrobust.reproduce import ReproduceConfig, Unit
 
     grid = ReproduceConfig("eval", "", "(command line)", [Unit(plan)])
-    outcome = run_grid(grid, store, "ray", command=command, ray_address=address)
+    outcome = run_grid(grid, store, Executor.RAY, command=command, ray_address=address)
     if outcome.failures:
         raise CtrobustError(outcome.failures[0][1])
     return outcome.results[0]

@@ -8,6 +8,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from ctrobust.datasets import DATASET_CHOICES
 from ctrobust.plan import Device
 
 EPILOG = """examples:
@@ -26,7 +27,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--model", default="smallcnn", metavar="NAME",
                         help="smallcnn or paper:resnet18|50|152 (default: smallcnn)")
-    parser.add_argument("--dataset", default=None, help="dataset (default: the model's own; paper: models need it)")
+    parser.add_argument("--dataset", default=None, help=f"dataset: {', '.join(DATASET_CHOICES)} "
+                        "(default: the model's own; paper: models need it)")
     parser.add_argument("--epochs", type=int, default=None, help="epochs (default: 4 for smallcnn, 200 for paper:)")
     parser.add_argument("--batch-size", type=int, default=128, help="batch size (default: 128)")
     parser.add_argument("--lr", type=float, default=None,

@@ -50,8 +50,8 @@ class CurvatureTuned(nn.Module):
 
     ``beta`` and ``c`` can be changed in place (``ct.beta = 0.9``) without rebuilding: a beta
     sweep reuses one set of weights. ``beta = 1`` computes exactly the original function.
-    ``impl``: 'fused' (compiled once, see :mod:`ctrobust.ct.fused`), 'eager', or 'auto' (fused
-    unless $CTROBUST_CTU says otherwise).
+    ``impl``: 'fused' (compiled once, see :mod:`ctrobust.ct.fused`), 'eager', or 'auto' (fused; a
+    run's choice, --ctu or $CTROBUST_CTU, is resolved before it reaches here: ``plan.resolve_ctu``).
     """
 
     def __init__(self, model: nn.Module, beta: float, c: float = 0.5, impl: str = "auto") -> None:

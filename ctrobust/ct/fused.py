@@ -19,7 +19,6 @@ unit falls back (CUDA kernels -> torch.compile -> eager formula) once, with a wa
 from __future__ import annotations
 
 import logging
-import os
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -32,7 +31,6 @@ from ctrobust.ct.errors import CTError
 from ctrobust.ct.unit import EPS_REFERENCE, SOFTPLUS_THRESHOLD, ctu
 
 log = logging.getLogger("ctrobust.ct")
-ENV = "CTROBUST_CTU"
 
 
 def _ctu_forward(x: torch.Tensor, beta: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
@@ -207,13 +205,13 @@ _CUDA_PER_SAMPLE = _CudaKernelsPerSample()
 
 
 def resolve_impl(impl: str | None) -> str:
-    """'auto' (or None) -> $CTROBUST_CTU if set, else 'fused'; checks the name."""
+    """'auto' (or None) -> 'fused'; checks the name. (Which one a run uses is the caller's policy: the CLI and
+    the API read --ctu and $CTROBUST_CTU in ``plan.resolve_ctu``.)"""
     chosen = (impl or "auto").lower()
-    source = "the CT unit implementation (--ctu)"
     if chosen == "auto":
-        chosen, source = os.environ.get(ENV, "fused").lower(), f"${ENV} (the CT unit implementation)"
+        chosen = "fused"
     if chosen not in ("fused", "eager"):
-        raise CTError(f"Expected {source} to be fused or eager, but got {chosen!r}.")
+        raise CTError(f"Expected the CT unit implementation (--ctu) to be fused or eager, but got {chosen!r}.")
     return chosen
 
 

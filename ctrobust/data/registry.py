@@ -16,14 +16,14 @@ from ctrobust.data.fashion_mnist import STD as FMNIST_STD
 from ctrobust.data.fashion_mnist import load_fashion_mnist
 from ctrobust.data.imagenet import IMAGENET_MEAN, IMAGENET_STD, load_imagenet
 from ctrobust.data.paths import resolve_data_dir
-from ctrobust.errors import unknown_name_error
+from ctrobust.datasets import DatasetName, parse_dataset
 
 
 @dataclass(frozen=True)
 class Dataset:
     """A dataset's name, class count and the normalisation its models apply inside themselves."""
 
-    name: str
+    name: DatasetName
     num_classes: int
     mean: tuple[float, ...]
     std: tuple[float, ...]
@@ -31,24 +31,21 @@ class Dataset:
     input_size: tuple[int, int, int] = (3, 32, 32)
 
 
-DATASETS: dict[str, Dataset] = {
-    "fashion-mnist": Dataset("fashion-mnist", 10, FMNIST_MEAN, FMNIST_STD, load_fashion_mnist, (1, 32, 32)),
-    "cifar10": Dataset("cifar10", 10, CIFAR_MEAN["cifar10"], CIFAR_STD["cifar10"], partial(load_cifar, "cifar10")),
-    "cifar100": Dataset("cifar100", 100, CIFAR_MEAN["cifar100"], CIFAR_STD["cifar100"], partial(load_cifar, "cifar100")),
-    "imagenet": Dataset("imagenet", 1000, IMAGENET_MEAN, IMAGENET_STD, load_imagenet, (3, 224, 224)),
-}
-ALIASES = {
-    "fashion_mnist": "fashion-mnist", "fashionmnist": "fashion-mnist", "fmnist": "fashion-mnist",
-    "cifar-10": "cifar10", "cifar_10": "cifar10", "cifar-100": "cifar100", "cifar_100": "cifar100",
+DATASETS: dict[DatasetName, Dataset] = {
+    DatasetName.FASHION_MNIST: Dataset(DatasetName.FASHION_MNIST, 10, FMNIST_MEAN, FMNIST_STD, load_fashion_mnist,
+                                       (1, 32, 32)),
+    DatasetName.CIFAR10: Dataset(DatasetName.CIFAR10, 10, CIFAR_MEAN["cifar10"], CIFAR_STD["cifar10"],
+                                 partial(load_cifar, "cifar10")),
+    DatasetName.CIFAR100: Dataset(DatasetName.CIFAR100, 100, CIFAR_MEAN["cifar100"], CIFAR_STD["cifar100"],
+                                  partial(load_cifar, "cifar100")),
+    DatasetName.IMAGENET: Dataset(DatasetName.IMAGENET, 1000, IMAGENET_MEAN, IMAGENET_STD, load_imagenet,
+                                  (3, 224, 224)),
 }
 
 
 def canonical_dataset(name: str) -> Dataset:
-    key = name.strip().lower()
-    key = ALIASES.get(key, key)
-    if key not in DATASETS:
-        raise unknown_name_error("dataset", name, DATASETS)
-    return DATASETS[key]
+    """The dataset of a name as users type it (any case, the usual aliases)."""
+    return DATASETS[parse_dataset(name)]
 
 
 def load_test_set(name: str, data_dir: str | os.PathLike[str] | None = None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from ctrobust.errors import unknown_name_error
 from ctrobust.plan import Executor
@@ -46,14 +47,34 @@ class Progress:
 ProgressFn = Callable[[Progress], None]
 
 
-def run_grid(config: ReproduceConfig, store: Store, executor: str = "local", command: str | None = None,
-             on_progress: ProgressFn | None = None, ray_address: str | None = None) -> GridOutcome:
-    if executor == "local":
-        from ctrobust.executors.local import run_local
+class GridRunner(Protocol):
+    def __call__(self, config: ReproduceConfig, store: Store, command: str | None, on_progress: ProgressFn | None,
+                 ray_address: str | None) -> GridOutcome: ...
 
-        return run_local(config, store, command, on_progress)
-    if executor == "ray":
-        from ctrobust.executors.ray_cluster import run_ray
 
-        return run_ray(config, store, command, on_progress, ray_address)
-    raise unknown_name_error("executor", executor, EXECUTORS)
+def _local(config: ReproduceConfig, store: Store, command: str | None, on_progress: ProgressFn | None,
+           ray_address: str | None) -> GridOutcome:
+    from ctrobust.executors.local import run_local
+
+    return run_local(config, store, command, on_progress)
+
+
+def _ray(config: ReproduceConfig, store: Store, command: str | None, on_progress: ProgressFn | None,
+         ray_address: str | None) -> GridOutcome:
+    from ctrobust.executors.ray_cluster import run_ray  # Ray is imported only when asked for
+
+    return run_ray(config, store, command, on_progress, ray_address)
+
+
+GRID_RUNNERS: dict[Executor, GridRunner] = {Executor.LOCAL: _local, Executor.RAY: _ray}
+
+
+def run_grid(config: ReproduceConfig, store: Store, executor: str | Executor = Executor.LOCAL,
+             command: str | None = None, on_progress: ProgressFn | None = None,
+             ray_address: str | None = None) -> GridOutcome:
+    """Run the config's units on ``executor`` (one of ``GRID_RUNNERS``)."""
+    try:
+        chosen = Executor(executor)
+    except ValueError:
+        raise unknown_name_error("executor", str(executor), EXECUTORS) from None
+    return GRID_RUNNERS[chosen](config, store, command, on_progress, ray_address)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import csv
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -15,6 +15,7 @@ import torch
 from ctrobust.ct import ct_coverage, curvature_tuned
 from ctrobust.data.registry import canonical_dataset
 from ctrobust.errors import CtrobustError
+from ctrobust.plan import resolve_ctu
 
 AUDIT_CSV = Path(__file__).parent / "zoo_ct_audit.csv"
 
@@ -42,7 +43,7 @@ class AuditRow:
 FIELDS = list(AuditRow.__dataclass_fields__)
 
 
-def zoo_entries(datasets: list[str] | None = None) -> Iterator[tuple[str, str, str]]:
+def zoo_entries(datasets: Sequence[str] | None = None) -> Iterator[tuple[str, str, str]]:
     from ctrobust.models.zoo import zoo
 
     for ds, by_threat in zoo().items():
@@ -78,12 +79,14 @@ def audit_one(dataset: str, threat: str, name: str, max_params_m: float, seed: i
             row.status = "not applicable"
             row.note = "no ReLU"
             return row
+        impl = resolve_ctu().value
         with torch.no_grad():
             original = model(x)
-            row.max_abs_diff_beta1 = float((curvature_tuned(model, 1.0)(x) - original).abs().max())
+            row.max_abs_diff_beta1 = float((curvature_tuned(model, 1.0, impl=impl)(x) - original).abs().max())
             # relative: some architectures have near-zero outputs at random init (zero-init / layer-scale heads)
             scale = float(original.abs().max())
-            row.beta09_changes_output = bool(float((curvature_tuned(model, 0.9)(x) - original).abs().max()) > 1e-4 * scale)
+            changed = float((curvature_tuned(model, 0.9, impl=impl)(x) - original).abs().max())
+            row.beta09_changes_output = bool(changed > 1e-4 * scale)
         row.status = "ok" if row.max_abs_diff_beta1 == 0.0 and row.beta09_changes_output else "check"
         if row.relu_modules < row.relu_modules_defined:  # e.g. RobustBench WRN's unused sub_block1
             row.note = f"{row.relu_modules_defined - row.relu_modules} nn.ReLU modules defined but never called in forward"
@@ -95,7 +98,7 @@ def audit_one(dataset: str, threat: str, name: str, max_params_m: float, seed: i
 
 
 def run_audit(
-    out: Path, max_params_m: float, datasets: list[str] | None = None, on_row: Callable[[AuditRow], None] | None = None
+    out: Path, max_params_m: float, datasets: Sequence[str] | None = None, on_row: Callable[[AuditRow], None] | None = None
 ) -> list[AuditRow]:
     """Audit every zoo entry; rows already in ``out`` are kept (the audit resumes), new ones appended."""
     done: dict[tuple[str, str, str], AuditRow] = {}

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch.nn as nn
 
 from ctrobust.data.registry import Dataset, canonical_dataset
+from ctrobust.datasets import DatasetName, parse_dataset
 from ctrobust.errors import CtrobustError, unknown_name_error
 from ctrobust.models.checkpoint import load_checkpoint, state_dict_of
 from ctrobust.models.normalize import Normalized
@@ -125,15 +126,15 @@ def unknown_model_error(raw: str) -> CtrobustError:
     )
 
 
-def resolve_model_dataset(model_name: str, dataset: str | None) -> str:
+def resolve_model_dataset(model_name: str, dataset: str | None) -> DatasetName:
     """The dataset to use: the one given, or the one the model was trained on."""
     if dataset is not None:
-        return canonical_dataset(dataset).name
+        return parse_dataset(dataset)
     parsed = parse_model_name(model_name)
     trained_on = SOURCES[parsed.source].trained_on
     if trained_on is None:
         raise CtrobustError(f"Pass --dataset for {model_name}: it does not say what it was trained on.")
-    return trained_on(parsed.name)
+    return parse_dataset(trained_on(parsed.name))
 
 
 def _builtin(name: str) -> BuiltinModel:

@@ -11,6 +11,7 @@ from ctrobust.data import load_test_set
 from ctrobust.errors import CtrobustError
 from ctrobust.fingerprint import weights_digest
 from ctrobust.models import load_model
+from ctrobust.plan import resolve_ctu
 from ctrobust.result import RunResult
 from ctrobust.threats import ThreatModel
 
@@ -35,5 +36,5 @@ def reload_run(run: RunResult, data_dir: str | None, model_dir: str | None, devi
         raise CtrobustError(f"the weights of {run.model} differ from those run {run.run_id} attacked: the audit would "
                             "test another model. Re-run `ctrobust eval` first.")
     x, y = load_test_set(run.dataset, data_dir)
-    ct = curvature_tuned(loaded.model.to(device), run.beta)
+    ct = curvature_tuned(loaded.model.to(device), run.beta, impl=resolve_ctu().value)
     return ct, x[run.eval_indices], y[run.eval_indices], x[run.select_indices], y[run.select_indices]

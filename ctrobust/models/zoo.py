@@ -16,11 +16,12 @@ from typing import Any
 
 import torch.nn as nn
 
+from ctrobust.datasets import DatasetName
 from ctrobust.errors import CtrobustError, unknown_name_error
 from ctrobust.models.checkpoint import load_checkpoint
 from ctrobust.offline import offline
 
-ZOO_DATASETS = ("cifar10", "cifar100", "imagenet")
+ZOO_DATASETS = (DatasetName.CIFAR10, DatasetName.CIFAR100, DatasetName.IMAGENET)
 
 
 @lru_cache(maxsize=1)
