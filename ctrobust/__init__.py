@@ -18,7 +18,13 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ctrobust.api import load_results, run
     from ctrobust.attacks.evaluation import evaluate
+    from ctrobust.attacks.spec import AttackName
     from ctrobust.ct import CTCoverage, CurvatureTuned, ct_coverage, ctu, curvature_tuned
+    from ctrobust.datasets import DatasetName
+    from ctrobust.errors import CtrobustError
+    from ctrobust.options import OptionTypeError
+    from ctrobust.plan import Protocol
+    from ctrobust.threats import ThreatModel
 
 __version__ = "0.1.0"
 
@@ -26,8 +32,12 @@ _EXPORTS = {
     "CTCoverage": "ctrobust.ct", "CurvatureTuned": "ctrobust.ct", "ct_coverage": "ctrobust.ct",
     "ctu": "ctrobust.ct", "curvature_tuned": "ctrobust.ct", "evaluate": "ctrobust.attacks.evaluation",
     "run": "ctrobust.api", "load_results": "ctrobust.api",
+    # the choices as enums, for Python values (ctrobust.run(..., threat=ThreatModel.L2)), and the errors
+    "ThreatModel": "ctrobust.threats", "AttackName": "ctrobust.attacks.spec", "DatasetName": "ctrobust.datasets",
+    "Protocol": "ctrobust.plan", "CtrobustError": "ctrobust.errors", "OptionTypeError": "ctrobust.options",
 }
-__all__ = ["__version__", "CTCoverage", "CurvatureTuned", "ct_coverage", "ctu", "curvature_tuned", "evaluate",
+__all__ = ["__version__", "AttackName", "CTCoverage", "CtrobustError", "CurvatureTuned", "DatasetName",
+           "OptionTypeError", "Protocol", "ThreatModel", "ct_coverage", "ctu", "curvature_tuned", "evaluate",
            "load_results", "run"]
 
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from ctrobust.config import EvalConfig
 from ctrobust.errors import CtrobustError
+from ctrobust.options import from_python, options_doc
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -19,14 +20,19 @@ if TYPE_CHECKING:
     import pandas as pd
     import torch.nn as nn
 
+    from ctrobust.datasets import DatasetName
     from ctrobust.finals import Provisional
     from ctrobust.plan import RunPlan
     from ctrobust.progress import RunProgress
     from ctrobust.result import RunResult
     from ctrobust.store import Store
+    from ctrobust.threats import ThreatModel
 
 
-def run(model: nn.Module | str, dataset: str | None = None, threat: str = "linf", *,
+CLI_ONLY = {"out", "json", "no_progress", "strict_checks", "executor", "ray_address"}  # files, printing, Ray: eval's
+
+
+def run(model: nn.Module | str, dataset: str | DatasetName | None = None, threat: str | ThreatModel = "linf", *,
         store: Store | str | os.PathLike[str] | None = None, name: str | None = None, command: str | None = None,
         progress: RunProgress | bool = False, on_provisional: Callable[[Provisional], None] | None = None,
         **options: Any) -> RunResult:
@@ -36,22 +42,26 @@ def run(model: nn.Module | str, dataset: str | None = None, threat: str = "linf"
     ``model``: an ``nn.Module`` taking images in [0, 1] (pass ``mean``/``std`` to normalise inside it,
     and ``dataset``), or a model name as ``ctrobust eval --model`` takes it. ``store``: a results store
     (a path or an open Store) that every cell is looked up in and written to, as ``eval`` does; default:
-    none. ``options``: any ``ctrobust eval`` option by its field name (``n_examples=200``, ``betas="0.8,0.9"``,
-    ``attack="apgd-ce"``, ``mean=(0.5,)``, ...). ``on_provisional``: called after each of AutoAttack's
+    none. ``options``: any ``ctrobust eval`` option by its field name, as a Python value
+    (``n_examples=200``, ``betas=[0.8, 0.9]``, ``eps=Fraction(8, 255)``, ``attack=AttackName.APGD_CE``,
+    ``mean=(0.5,)``, ``device=torch.device("cpu")``; the command line's strings work too), listed below with
+    their types; a value of the wrong type raises ``OptionTypeError`` (a ``CtrobustError`` and a
+    ``TypeError``) naming the option. ``on_provisional``: called after each of AutoAttack's
     attacks with both arms' robust accuracy so far (an upper bound until the last attack) and the gain,
     a :class:`ctrobust.finals.Provisional` (printable, and shown as a table by a notebook's ``display``).
     """
     module = None if isinstance(model, str) else model
     label = model if isinstance(model, str) else (name or type(model).__name__)
-    for key in ("mean", "std"):  # sequences are welcome from Python; the CLI spells them "0.5,0.5,0.5"
-        if options.get(key) is not None and not isinstance(options[key], str):
-            options[key] = ",".join(str(float(v)) for v in options[key])
-    unknown = set(options) - set(EvalConfig.__dataclass_fields__)
+    unknown = set(options) - set(EvalConfig.__dataclass_fields__) | set(options) & CLI_ONLY
     if unknown:
         raise CtrobustError(f"Unknown option {sorted(unknown)[0]!r} for ctrobust.run; the options are those of "
                             "`ctrobust eval` by field name (n_examples, betas, attack, eps, seed, ...).")
-    plan = EvalConfig(model=label, dataset=dataset, threat=threat, **options).resolve(module=module)
+    values = from_python({"dataset": dataset, "threat": threat, **options})
+    plan = EvalConfig(model=label, **values).resolve(module=module)
     return run_plan(plan, store=store, progress=progress, command=command, on_provisional=on_provisional)
+
+
+run.__doc__ = (run.__doc__ or "") + options_doc()
 
 
 def run_plan(plan: RunPlan, *, store: Store | str | os.PathLike[str] | None = None,
