@@ -4,7 +4,9 @@ Data flow: models and data in (``ctrobust.models``, ``ctrobust.data``), CT appli
 (``ctrobust.ct``), attacks run (``ctrobust.attacks``), beta chosen (``ctrobust.selection``),
 results stored (``ctrobust.store``) and reported (``ctrobust.report``), driven by ``ctrobust.pipeline``
 (docs/architecture.md); from Python,
-``ctrobust.run`` (the whole protocol on any nn.Module) and ``ctrobust.load_results`` (DataFrames).
+``ctrobust.run`` (the whole protocol on any nn.Module; the result prints and displays itself, and
+``result.plot()`` draws accuracy against beta), ``ctrobust.load_results`` (DataFrames) and
+``ctrobust.forest_plot`` (the gains of several runs).
 
 Public names are loaded on first use, so ``import ctrobust`` (and ``ctrobust --help``) does not
 import torch.
@@ -24,6 +26,7 @@ if TYPE_CHECKING:
     from ctrobust.errors import CtrobustError
     from ctrobust.options import OptionTypeError
     from ctrobust.plan import Protocol
+    from ctrobust.report.figures import forest_plot
     from ctrobust.threats import ThreatModel
 
 __version__ = "0.1.0"
@@ -31,14 +34,14 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "CTCoverage": "ctrobust.ct", "CurvatureTuned": "ctrobust.ct", "ct_coverage": "ctrobust.ct",
     "ctu": "ctrobust.ct", "curvature_tuned": "ctrobust.ct", "evaluate": "ctrobust.attacks.evaluation",
-    "run": "ctrobust.api", "load_results": "ctrobust.api",
+    "run": "ctrobust.api", "load_results": "ctrobust.api", "forest_plot": "ctrobust.report.figures",
     # the choices as enums, for Python values (ctrobust.run(..., threat=ThreatModel.L2)), and the errors
     "ThreatModel": "ctrobust.threats", "AttackName": "ctrobust.attacks.spec", "DatasetName": "ctrobust.datasets",
     "Protocol": "ctrobust.plan", "CtrobustError": "ctrobust.errors", "OptionTypeError": "ctrobust.options",
 }
 __all__ = ["__version__", "AttackName", "CTCoverage", "CtrobustError", "CurvatureTuned", "DatasetName",
            "OptionTypeError", "Protocol", "ThreatModel", "ct_coverage", "ctu", "curvature_tuned", "evaluate",
-           "load_results", "run"]
+           "forest_plot", "load_results", "run"]
 
 
 def __getattr__(name: str) -> Any:

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import os
 from contextlib import nullcontext
+from dataclasses import fields
 from typing import TYPE_CHECKING, Any
 
 from ctrobust.config import EvalConfig
 from ctrobust.errors import CtrobustError
-from ctrobust.options import from_python, options_doc
+from ctrobust.options import CONVERTERS, from_python
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -61,7 +62,19 @@ def run(model: nn.Module | str, dataset: str | DatasetName | None = None, threat
     return run_plan(plan, store=store, progress=progress, command=command, on_provisional=on_provisional)
 
 
-run.__doc__ = (run.__doc__ or "") + options_doc()
+def _options_doc() -> str:
+    """The options' section of ``ctrobust.run``'s docstring: name, Python type and the CLI's help for each."""
+    skip = CLI_ONLY | {"model", "store"}  # the command line's alone, or run's own parameters
+    lines = ["", "    Options (keyword arguments; the ``ctrobust eval`` flag of the same name, dashes for underscores):", ""]
+    for f in fields(EvalConfig):
+        if f.name in skip:
+            continue
+        default = "" if f.default is None else f" = {f.default!r}"
+        lines.append(f"    - ``{f.name}`` ({CONVERTERS[f.name][1]}{default}): {f.metadata.get('help', '')}")
+    return "\n".join(lines) + "\n"
+
+
+run.__doc__ = (run.__doc__ or "") + _options_doc()
 
 
 def run_plan(plan: RunPlan, *, store: Store | str | os.PathLike[str] | None = None,

@@ -241,18 +241,3 @@ def from_python(options: dict[str, Any]) -> dict[str, Any]:
         out[name] = convert(name, value)
     return out
 
-
-def options_doc() -> str:
-    """The options' section of ``ctrobust.run``'s docstring: name, Python type and the CLI's help for each."""
-    from dataclasses import fields
-
-    from ctrobust.config import EvalConfig
-
-    skip = {"model", "out", "json", "no_progress", "strict_checks", "store", "executor", "ray_address"}  # CLI's
-    lines = ["", "    Options (keyword arguments; the ``ctrobust eval`` flag of the same name, dashes for underscores):", ""]
-    for f in fields(EvalConfig):
-        if f.name in skip:
-            continue
-        default = "" if f.default is None else f" = {f.default!r}"
-        lines.append(f"    - ``{f.name}`` ({CONVERTERS[f.name][1]}{default}): {f.metadata.get('help', '')}")
-    return "\n".join(lines) + "\n"

@@ -21,6 +21,7 @@ from ctrobust.uncertainty import SelectionFlags, flags_from_dict, run_gain
 
 if TYPE_CHECKING:
     import pandas as pd
+    from matplotlib.figure import Figure
 
 
 RESULT_SCHEMA_VERSION = 4  # 2 added identity, gain, flags, candidates, counts; 3: counts are the numbers;
@@ -189,7 +190,31 @@ class RunResult:
                          "clean_accuracy": arm.clean_accuracy, "chosen": variant == "ct",
                          "clean_correct": arm.counts.clean_correct, "robust_correct": arm.counts.robust_correct,
                          "cells": arm.counts.cells})
-        return pd.DataFrame(rows)
+        frame = pd.DataFrame(rows)
+        for column in ("clean_correct", "robust_correct", "cells"):  # counts: integers, missing on sweep rows
+            frame[column] = frame[column].astype("Int64")
+        return frame
+
+    def __str__(self) -> str:
+        """The summary the terminal prints: accuracies with intervals, beta, gain with CI and McNemar, checks."""
+        from ctrobust.report.run_output import summary_table
+
+        return summary_table(self)
+
+    def _repr_html_(self) -> str:
+        """A notebook's display: the same summary as an HTML table."""
+        from ctrobust.report.run_output import summary_html
+
+        return summary_html(self)
+
+    def plot(self) -> Figure:
+        """Accuracy against beta (the selection curve with its band, base and CT with their intervals, the
+        chosen beta), as a matplotlib Figure; a notebook shows it, ``.savefig(path)`` writes it."""
+        import matplotlib.pyplot  # noqa: F401  (a notebook's inline display of figures registers on import)
+
+        from ctrobust.report.figures import beta_plot
+
+        return beta_plot(self)
 
     def with_command(self, command: str | None) -> RunResult:
         return replace(self, command=command)

@@ -1,33 +1,43 @@
-"""Figures of runs, each as a vector PDF and a 300-dpi PNG: accuracy against beta, the corruption grid of
-CT minus base, and a forest plot of the gains across runs."""
+"""Figures of runs: accuracy against beta, the corruption grid of CT minus base, and a forest plot of the
+gains across runs. Each ``*_plot`` returns a matplotlib ``Figure`` (a notebook shows it; ``RunResult.plot()``
+and ``ctrobust.forest_plot`` are these); each ``*_figure`` writes one as a vector PDF and a 300-dpi PNG.
+
+Figures are built with matplotlib's object API, not pyplot: nothing here picks a backend, so the same code
+writes files on a server and draws inline in a notebook, and no figure lingers in pyplot's registry."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import matplotlib
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")  # files only: no display on servers and CI
-import matplotlib.pyplot as plt  # noqa: E402
+from ctrobust.report.tables import corruption_delta, runs_frame, selection_frame
+from ctrobust.stats import wilson_interval
 
-from ctrobust.report.tables import corruption_delta, selection_frame  # noqa: E402
-from ctrobust.result import RunResult  # noqa: E402
-from ctrobust.stats import wilson_interval  # noqa: E402
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from ctrobust.result import RunResult
 
 PNG_DPI = 300
 BETA = "\u03b2"
 
 
 def beta_figure(run: RunResult, stem: Path) -> tuple[Path, Path]:
+    return _save(beta_plot(run), stem)
+
+
+def beta_plot(run: RunResult) -> Figure:
     """Robust accuracy against beta (top) and clean accuracy (bottom): the selection curve with its 95%
     band, base and CT on the evaluation split with their 95% intervals, the chosen beta marked."""
     curve = selection_frame(run)
     paper = run.optimistic
     curve_split = "evaluation split (paper protocol: \u03b2 chosen on it)" if paper else "selection split"
     metric = "robust accuracy" if run.threat.is_norm_bounded else "mean corruption accuracy"
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7.2, 4.8), sharex=True, gridspec_kw={"height_ratios": [3, 1.3]})
+    fig = Figure(figsize=(7.2, 4.8))
+    top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1.3]})
     betas = curve["beta"].tolist()
     top.fill_between(betas, 100 * curve["select_low"], 100 * curve["select_high"], color="tab:blue", alpha=0.18,
                      lw=0, label="95% interval (Wilson)")
@@ -57,7 +67,8 @@ def beta_figure(run: RunResult, stem: Path) -> tuple[Path, Path]:
     bottom.set_xlabel(BETA)
     bottom.grid(alpha=0.3)
     bottom.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
-    return _save(fig, stem)
+    fig.tight_layout()
+    return fig
 
 
 def corruption_figure(run: RunResult, stem: Path) -> tuple[Path, Path]:
@@ -66,7 +77,8 @@ def corruption_figure(run: RunResult, stem: Path) -> tuple[Path, Path]:
     values = delta.to_numpy(dtype=float)
     finite = [abs(v) for v in values.flatten() if v == v]
     bound = max(finite + [1.0])
-    fig, ax = plt.subplots(figsize=(1.6 + 0.9 * delta.shape[1], 1.0 + 0.38 * delta.shape[0]))
+    fig = Figure(figsize=(1.6 + 0.9 * delta.shape[1], 1.0 + 0.38 * delta.shape[0]))
+    ax = fig.subplots()
     image = ax.imshow(values, cmap="RdBu", vmin=-bound, vmax=bound, aspect="auto")
     ax.set_xticks(range(delta.shape[1]), [f"severity {s}" for s in delta.columns], fontsize=8)
     ax.set_yticks(range(delta.shape[0]), list(delta.index), fontsize=8)
@@ -81,28 +93,40 @@ def corruption_figure(run: RunResult, stem: Path) -> tuple[Path, Path]:
 
 
 def gain_forest_figure(runs: Sequence[RunResult], stem: Path) -> tuple[Path, Path]:
-    """One row per run: the gain of CT over base in points with its paired 95% interval (a forest plot)."""
-    fig, ax = plt.subplots(figsize=(7.2, 0.9 + 0.32 * len(runs)))
+    return _save(forest_plot(runs_frame(runs)), stem)
+
+
+def forest_plot(frame: pd.DataFrame | Sequence[RunResult]) -> Figure:
+    """One row per run: the gain of CT over base in points with its paired 95% interval (a forest plot).
+
+    ``frame``: ``ctrobust.load_results(store)`` (or any frame with its columns), or RunResults."""
+    import pandas as pd
+
+    if not isinstance(frame, pd.DataFrame):
+        frame = runs_frame(list(frame))
+    fig = Figure(figsize=(7.2, 0.9 + 0.32 * max(len(frame), 1)))
+    ax = fig.subplots()
     labels = []
-    for row, run in enumerate(runs):
-        g = run.gain
-        colour = "tab:red" if g.significant else "tab:gray"
-        ax.errorbar([g.gain_points], [row], xerr=[[g.gain_points - g.low], [g.high - g.gain_points]], fmt="o",
-                    color=colour, capsize=3, ms=4)
-        labels.append(f"{run.model} · {run.threat.value} · {run.attack} · {run.protocol.value} · seed {run.seed}"
-                      f" ({BETA}={run.beta:.2f})")
+    for row, run in enumerate(frame.itertuples(index=False)):
+        gain, low, high = float(run.gain_points), float(run.gain_ci_low), float(run.gain_ci_high)
+        colour = "tab:red" if float(run.mcnemar_p) < 0.05 else "tab:gray"
+        ax.errorbar([gain], [row], xerr=[[gain - low], [high - gain]], fmt="o", color=colour, capsize=3, ms=4)
+        labels.append(f"{run.model} · {run.threat} · {run.attack} · {run.protocol} · seed {run.seed}"
+                      f" ({BETA}={float(run.beta):.2f})")
     ax.axvline(0.0, color="black", lw=0.8)
-    ax.set_yticks(range(len(runs)), labels, fontsize=7)
+    ax.set_yticks(range(len(labels)), labels, fontsize=7)
     ax.invert_yaxis()
     ax.set_xlabel("gain of CT over base (points), paired 95% interval; red: McNemar p < 0.05")
     ax.grid(axis="x", alpha=0.3)
-    return _save(fig, stem)
+    fig.tight_layout()
+    return fig
 
 
 def audit_figure(audit: dict[str, Any], stem: Path) -> tuple[Path, Path]:
     """An attack audit (``ctrobust audit-attack``): the selection attack's binarized success rate along the beta
     grid (left), and its robust accuracy against AutoAttack's on the same points (right)."""
-    fig, (left, right) = plt.subplots(1, 2, figsize=(9.0, 3.4))
+    fig = Figure(figsize=(9.0, 3.4))
+    left, right = fig.subplots(1, 2)
     grid = audit.get("grid") or {}
     if grid:
         betas = [float(b) for b in grid]
@@ -136,11 +160,10 @@ def audit_figure(audit: dict[str, Any], stem: Path) -> tuple[Path, Path]:
     return _save(fig, stem)
 
 
-def _save(fig: Any, stem: Path) -> tuple[Path, Path]:
+def _save(fig: Figure, stem: Path) -> tuple[Path, Path]:
     stem.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
     png, pdf = stem.with_name(stem.name + ".png"), stem.with_name(stem.name + ".pdf")
     fig.savefig(png, format="png", dpi=PNG_DPI, bbox_inches="tight")
     fig.savefig(pdf, format="pdf", bbox_inches="tight")
-    plt.close(fig)
     return png, pdf

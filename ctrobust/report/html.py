@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
@@ -27,7 +27,9 @@ from ctrobust.report.tables import (
     selection_frame,
     write_csv,
 )
-from ctrobust.result import RunResult
+
+if TYPE_CHECKING:
+    from ctrobust.result import RunResult
 
 
 def template_environment() -> Environment:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -17,8 +17,10 @@ from ctrobust.outputs import safe_name
 from ctrobust.plan import Protocol
 from ctrobust.report.html import template_environment
 from ctrobust.report.tables import markdown_safe
-from ctrobust.result import RunResult
 from ctrobust.stats import pooled_gain, relative_improvement
+
+if TYPE_CHECKING:
+    from ctrobust.result import RunResult
 
 ENTRY_VERSION = 1
 

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from ctrobust.result import RunResult
 from ctrobust.stats import pooled_gain, relative_improvement, wilson_interval
+
+if TYPE_CHECKING:
+    from ctrobust.result import RunResult
 
 PAPER_GROUP = ["model", "dataset", "threat", "protocol", "attack", "n_examples"]
 

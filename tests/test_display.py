@@ -1,0 +1,72 @@
+"""A result shows itself: str() is the terminal's summary, a notebook gets the same as HTML, plot() returns
+the accuracy-against-beta Figure, forest_plot draws several runs, and load_results keeps its types."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from matplotlib.figure import Figure
+
+import ctrobust
+from ctrobust.report.run_output import summary_table
+from ctrobust.store import open_store
+from test_result_fields import _full_result
+
+
+def test_str_is_the_terminal_summary_with_intervals_gain_and_checks() -> None:
+    result = _full_result()
+    text = str(result)
+    assert text == summary_table(result)
+    assert "base (ReLU)" in text and "CT (beta 0.90)" in text
+    assert "25.00% [" in text  # base robust: 1 of 4, with its Wilson interval
+    assert "McNemar p" in text and "chosen beta   0.90" in text
+    assert "WARNING       w" in text  # the sanity report's warning
+
+
+def test_a_notebook_shows_the_same_summary_as_html() -> None:
+    result = replace(_full_result(), model="<b>mine</b>")
+    html = result._repr_html_()
+    assert html.startswith("<div") and html.count("<table>") == 2
+    assert "&lt;b&gt;mine&lt;/b&gt;" in html and "<b>mine</b>" not in html  # escaped
+    for needle in ("95% interval", "McNemar p", "chosen beta", "WARNING: w"):
+        assert needle in html
+
+
+def test_plot_returns_the_accuracy_against_beta_figure(tmp_path: Path) -> None:
+    result = _full_result()
+    fig = result.plot()
+    assert isinstance(fig, Figure)
+    top, bottom = fig.axes[:2]
+    assert [round(x, 2) for x in top.lines[0].get_xdata()] == [0.8, 0.9, 1.0]  # the selection curve
+    assert any(line.get_xdata()[0] == 0.9 and line.get_linestyle() == "--" for line in top.lines)  # chosen beta
+    fig.savefig(tmp_path / "beta.png")
+    assert (tmp_path / "beta.png").stat().st_size > 1000
+
+
+def test_forest_plot_draws_one_row_per_run_from_a_frame_or_runs(tmp_path: Path) -> None:
+    a = _full_result()
+    b = replace(a, run_id="abcdefabcdef", seed=4, identity={**a.identity, "seed": 4})
+    store = tmp_path / "s.sqlite"
+    with open_store(store) as st:
+        for run in (a, b):
+            st.put_run(run)
+    frame = ctrobust.load_results(store)
+    for fig in (ctrobust.forest_plot(frame), ctrobust.forest_plot([a, b])):
+        labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+        assert len(labels) == 2 and "seed 4" in labels[1]
+
+
+def test_load_results_keeps_numbers_as_numbers(tmp_path: Path) -> None:
+    store = tmp_path / "s.sqlite"
+    with open_store(store) as st:
+        st.put_run(_full_result())
+    runs = ctrobust.load_results(store)
+    assert runs["gain_points"].dtype == float and runs["seed"].dtype == "int64"
+    cells = ctrobust.load_results(store, kind="cells")
+    assert str(cells["robust_correct"].dtype) == "Int64" and cells["robust_accuracy"].dtype == float
+    assert json.dumps(int(cells["robust_correct"].dropna().iloc[0]))
+    with pytest.raises(ctrobust.CtrobustError, match="kind"):
+        ctrobust.load_results(store, kind="rows")
