@@ -18,7 +18,7 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ctrobust.api import load_results, run
+    from ctrobust.api import load_results, reproduce, run
     from ctrobust.attacks.evaluation import evaluate
     from ctrobust.attacks.spec import AttackName
     from ctrobust.ct import CTCoverage, CurvatureTuned, ct_coverage, ctu, curvature_tuned
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from ctrobust.options import OptionTypeError
     from ctrobust.plan import Protocol
     from ctrobust.report.figures import forest_plot
+    from ctrobust.report.tables import paper_table
     from ctrobust.threats import ThreatModel
 
 __version__ = "0.1.0"
@@ -34,14 +35,15 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "CTCoverage": "ctrobust.ct", "CurvatureTuned": "ctrobust.ct", "ct_coverage": "ctrobust.ct",
     "ctu": "ctrobust.ct", "curvature_tuned": "ctrobust.ct", "evaluate": "ctrobust.attacks.evaluation",
-    "run": "ctrobust.api", "load_results": "ctrobust.api", "forest_plot": "ctrobust.report.figures",
+    "run": "ctrobust.api", "load_results": "ctrobust.api", "reproduce": "ctrobust.api",
+    "forest_plot": "ctrobust.report.figures", "paper_table": "ctrobust.report.tables",
     # the choices as enums, for Python values (ctrobust.run(..., threat=ThreatModel.L2)), and the errors
     "ThreatModel": "ctrobust.threats", "AttackName": "ctrobust.attacks.spec", "DatasetName": "ctrobust.datasets",
     "Protocol": "ctrobust.plan", "CtrobustError": "ctrobust.errors", "OptionTypeError": "ctrobust.options",
 }
 __all__ = ["__version__", "AttackName", "CTCoverage", "CtrobustError", "CurvatureTuned", "DatasetName",
            "OptionTypeError", "Protocol", "ThreatModel", "ct_coverage", "ctu", "curvature_tuned", "evaluate",
-           "forest_plot", "load_results", "run"]
+           "forest_plot", "load_results", "paper_table", "reproduce", "run"]
 
 
 def __getattr__(name: str) -> Any:

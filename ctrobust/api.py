@@ -92,6 +92,39 @@ def run_plan(plan: RunPlan, *, store: Store | str | os.PathLike[str] | None = No
         return run_eval(plan, progress=bar, store=st, command=command, on_provisional=on_provisional)
 
 
+def reproduce(config: str | os.PathLike[str] = "small", *, store: Store | str | os.PathLike[str] | None = None,
+              progress: bool = False, **overrides: Any) -> list[RunResult]:
+    """Run a grid config (a TOML file, or a shipped one: ``small``, ``paper``) as ``ctrobust reproduce`` does,
+    here, and return its runs; runs already in ``store`` are read back, not re-run. ``overrides``: options that
+    replace the config's for every unit, as Python values (``n_examples=50, betas=[0.8, 0.9]``). A unit that
+    fails raises ``CtrobustError`` naming it (the others are kept in the store). ``ctrobust.paper_table(runs)``
+    gives the paper's table."""
+    from tqdm.auto import tqdm
+
+    from ctrobust.executors import Executor, Progress, run_grid
+    from ctrobust.reproduce import load_config
+    from ctrobust.store import Store, open_store
+
+    unknown = set(overrides) - set(EvalConfig.__dataclass_fields__) | set(overrides) & CLI_ONLY
+    if unknown:
+        raise CtrobustError(f"Unknown option {sorted(unknown)[0]!r} for ctrobust.reproduce; the options are those "
+                            "of `ctrobust eval` by field name (n_examples, betas, attack, eps, seed, ...).")
+    grid = load_config(os.fspath(config), from_python(overrides))
+    opened = open_store(store) if not isinstance(store, Store) else nullcontext(store)
+    with opened as st, tqdm(total=len(grid.units), desc=f"reproduce {grid.name}", unit="run",
+                            disable=not progress) as bar:
+
+        def on_progress(p: Progress) -> None:
+            bar.n = p.done + p.failed
+            bar.refresh()
+
+        outcome = run_grid(grid, st, Executor.LOCAL, on_progress=on_progress)
+    if outcome.failures:
+        label, error = outcome.failures[0]
+        raise CtrobustError(f"unit {label} failed: {error} ({len(outcome.failures)} of {len(grid.units)} failed)")
+    return outcome.results
+
+
 def load_results(store: Store | str | os.PathLike[str] | None = None, kind: str = "runs",
                  **filters: Any) -> pd.DataFrame:
     """The runs (one row each) or cells (one row per cell of every run) of a store, as a DataFrame.

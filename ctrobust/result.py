@@ -210,11 +210,9 @@ class RunResult:
     def plot(self) -> Figure:
         """Accuracy against beta (the selection curve with its band, base and CT with their intervals, the
         chosen beta), as a matplotlib Figure; a notebook shows it, ``.savefig(path)`` writes it."""
-        import matplotlib.pyplot  # noqa: F401  (a notebook's inline display of figures registers on import)
+        from ctrobust.report.figures import beta_plot, shown_inline
 
-        from ctrobust.report.figures import beta_plot
-
-        return beta_plot(self)
+        return shown_inline(beta_plot(self))
 
     def with_command(self, command: str | None) -> RunResult:
         return replace(self, command=command)

@@ -7,6 +7,7 @@ writes files on a server and draws inline in a notebook, and no figure lingers i
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,6 +23,19 @@ if TYPE_CHECKING:
     from ctrobust.result import RunResult
 
 PNG_DPI = 300
+
+
+def shown_inline(fig: Figure) -> Figure:
+    """``fig``, and in a running IPython kernel its figures registered for PNG display (what ``%matplotlib
+    inline`` does), so a returned Figure draws in the notebook. Outside IPython nothing is imported."""
+    if "IPython" in sys.modules:
+        from IPython import get_ipython
+        from IPython.core.pylabtools import select_figure_formats
+
+        shell = get_ipython()
+        if shell is not None and hasattr(shell, "display_formatter"):
+            select_figure_formats(shell, {"png"}, bbox_inches="tight")
+    return fig
 BETA = "\u03b2"
 
 
@@ -119,7 +133,7 @@ def forest_plot(frame: pd.DataFrame | Sequence[RunResult]) -> Figure:
     ax.set_xlabel("gain of CT over base (points), paired 95% interval; red: McNemar p < 0.05")
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
-    return fig
+    return shown_inline(fig)
 
 
 def audit_figure(audit: dict[str, Any], stem: Path) -> tuple[Path, Path]:
