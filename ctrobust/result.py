@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import PurePath
 from typing import TYPE_CHECKING, Any
 
 from ctrobust.cell import Counts
@@ -137,6 +138,13 @@ class RunResult:
     @property
     def note(self) -> str | None:
         return OPTIMISTIC_NOTE if self.optimistic else None
+
+    @property
+    def label(self) -> str:
+        """The model as a reader tells it apart: its name, and the weights file's name when one was given (two
+        checkpoints of one architecture are two models on a leaderboard)."""
+        checkpoint = self.identity.get("checkpoint")
+        return f"{self.model} ({PurePath(str(checkpoint)).stem})" if checkpoint else self.model
 
     @property
     def gain_points(self) -> float:

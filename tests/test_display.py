@@ -4,6 +4,7 @@ the accuracy-against-beta Figure, forest_plot draws several runs, and load_resul
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -11,8 +12,12 @@ import pytest
 from matplotlib.figure import Figure
 
 import ctrobust
+from ctrobust.cell import Counts
 from ctrobust.report.run_output import summary_table
+from ctrobust.result import ArmResult, RunResult
 from ctrobust.store import open_store
+from ctrobust.threats import ThreatModel
+from ctrobust.uncertainty import run_gain, selection_flags
 from test_result_fields import _full_result
 
 
@@ -70,3 +75,44 @@ def test_load_results_keeps_numbers_as_numbers(tmp_path: Path) -> None:
     assert json.dumps(int(cells["robust_correct"].dropna().iloc[0]))
     with pytest.raises(ctrobust.CtrobustError, match="kind"):
         ctrobust.load_results(store, kind="rows")
+
+
+def _corruption_result() -> RunResult:
+    base = {"clean": [1, 1, 1, 0], "fog/1": [1, 0, 1, 0], "snow/1": [1, 1, 0, 0]}
+    ct = {"clean": [1, 1, 1, 1], "fog/1": [1, 1, 1, 0], "snow/1": [1, 1, 0, 0]}
+    full = _full_result()
+    return replace(full, threat=ThreatModel.CORRUPTIONS, eps=None, attack="corruptions", select_attack="corruptions",
+                   beta=0.85, select_curve={0.8: 0.5, 0.85: 0.75, 0.9: 0.5, 1.0: 0.25},
+                   select_clean={0.8: 1.0, 0.85: 1.0, 0.9: 1.0, 1.0: 1.0},
+                   flags=selection_flags({0.8: 0.5, 0.85: 0.75, 0.9: 0.5, 1.0: 0.25}, 0.85, [0.8, 0.85, 0.9, 1.0], 4),
+                   base=ArmResult(1.0, Counts.of(base)), ct=ArmResult(0.85, Counts.of(ct)),
+                   gain=run_gain(ThreatModel.CORRUPTIONS, base, ct), per_example={"base": base, "ct": ct},
+                   settings={"corruptions": ["fog", "snow"], "severities": [1]}, sanity=None,
+                   identity={**full.identity, "threat": "corruptions", "checkpoint": "/models/smallcnn_seed1.pt"})
+
+
+def test_the_report_shows_no_nan_no_phantom_edge_and_no_machine_path(tmp_path: Path) -> None:
+    from ctrobust.report.html import write_report
+
+    run = _corruption_result()
+    assert run.flags.edge is None  # 0.85 is on no edge of the grid
+    page = write_report([run, _full_result()], tmp_path / "report", store_path="/home/someone/work/s.sqlite")
+    html = page.read_text()
+    assert not re.search(r"\bnan\b", html)  # no "corruptions nan", no "n/a" printed as nan
+    assert "on the grid's" not in html  # 0.85 is on no edge: no note saying it is
+    assert "/home/someone" not in html and "<code>s.sqlite</code>" in html
+    assert "smallcnn (smallcnn_seed1)" in html  # a checkpoint makes another model
+
+
+def test_the_corruption_board_names_its_accuracy_and_commands_stay_readable(tmp_path: Path) -> None:
+    from ctrobust.report.leaderboard import entries_from_runs, write_leaderboard_pages
+
+    runs = [_corruption_result(), replace(_corruption_result(), identity={**_corruption_result().identity,
+                                                                           "checkpoint": None}, run_id="111111111111")]
+    entries = entries_from_runs(runs)
+    assert sorted(e["name"] for e in entries) == ["smallcnn", "smallcnn (smallcnn_seed1)"]
+    md, html = write_leaderboard_pages(entries, tmp_path)
+    page = html.read_text()
+    assert "base corruption acc %" in page and "CT corruption acc %" in page and "robust %" not in page
+    assert "Base corruption acc (%)" in md.read_text()
+    assert '<td class="text command">' in page and "td.command { min-width" in page

@@ -67,7 +67,7 @@ def beta_plot(run: RunResult) -> Figure:
     top.axvline(run.beta, color="tab:red", ls="--", lw=1, label=f"chosen {BETA} = {run.beta:.2f}")
     top.set_ylabel(f"{metric} (%)")
     top.grid(alpha=0.3)
-    top.set_title(f"{run.model} · {run.dataset} · {run.threat.value}" + (f" \u03b5={run.eps:.4g}" if run.eps else "")
+    top.set_title(f"{run.label} · {run.dataset} · {run.threat.value}" + (f" \u03b5={run.eps:.4g}" if run.eps else "")
                   + f" · seed {run.seed} · {run.protocol.value}", fontsize=9)
     top.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     clean = curve.dropna(subset=["select_clean"])

@@ -29,6 +29,8 @@ from ctrobust.report.tables import (
 )
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from ctrobust.result import RunResult
 
 
@@ -41,7 +43,7 @@ def template_environment() -> Environment:
 
 
 def run_slug(run: RunResult, index: int) -> str:
-    return f"{index:03d}-" + safe_name(f"{run.model}_{run.dataset}_{run.threat.value}_{run.protocol.value}_s{run.seed}")
+    return f"{index:03d}-" + safe_name(f"{run.label}_{run.dataset}_{run.threat.value}_{run.protocol.value}_s{run.seed}")
 
 
 def write_report(runs: Sequence[RunResult], out: Path, store_path: str,
@@ -57,7 +59,8 @@ def write_report(runs: Sequence[RunResult], out: Path, store_path: str,
     (out / "paper_table.tex").write_text(paper_table_latex(table))
     figures_dir = out / "figures"
     sections = []
-    for index, (run, row) in enumerate(zip(runs, summary.to_dict("records"), strict=True), 1):
+    rows = _records(summary)
+    for index, (run, row) in enumerate(zip(runs, rows, strict=True), 1):
         slug = run_slug(run, index)
         figures = [_figure(beta_figure(run, figures_dir / f"{slug}-beta"), out,
                            f"robust accuracy against \u03b2 on the selection split, run {index}")]
@@ -88,12 +91,18 @@ def write_report(runs: Sequence[RunResult], out: Path, store_path: str,
                                 "gain of CT over base per run, with its paired 95% interval"))
     html = template_environment().get_template("report.html.j2").render(
         generated=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        store_path=store_path, summary=summary.to_dict("records"), table=table.to_dict("records"),
+        store_name=Path(store_path).name, summary=rows, table=_records(table),
         sections=sections, overview=overview,
     )
     page = out / "index.html"
     page.write_text(html, encoding="utf-8")
     return page
+
+
+def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """A frame's rows as dicts with missing values as None (pandas' NaN would print as "nan" and count as true)."""
+    return [{k: (None if isinstance(v, float) and v != v else v) for k, v in row.items()}
+            for row in frame.to_dict("records")]
 
 
 def _figure(paths: tuple[Path, Path], out: Path, alt: str) -> dict[str, str]:

@@ -33,7 +33,7 @@ def _preference(run: RunResult) -> tuple[int, int, int]:
 def entries_from_runs(runs: Sequence[RunResult]) -> list[dict[str, Any]]:
     """One entry per (dataset, threat, model): the preferred setting's runs, averaged over their seeds."""
     frame = pd.DataFrame({"dataset": [r.dataset for r in runs], "threat": [r.threat.value for r in runs],
-                          "model": [r.model for r in runs], "run": range(len(runs))})
+                          "model": [r.label for r in runs], "run": range(len(runs))})
     entries = []
     for (dataset, threat, model), rows in frame.groupby(["dataset", "threat", "model"], sort=True):
         group = [runs[i] for i in rows["run"]]
@@ -147,8 +147,15 @@ def ranked_boards(entries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             for (d, t), rows in frame.groupby(["dataset", "threat"], sort=True)]
 
 
-def board_frame(entries: Sequence[dict[str, Any]]) -> pd.DataFrame:
-    """A board as a reader sees it: base and CT robust accuracy named as such, the gain with its interval."""
+def metric_name(threat: str) -> str:
+    """What a board's accuracy under attack is called: robust accuracy, or corruption accuracy."""
+    return "corruption acc" if threat == "corruptions" else "robust"
+
+
+def board_frame(entries: Sequence[dict[str, Any]], threat: str = "Linf") -> pd.DataFrame:
+    """A board as a reader sees it: base and CT robust (or corruption) accuracy named as such, the gain with its
+    interval."""
+    base_metric, ct_metric = f"Base {metric_name(threat)} (%)", f"CT {metric_name(threat)} (%)"
     return pd.DataFrame({
         "Rank": range(1, len(entries) + 1),
         "Model": [markdown_safe(e["name"]) for e in entries],
@@ -159,10 +166,10 @@ def board_frame(entries: Sequence[dict[str, Any]]) -> pd.DataFrame:
         "n": [e["n_examples"] for e in entries],
         "Seeds": [",".join(map(str, e["seeds"])) for e in entries],
         "Base clean (%)": [f"{e['clean_acc']:.2f}" for e in entries],
-        "Base robust (%)": [f"{e['robust_acc']:.2f}" for e in entries],
+        base_metric: [f"{e['robust_acc']:.2f}" for e in entries],
         "β": [f"{e['ct_beta']:.3f}" for e in entries],
         "CT clean (%)": [f"{e['ct_clean_acc']:.2f}" for e in entries],
-        "CT robust (%)": [f"{e['ct_robust_acc']:.2f}" for e in entries],
+        ct_metric: [f"{e['ct_robust_acc']:.2f}" for e in entries],
         "Gain (pts) [95% CI]": [f"{e['gain']:+.2f} [{e['gain_ci'][0]:+.2f}, {e['gain_ci'][1]:+.2f}]" for e in entries],
         "McNemar p": [f"{e['gain_mcnemar_p']:.3g}" for e in entries],
     })
@@ -175,7 +182,7 @@ def leaderboard_markdown(boards: Sequence[dict[str, Any]]) -> str:
              "commands that made it. Base robust: the original (ReLU) model's; CT robust: at the chosen β.", ""]
     for board in boards:
         lines += [f"## {board['dataset']} / {board['threat']}", "",
-                  board_frame(board["entries"]).to_markdown(index=False, disable_numparse=True), ""]
+                  board_frame(board["entries"], board["threat"]).to_markdown(index=False, disable_numparse=True), ""]
     return "\n".join(lines)
 
 
@@ -185,5 +192,6 @@ def write_leaderboard_pages(entries: Sequence[dict[str, Any]], root: Path) -> tu
     md = root / "README.md"
     md.write_text(leaderboard_markdown(boards))
     html = root / "index.html"
-    html.write_text(template_environment().get_template("leaderboard.html.j2").render(boards=boards), encoding="utf-8")
+    page = template_environment().get_template("leaderboard.html.j2").render(boards=boards, metric_name=metric_name)
+    html.write_text(page, encoding="utf-8")
     return md, html

@@ -25,7 +25,7 @@ def runs_frame(runs: Sequence[RunResult]) -> pd.DataFrame:
     rows = []
     for run in runs:
         row: dict[str, object] = {
-            "run_id": run.run_id, "setting": run.setting_key[:12], "model": run.model, "dataset": run.dataset,
+            "run_id": run.run_id, "setting": run.setting_key[:12], "model": run.label, "dataset": run.dataset,
             "threat": run.threat.value, "eps": run.eps, "attack": run.attack, "protocol": run.protocol.value,
             "seed": run.seed, "n": run.n_examples, "beta": run.beta,
         }
