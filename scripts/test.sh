@@ -10,4 +10,6 @@ echo "test: mypy (types of ctrobust/)" >&2
 .venv/bin/mypy
 echo "test: import-linter (the layering)" >&2
 .venv/bin/lint-imports --no-cache
-exec .venv/bin/python -m pytest -q "$@"
+# Two workers (pytest-xdist): much of the suite waits on subprocesses and kernels; a file's tests stay on one
+# worker (--dist loadfile), so the Ray tests never start two clusters at once. Pass -n 0 to run in one process.
+exec .venv/bin/python -m pytest -q -n 2 --dist loadfile "$@"
