@@ -46,8 +46,28 @@ class Counts:
                 "cells": self.cells}
 
 
+class CountedAccuracies:
+    """The accuracies of anything whose numbers are a ``Counts``: one definition of how they follow from it."""
+
+    @property
+    def counts(self) -> Counts:
+        raise NotImplementedError
+
+    @property
+    def n(self) -> int:
+        return self.counts.n
+
+    @property
+    def clean_accuracy(self) -> float:
+        return self.counts.clean_accuracy
+
+    @property
+    def robust_accuracy(self) -> float:
+        return self.counts.robust_accuracy
+
+
 @dataclass
-class Scored:
+class Scored(CountedAccuracies):
     """One cell: per-example correctness (0/1 lists: ``clean`` and ``robust``, or ``clean`` and one list per
     corruption cell), the scorer's summary (seconds, rejected adversarial examples, AutoAttack's accuracy after
     each attack, per-cell corruption accuracy) and, for the base model, its checked adversarial examples
@@ -61,11 +81,3 @@ class Scored:
     @property
     def counts(self) -> Counts:
         return Counts.of(self.per_example)
-
-    @property
-    def clean_accuracy(self) -> float:
-        return self.counts.clean_accuracy
-
-    @property
-    def robust_accuracy(self) -> float:
-        return self.counts.robust_accuracy

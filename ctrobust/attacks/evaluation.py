@@ -17,7 +17,7 @@ from ctrobust.attacks.flags import autoattack_flags
 from ctrobust.attacks.pgd import pgd_attack
 from ctrobust.attacks.spec import ATTACKS, AttackName, AttackSpec, as_spec
 from ctrobust.attacks.verify import verify_adversarial
-from ctrobust.cell import Counts, Scored
+from ctrobust.cell import CountedAccuracies, Counts, Scored
 from ctrobust.errors import CtrobustError, require_finite
 from ctrobust.threats import ThreatModel, check_eps, default_eps, parse_threat
 
@@ -30,7 +30,7 @@ __all__ = ["ATTACKS", "AttackSpec", "EvalResult", "evaluate"]
 
 
 @dataclass
-class EvalResult:
+class EvalResult(CountedAccuracies):
     """What an attack returns: per-example correctness (bool tensors, on CPU), the checked adversarial
     examples and the settings that produced it. Its numbers are ``counts`` (the one type for them);
     ``scored()`` turns it into the cell the store keeps."""
@@ -49,18 +49,6 @@ class EvalResult:
     @property
     def counts(self) -> Counts:
         return Counts(int(self.clean_correct.numel()), int(self.clean_correct.sum()), int(self.robust_correct.sum()))
-
-    @property
-    def n(self) -> int:
-        return self.counts.n
-
-    @property
-    def clean_accuracy(self) -> float:
-        return self.counts.clean_accuracy
-
-    @property
-    def robust_accuracy(self) -> float:
-        return self.counts.robust_accuracy
 
     def scored(self, keep_adversarial: bool = False) -> Scored:
         """This result as a cell; ``keep_adversarial``: keep the successful adversarial examples (the base
