@@ -99,9 +99,8 @@ def reproduce(config: str | os.PathLike[str] = "small", *, store: Store | str | 
     replace the config's for every unit, as Python values (``n_examples=50, betas=[0.8, 0.9]``). A unit that
     fails raises ``CtrobustError`` naming it (the others are kept in the store). ``ctrobust.paper_table(runs)``
     gives the paper's table."""
-    from tqdm.auto import tqdm
-
     from ctrobust.executors import Executor, Progress, run_grid
+    from ctrobust.progress import bar_class
     from ctrobust.reproduce import load_config
     from ctrobust.store import Store, open_store
 
@@ -111,7 +110,7 @@ def reproduce(config: str | os.PathLike[str] = "small", *, store: Store | str | 
                             "of `ctrobust eval` by field name (n_examples, betas, attack, eps, seed, ...).")
     grid = load_config(os.fspath(config), from_python(overrides))
     opened = open_store(store) if not isinstance(store, Store) else nullcontext(store)
-    with opened as st, tqdm(total=len(grid.units), desc=f"reproduce {grid.name}", unit="run",
+    with opened as st, bar_class()(total=len(grid.units), desc=f"reproduce {grid.name}", unit="run",
                             disable=not progress) as bar:
 
         def on_progress(p: Progress) -> None:

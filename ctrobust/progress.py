@@ -27,6 +27,18 @@ log = logging.getLogger("ctrobust")
 GRAD_WEIGHT = 3.0  # a forward whose graph is kept for backward: forward + backward ~ 3 forwards
 
 
+
+def bar_class() -> type[Any]:
+    """tqdm's notebook bar where a notebook can draw it (ipywidgets installed), else the text bar: tqdm.auto
+    in a notebook without ipywidgets prints a warning into the user's output instead of a bar."""
+    import importlib.util
+
+    if importlib.util.find_spec("ipywidgets") is not None:
+        from tqdm.auto import tqdm
+    else:
+        from tqdm import tqdm
+    return tqdm
+
 class _TqdmHandler(logging.Handler):
     """Write log records above any tqdm bar instead of through it."""
 
@@ -171,11 +183,10 @@ class RunProgress:
     # bar --------------------------------------------------------------------------------------
     def _ensure_bar(self) -> None:
         if self._bar is None:
-            from tqdm.auto import tqdm
-
+            base: Any = bar_class()
             owner = self
 
-            class _SeededBar(tqdm):
+            class _SeededBar(base):
                 """tqdm whose ETA uses the run's measured rate (see RunProgress.rate)."""
 
                 @property
