@@ -10,6 +10,6 @@ echo "test: mypy (types of ctrobust/)" >&2
 .venv/bin/mypy
 echo "test: import-linter (the layering)" >&2
 .venv/bin/lint-imports --no-cache
-# Two workers (pytest-xdist): much of the suite waits on subprocesses and kernels; a file's tests stay on one
-# worker (--dist loadfile), so the Ray tests never start two clusters at once. Pass -n 0 to run in one process.
-exec .venv/bin/python -m pytest -q -n 2 --dist loadfile "$@"
+# One process: on these 2-core machines two pytest-xdist workers (each running torch on 2 threads) were no
+# faster on the slow tests. For a quick local run of the fast tests: scripts/test.sh -m "not slow" -n 2.
+exec .venv/bin/python -m pytest -q "$@"
