@@ -33,6 +33,14 @@ if TYPE_CHECKING:
 CLI_ONLY = {"out", "json", "no_progress", "strict_checks", "executor", "ray_address"}  # files, printing, Ray: eval's
 
 
+def _check_names(options: dict[str, Any], where: str) -> None:
+    """Refuse an option that is not an ``ctrobust eval`` field, or one only the command line uses."""
+    unknown = set(options) - set(EvalConfig.__dataclass_fields__) | set(options) & CLI_ONLY
+    if unknown:
+        raise CtrobustError(f"Unknown option {sorted(unknown)[0]!r} for {where}; the options are those of "
+                            "`ctrobust eval` by field name (n_examples, betas, attack, eps, seed, ...).")
+
+
 def run(model: nn.Module | str, dataset: str | DatasetName | None = None, threat: str | ThreatModel = "linf", *,
         store: Store | str | os.PathLike[str] | None = None, name: str | None = None, command: str | None = None,
         progress: RunProgress | bool = False, on_provisional: Callable[[Provisional], None] | None = None,
@@ -53,10 +61,7 @@ def run(model: nn.Module | str, dataset: str | DatasetName | None = None, threat
     """
     module = None if isinstance(model, str) else model
     label = model if isinstance(model, str) else (name or type(model).__name__)
-    unknown = set(options) - set(EvalConfig.__dataclass_fields__) | set(options) & CLI_ONLY
-    if unknown:
-        raise CtrobustError(f"Unknown option {sorted(unknown)[0]!r} for ctrobust.run; the options are those of "
-                            "`ctrobust eval` by field name (n_examples, betas, attack, eps, seed, ...).")
+    _check_names(options, "ctrobust.run")
     values = from_python({"dataset": dataset, "threat": threat, **options})
     plan = EvalConfig(model=label, **values).resolve(module=module)
     return run_plan(plan, store=store, progress=progress, command=command, on_provisional=on_provisional)
@@ -104,10 +109,7 @@ def reproduce(config: str | os.PathLike[str] = "small", *, store: Store | str | 
     from ctrobust.reproduce import load_config
     from ctrobust.store import Store, open_store
 
-    unknown = set(overrides) - set(EvalConfig.__dataclass_fields__) | set(overrides) & CLI_ONLY
-    if unknown:
-        raise CtrobustError(f"Unknown option {sorted(unknown)[0]!r} for ctrobust.reproduce; the options are those "
-                            "of `ctrobust eval` by field name (n_examples, betas, attack, eps, seed, ...).")
+    _check_names(overrides, "ctrobust.reproduce")
     grid = load_config(os.fspath(config), from_python(overrides))
     opened = open_store(store) if not isinstance(store, Store) else nullcontext(store)
     with opened as st, bar_class()(total=len(grid.units), desc=f"reproduce {grid.name}", unit="run",
