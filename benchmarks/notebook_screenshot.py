@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -21,26 +20,9 @@ import nbformat
 from nbclient import NotebookClient
 from nbconvert import HTMLExporter
 
+from page_screenshot import screenshot
+
 REPO = Path(__file__).resolve().parents[1]
-
-
-def screenshot(html: Path, png: Path, width: int = 1300) -> None:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
-        options.add_argument(arg)
-    options.binary_location = shutil.which("chromium") or ""
-    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
-    try:
-        driver.set_window_size(width, 1000)
-        driver.get(html.resolve().as_uri())
-        height = driver.execute_script("return document.documentElement.scrollHeight")
-        driver.set_window_size(width, min(int(height) + 100, 12000))
-        driver.save_screenshot(str(png))
-    finally:
-        driver.quit()
 
 
 def main() -> int:

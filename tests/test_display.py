@@ -115,4 +115,36 @@ def test_the_corruption_board_names_its_accuracy_and_commands_stay_readable(tmp_
     page = html.read_text()
     assert "base corruption acc %" in page and "CT corruption acc %" in page and "robust %" not in page
     assert "Base corruption acc (%)" in md.read_text()
-    assert '<td class="text command">' in page and "td.command { min-width" in page
+    # Each entry is a tbody: its numbers, then a row as wide as the table with the command (no narrow column).
+    assert page.count('<tr class="command-row"><td class="text command" colspan="15">') == 2
+    header = re.search(r"<thead>(.*?)</thead>", page, re.S)
+    assert header and header.group(1).count("<th") == 15 and "command" not in header.group(1)
+    assert page.count("<tbody>") == 2 and "table.tBodies" in page  # sorting moves whole entries
+
+
+def test_the_markdown_board_says_when_an_attack_was_weak(tmp_path: Path) -> None:
+    """The README board has no badges: its evidence column and the warnings under it must carry the same word,
+    for every warning the checks raise (a transfer that fooled CT once slipped past a list of prefixes)."""
+    from ctrobust.evidence import SanityReport, judge
+    from ctrobust.report.leaderboard import entries_from_runs, write_leaderboard_pages
+
+    report = SanityReport(transfer={"fooled_ct": 3, "transfer_only": 1},
+                          incomplete={"broken": 5, "m": 41},
+                          binarization={"arms": {"ct": {"verdict": "PASS"}, "base": {"verdict": "FAIL", "found": 1,
+                                                                                      "m": 20}}})
+    judge(report, gain_points=1.0, final_attack="apgd-ce")
+    assert any(w.startswith("transfer from the base model fooled CT") for w in report.warnings)
+    full = _full_result()
+    warned = replace(full, sanity=report)
+    other = replace(full, run_id="111111111111", model="other", identity={**full.identity, "model": "other"},
+                    sanity=SanityReport(binarization={"arms": {"ct": {"verdict": "PASS"},
+                                                               "base": {"verdict": "PASS"}}}))
+    md, _ = write_leaderboard_pages(entries_from_runs([warned, other]), tmp_path)
+    text = md.read_text()
+    rows = {line.split("|")[2].strip(): line for line in text.splitlines() if line.startswith(("| 1 ", "| 2 "))}
+    n = len(report.warnings)
+    assert n >= 3 and f"CT test PASS, base test FAIL, **{n} attack warnings**" in rows["smallcnn"]
+    assert rows["other"].rstrip(" |").endswith("CT test PASS, base test PASS")
+    rank = 1 if rows["smallcnn"].startswith("| 1 ") else 2
+    for warning in report.warnings:
+        assert f"- rank {rank}, smallcnn: {warning}" in text
