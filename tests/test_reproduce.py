@@ -16,6 +16,7 @@ import pytest
 
 from conftest import REPO, assert_one_line_error, run_cli
 from conftest import TINY_GRID as TINY
+from conftest import TINY_GRID_UNITS as UNITS
 from ctrobust.reproduce import load_config
 
 SUMMARY = re.compile(r"(\d+) runs made, (\d+) already stored; cells: (\d+) computed, (\d+) reused")
@@ -76,11 +77,11 @@ def test_kill_9_midway_then_resume_gives_the_uninterrupted_table(tmp_path: Path)
     ref_store, ref_out = tmp_path / "ref.sqlite", tmp_path / "ref"
     proc = run_cli("reproduce", "--config", str(config), "--store", str(ref_store), "--out", str(ref_out), "--no-progress")
     assert proc.returncode == 0, proc.stderr
-    assert _summary(proc.stdout)[:2] == (8, 0)
+    assert _summary(proc.stdout)[:2] == (UNITS, 0)
     total_cells = _count(ref_store, "cells")
     again = run_cli("reproduce", "--config", str(config), "--store", str(ref_store), "--out", str(tmp_path / "again"),
                     "--no-progress")
-    assert _summary(again.stdout) == (0, 8, 0, 0)
+    assert _summary(again.stdout) == (0, UNITS, 0, 0)
     assert _count(ref_store, "cells") == total_cells
 
     # Interrupted run: kill -9 once some cells are stored, then start it again.
@@ -90,7 +91,7 @@ def test_kill_9_midway_then_resume_gives_the_uninterrupted_table(tmp_path: Path)
     victim = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                               env={**os.environ})
     deadline = time.monotonic() + 600
-    while _count(store, "cells") < 6 and victim.poll() is None and time.monotonic() < deadline:
+    while _count(store, "cells") < total_cells // 2 and victim.poll() is None and time.monotonic() < deadline:
         time.sleep(0.1)
     victim.send_signal(signal.SIGKILL)
     victim.wait(30)
@@ -100,13 +101,13 @@ def test_kill_9_midway_then_resume_gives_the_uninterrupted_table(tmp_path: Path)
     resumed = run_cli("reproduce", "--config", str(config), "--store", str(store), "--out", str(out), "--no-progress")
     assert resumed.returncode == 0, resumed.stderr
     made, already, computed, _reused = _summary(resumed.stdout)
-    assert already == stored_runs and made == 8 - stored_runs
+    assert already == stored_runs and made == UNITS - stored_runs
     assert computed == total_cells - stored_cells  # nothing stored was computed again
-    assert _count(store, "cells") == total_cells and _count(store, "runs") == 8  # nothing lost or duplicated
+    assert _count(store, "cells") == total_cells and _count(store, "runs") == UNITS  # nothing lost or duplicated
     assert (out / "table.csv").read_text() == (ref_out / "table.csv").read_text()
     assert (out / "table.md").read_text() == (ref_out / "table.md").read_text()
     # runs.csv names the command that made each run, whether it was made now or found in the store.
     for folder in (ref_out, tmp_path / "again", out):
         rows = list(csv.DictReader((folder / "runs.csv").open()))
-        assert len(rows) == 8 and all(r["command"].startswith("ctrobust reproduce --config") for r in rows), folder
+        assert len(rows) == UNITS and all(r["command"].startswith("ctrobust reproduce --config") for r in rows), folder
         assert all(int(r["n"]) > 0 and r["run_id"] for r in rows)
