@@ -27,7 +27,6 @@ log = logging.getLogger("ctrobust")
 GRAD_WEIGHT = 3.0  # a forward whose graph is kept for backward: forward + backward ~ 3 forwards
 
 
-
 def bar_class() -> type[Any]:
     """tqdm's notebook bar where a notebook can draw it (ipywidgets installed), else the text bar: tqdm.auto
     in a notebook without ipywidgets prints a warning into the user's output instead of a bar."""
@@ -38,6 +37,7 @@ def bar_class() -> type[Any]:
     else:
         from tqdm import tqdm
     return tqdm
+
 
 class _TqdmHandler(logging.Handler):
     """Write log records above any tqdm bar instead of through it."""
