@@ -172,3 +172,26 @@ def test_when_the_cuda_kernels_fail_torch_compile_runs(monkeypatch: pytest.Monke
         out = FusedCTU(0.8, 0.5)(x)
     assert torch.allclose(out, ctu(x, 0.8), rtol=1e-10, atol=1e-12)
     assert ctu_backend("fused", "cuda") == "fused (torch.compile)"
+
+
+def test_a_per_sample_backend_builds_its_backward_on_a_batch_of_its_own_shape() -> None:
+    """Found on the first GPU run: the backward was built on a one-element probe, which a beta with one row per
+    sample cannot broadcast to, so the per-sample CUDA kernels always fell back to torch.compile (78 s to compile
+    on an H200, and different float rounding from the one-beta kernels). The same build, with CPU functions
+    that broadcast as the CUDA kernels do, must keep its kernels."""
+
+    class ExpandingBackend(fused._Backend):
+        name, fallback, label = "test kernels", "nothing", "test kernels"
+
+        def _build(self):  # type: ignore[no-untyped-def]
+            return (lambda x, beta, c: fused._ctu_forward(x, beta.expand_as(x), torch.tensor(c)),
+                    lambda x, grad, beta, c: fused._ctu_backward(x, grad, beta.expand_as(x), torch.tensor(c)))
+
+    backend = ExpandingBackend()
+    x = torch.randn(6, 3, 4, 4, requires_grad=True)
+    betas = torch.linspace(0.7, 0.95, 6).view(-1, 1, 1, 1)
+    out = backend(x, betas, 0.5)
+    assert backend.failed is None and out is not None
+    out.sum().backward()
+    expected = torch.stack([ctu(x[i].detach(), float(b), 0.5) for i, b in enumerate(betas.flatten())])
+    assert torch.allclose(out, expected, atol=1e-6)

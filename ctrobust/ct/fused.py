@@ -141,7 +141,8 @@ class _Backend:
                 return fwd(x, beta, c)
             out = _CTUFunction.apply(x, beta, c, fwd, bwd)
             if not self._backward_built:  # build the backward now, where a failure can still fall back
-                probe = x.detach().reshape(-1)[:1].clone().requires_grad_(True)
+                # The whole input, not one element: a per-sample beta has one row per sample to broadcast.
+                probe = x.detach().clone().requires_grad_(True)
                 with _compiling(f"{self.label} backward"):
                     _CTUFunction.apply(probe, beta, c, fwd, bwd).sum().backward()
                 self._backward_built = True
