@@ -32,7 +32,9 @@ from scipy import stats
 from ctrobust.attacks.autoattack import apgd_ce
 from ctrobust.attacks.evaluation import attack_and_check
 from ctrobust.attacks.norms import NORM_BALLS
-from ctrobust.attacks.spec import AttackName, AttackSpec
+from ctrobust.attacks.registry import BENCHMARK_ATTACK
+from ctrobust.attacks.runners import AttackFn
+from ctrobust.attacks.spec import AttackSpec
 from ctrobust.checks import binarization as bz
 from ctrobust.result import RunResult
 from ctrobust.threats import ThreatModel
@@ -84,8 +86,8 @@ def binarized_attacks(run: RunResult, threat: ThreatModel, seed: int, square_que
 
     final = AttackSpec(**_spec_fields(run.settings.get("attack_config") or {}))
     select = AttackSpec(**_spec_fields(run.settings.get("select_attack_config") or {}))
-    reported, _ = bz.binarized_attack(final)
-    chooser, _ = bz.binarized_attack(select)
+    reported = bz.binarized_attack(final, threat, seed)
+    chooser = bz.binarized_attack(select, threat, seed)
 
     def fab(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float) -> torch.Tensor:
         return FABAttack_PT(model, norm=threat.value, n_restarts=1, n_iter=100, eps=eps, seed=seed,
@@ -95,14 +97,17 @@ def binarized_attacks(run: RunResult, threat: ThreatModel, seed: int, square_que
         return SquareAttack(model, norm=threat.value, n_queries=square_queries, eps=eps, p_init=0.8, seed=seed,
                             device=x.device, resc_schedule=False).perturb(x, y)
 
-    return {
+    attacks: dict[str, tuple[AttackFn, int]] = {
         "apgd-ce": (lambda m, x, y, eps: apgd_ce(m, x, y, eps, threat, 100, seed), 100),
         "apgd-margin": (lambda m, x, y, eps: margin_apgd(m, x, y, eps, threat, seed, 100), 100),
         "fab": (fab, 100),
         "square": (square, square_queries),
-        f"reported ({run.attack})": (bz.spec_attack(reported, threat, seed), bz.query_budget(reported)),
-        f"selection ({run.select_attack})": (bz.spec_attack(chooser, threat, seed), bz.query_budget(chooser)),
     }
+    # The run's own attacks, each as its registry entry runs it on a binarized model (left out where it cannot).
+    for label, attack in ((f"reported ({run.attack})", reported), (f"selection ({run.select_attack})", chooser)):
+        if not isinstance(attack, str):
+            attacks[label] = (attack.attack, attack.queries)
+    return attacks
 
 
 def _spec_fields(config: dict[str, Any]) -> dict[str, Any]:
@@ -162,8 +167,8 @@ def audit_run(run: RunResult, ct: Any, x_eval: torch.Tensor, y_eval: torch.Tenso
         found = bz.attack_samples(binarized, planted, threat, big, attacks["apgd-ce"][0], device)
         arm["unbounded"] = {"eps": big, "found": int(found.sum()), "m": int(binarized.valid.sum())}
         out["arms"][name] = arm
-    select_fn, _ = attacks[f"selection ({run.select_attack})"]
-    if settings.grid:
+    select_fn = attacks.get(f"selection ({run.select_attack})", (None, 0))[0]
+    if settings.grid and select_fn is not None:
         out["grid"] = {}
         for beta in run.candidates:
             ct.beta = beta
@@ -257,7 +262,7 @@ def selection_fidelity(run: RunResult, ct: Any, x: torch.Tensor, y: torch.Tensor
     n = len(x) if settings.fidelity_points is None else min(settings.fidelity_points, len(x))
     x, y = x[:n], y[:n]
     select = AttackSpec(**_spec_fields(run.settings.get("select_attack_config") or {}))
-    reference = AttackSpec(AttackName.AUTOATTACK)
+    reference = AttackSpec(BENCHMARK_ATTACK)
     curves: dict[str, dict[str, float]] = {"selection": {}, "autoattack": {}}
     eps = run.eps
     assert eps is not None  # an audit is of a norm-bounded run

@@ -6,7 +6,7 @@ import math
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, TypeVar
 
-from ctrobust.attacks.spec import AA_VERSIONS, ATTACKS, AttackName, AttackSpec, parse_attack
+from ctrobust.attacks.spec import AA_VERSIONS, ATTACKS, STEPPED_ATTACKS, STEPS_DEFAULTS, AttackSpec, parse_attack
 from ctrobust.corruptions.names import parse_corruptions, parse_severities
 from ctrobust.datasets import DATASET_CHOICES
 from ctrobust.errors import CtrobustError
@@ -67,8 +67,10 @@ class EvalConfig:
     eps: float | None = opt(None, "perturbation budget; default: the dataset's standard eps", "attack", type=float)
     attack: str = opt("autoattack", f"final attack on the evaluation split: {', '.join(ATTACKS)}", "attack")
     aa_version: str = opt("standard", f"AutoAttack version: {', '.join(AA_VERSIONS)}", "attack", choices=AA_VERSIONS)
-    steps: int | None = opt(None, "steps of the final attack when it is pgd or apgd-ce (default 20)", "attack", type=int)
-    restarts: int = opt(1, "restarts of the final attack when it is pgd or apgd-ce", "attack", type=int)
+    steps: int | None = opt(None, f"steps of the final attack when it has steps (default: {STEPS_DEFAULTS})", "attack",
+                            type=int)
+    restarts: int = opt(1, f"restarts of the final attack when it has steps ({', '.join(STEPPED_ATTACKS)})", "attack",
+                        type=int)
     step_size: float | None = opt(None, "pgd step size (default 2.5 * eps / steps)", "attack", type=float)
     corruptions: str | None = opt(
         None, "with --threat corruptions: comma list of corruptions (default: all 15)", "corruptions", metavar="LIST"
@@ -79,7 +81,8 @@ class EvalConfig:
     select_attack: str | None = opt(
         None, "attack used to choose beta (default: apgd-ce; with --protocol paper: the final attack)", "beta search"
     )
-    select_steps: int = opt(10, "steps of the selection attack when it is pgd or apgd-ce", "beta search", type=int)
+    select_steps: int = opt(10, f"steps of the selection attack when it has steps ({', '.join(STEPPED_ATTACKS)})",
+                            "beta search", type=int)
     betas: str = opt("0.70:0.99:0.01", "beta grid: 'b1,b2,...' or 'start:stop:step' (the paper's grid)", "beta search")
     no_base_candidate: bool = opt(
         False, "heldout protocol: leave beta = 1 (the original ReLU model) out of the candidates and report the best "
@@ -126,8 +129,9 @@ class EvalConfig:
                      in_config=False)
     no_progress: bool = opt(False, "hide the progress bar", "output", action="store_true", in_config=False)
     strict_checks: bool = opt(
-        False, "exit with status 3 when the binarization test FAILs on either arm (the result is still written "
-        "and stored)", "output", action="store_true", in_config=False)
+        False, "exit with status 3 when the binarization test FAILs on either arm, or a check could not run on "
+        "this model (NOT RUN) or crashed (the result is still written and stored)", "output", action="store_true",
+        in_config=False)
 
     def resolve(self, module: Any = None) -> RunPlan:
         """Check every option and every combination once, and return the resolved plan.
@@ -185,12 +189,11 @@ class EvalConfig:
             select = final
         else:
             name = parse_attack(self.select_attack or "apgd-ce")
-            select = AttackSpec(name, None if name is AttackName.AUTOATTACK else self.select_steps, 1, None,
+            select = AttackSpec(name, self.select_steps if AttackSpec(name).entry.has_steps else None, 1, None,
                                 self.aa_version)
-        if threat.is_norm_bounded and AttackName.PGD in (final.name, select.name):
-            from ctrobust.attacks.norms import check_pgd
-
-            check_pgd(threat)
+        if threat.is_norm_bounded:
+            for spec in (final, select):
+                spec.entry.check_threat(threat)
         parsed = parse_model_name(self.model) if module is None else None
         source = parsed.source if parsed is not None else ModelSource.MODULE
         if module is not None and self.dataset is None:

@@ -33,7 +33,7 @@ class WorkPlan:
         self.n_select, self.n_eval, self.n_classes = n_select, n_eval, n_classes
         select, final = scorer.attack_spec("select"), scorer.attack_spec("final")
         weaker = select is not None and final is not None and (
-            final.name == "autoattack" and select.name != "autoattack" or (select.steps or 0) < (final.steps or 0))
+            select.entry.strength(select.steps) < final.entry.strength(final.steps))
         self.survivor_ratio = self.SURVIVOR_RATIO_PRIOR if weaker else 1.0
         self.ct_cost = 1.0  # seconds per unit of the CT model over the original's, once measured
 

@@ -72,9 +72,10 @@ class SanityReport:
     gradients: dict[str, Any] = field(default_factory=dict)  # per arm: gradient fidelity
     binarization: dict[str, Any] = field(default_factory=dict)  # per arm, and the McNemar test between them
     seconds: dict[str, float] = field(default_factory=dict)  # what each check cost
+    not_run: dict[str, str] = field(default_factory=dict)  # per check that could not run on this model: why
 
     FIELDS = ("transfer", "budget", "logits", "breakdown", "warnings", "attack_evidence", "reference", "incomplete",
-              "gradients", "binarization", "seconds")
+              "gradients", "binarization", "seconds", "not_run")
 
     def to_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.FIELDS}
@@ -136,12 +137,14 @@ class SanityReport:
         if self.breakdown:
             steps = " -> ".join(f"{k} {100 * v:.1f}%" for k, v in self.breakdown.get("ct", {}).items())
             out.append(f"AutoAttack    CT after each attack: {steps}")
+        out += [f"NOT RUN       {check}: {why}" for check, why in self.not_run.items() if check != "binarization"]
         out += [f"WARNING       {w}" for w in self.warnings]
         return out
 
 
-def judge(report: SanityReport, gain_points: float, final_attack: str) -> None:
-    """Add the warnings the numbers call for."""
+def judge(report: SanityReport, gain_points: float, final_attack: str, plain_gradient: bool = False) -> None:
+    """Add the warnings the numbers call for; ``plain_gradient``: the final attack's entry says a gain resting on it
+    alone is to be confirmed with a stronger attack."""
     t = report.transfer
     if t and t["fooled_ct"] > 0 and t["transfer_only"] > 0:
         report.warnings.append(
@@ -161,7 +164,7 @@ def judge(report: SanityReport, gain_points: float, final_attack: str) -> None:
             label = "the base model" if name == "base" else "CT"
             report.warnings.append(f"{label}'s input gradients are near zero on {100 * s['zero_grad_share']:.0f}% of "
                                    "points: gradient attacks cannot work on it")
-    if gain_points > 0 and final_attack.startswith("pgd"):
+    if gain_points > 0 and plain_gradient:
         report.warnings.append("the gain rests on plain PGD alone, which overstates the robustness of smooth models; "
                                "confirm it with --attack autoattack")
     _judge_attack_evidence(report, final_attack)

@@ -23,7 +23,8 @@ import torch
 import torch.nn as nn
 
 from ctrobust.attacks.cost import TIME_FACTOR, autoattack_remaining
-from ctrobust.attacks.evaluation import EvalResult, Prepared, autoattack_extra, count_classes, prepare
+from ctrobust.attacks.evaluation import EvalResult, Prepared, prepare
+from ctrobust.attacks.runners import autoattack_extra, count_classes
 from ctrobust.attacks.spec import AttackSpec
 from ctrobust.attacks.staged import StagedAutoAttack, StageState
 from ctrobust.progress import RunProgress, log

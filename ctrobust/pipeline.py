@@ -52,7 +52,7 @@ def _refuse_randomised(model: torch.nn.Module, plan: RunPlan, x: torch.Tensor) -
         log.warning("the model is randomised: its corruption accuracy varies from pass to pass, and none of its "
                     "cells is reused from the store")
         return
-    if all(s.name == "autoattack" and s.version == "rand" for s in specs):
+    if all(s.entry.handles_randomised(s.version) for s in specs):
         log.warning("the model is randomised: evaluated with AutoAttack's rand version (expectation over "
                     "transformation); none of its cells is reused from the store")
         return
@@ -148,7 +148,7 @@ def _run_cell(progress: RunProgress, scorer: Scorer, ct: Any, stage: str, beta: 
         return scorer.select_many(model, [b], n_points)[b] if stage == "select" else scorer.final(model, b)
 
     with progress.meter.watching(ct):
-        if spec is not None and spec.name == "autoattack":
+        if spec is not None and spec.entry.staged:
             previous = progress.meter.factor
             with watch_autoattack(progress, spec.version, n, n_classes, robust_estimate, scorer.threat).attached():
                 scored = run(ct, beta)
@@ -330,7 +330,8 @@ def run_eval(plan: RunPlan, progress: RunProgress | None = None, store: Store | 
             ct_outcomes = base_outcomes
         gain = run_gain(threat, base_outcomes, ct_outcomes)
         if sanity is not None:
-            judge(sanity, gain.gain_points, scorer.final_label)
+            final_spec = scorer.attack_spec("final")
+            judge(sanity, gain.gain_points, scorer.final_label, final_spec is not None and final_spec.entry.plain_gradient)
         flags = selection_flags(select_curve, beta, candidates, n_sel)
 
         result = RunResult(

@@ -42,7 +42,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ctrobust.attacks.evaluation import attack_and_check
-from ctrobust.attacks.spec import AttackName, AttackSpec
+from ctrobust.attacks.registry import REFERENCE_ATTACK
+from ctrobust.attacks.spec import AttackSpec
 from ctrobust.checks import binarization
 from ctrobust.checks.gradient_fidelity import gradient_fidelity
 from ctrobust.evidence import BUDGET_FACTORS, REFERENCE_P, SanityReport
@@ -88,7 +89,7 @@ def budget_sweep(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: Thr
                  batch_size: int, device: torch.device) -> tuple[dict[str, float], list[int]]:
     """Robust accuracy under APGD-CE at multiples of eps (should fall to about 0 beyond 1x), and the
     per-point outcomes at 1x (the reference attack)."""
-    spec = AttackSpec(AttackName.APGD_CE, steps=BUDGET_STEPS)
+    spec = AttackSpec(REFERENCE_ATTACK, steps=BUDGET_STEPS)
     fractions, at_eps = {}, []
     for f in BUDGET_FACTORS:
         res = attack_and_check(model, x, y, threat, eps * f, spec, seed, batch_size, device)
@@ -137,11 +138,11 @@ def sanity_work(n_eval: int, clean: float, threat: ThreatModel, final: AttackSpe
     from ctrobust.progress import GRAD_WEIGHT
 
     sample = min(BUDGET_SAMPLE, n_eval)
-    reference = AttackSpec(AttackName.APGD_CE, steps=BUDGET_STEPS)
+    reference = AttackSpec(REFERENCE_ATTACK, steps=BUDGET_STEPS)
     sweep = 2 * len(BUDGET_FACTORS) * attack_work(reference, sample, clean, clean, threat=threat)
     binarized = 0.0
     if final is not None:
-        per = binarization.per_sample_work(final)
+        per = binarization.per_sample_work(final, threat)
         binarized = 2 * per * min(binarization.sample_size(final_work, per), n_eval)
     return sweep + binarized + GRAD_WEIGHT * min(STATS_SAMPLE, n_eval) * 2 + n_eval
 
@@ -178,18 +179,41 @@ def _evidence(summary: dict[str, Any]) -> dict[str, Any]:
             "silent_successes": summary.get("silent_successes"), "randomised": bool(summary.get("randomised"))}
 
 
+class _Isolated:
+    """Runs each check so that it can never take the run down: an exception inside a check is recorded as that
+    check NOT RUN, with the reason, and one warning line naming it; the run's numbers are written as always.
+    (Ctrl-C is not caught: it still stops the run, with what was finished kept in the store.)"""
+
+    def __init__(self, report: SanityReport, clock: _Clock) -> None:
+        self.report, self.clock = report, clock
+
+    @contextmanager
+    def __call__(self, check: str, timing: str | None = None) -> Iterator[None]:
+        try:
+            with self.clock(timing or check):
+                yield
+        except Exception as exc:  # noqa: BLE001 - any failure of a check is that check's, never the run's
+            reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no message'}"
+            self.report.not_run.setdefault(check, f"crashed ({reason})")
+            self.report.warnings.append(f"the {check} check could not run on this model and is missing from the "
+                                        f"evidence ({reason}); the run's numbers are unaffected")
+
+
 def run_sanity_checks(ct: Any, beta: float, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, eps: float,
                       seed: int, batch_size: int, device: torch.device, base_adversarial: dict[str, Any] | None,
                       base: ArmOutcomes, ct_arm: ArmOutcomes, final: AttackSpec, final_work: float
                       ) -> tuple[list[int], list[int], SanityReport]:
     """All checks for one run; returns the base model's and CT's worst-case per-point robustness, and the report.
 
-    ``final_work``: the estimated work of CT's final attack, which sizes the binarization test.
+    ``final_work``: the estimated work of CT's final attack, which sizes the binarization test. Each check is
+    isolated: one that cannot run on this model is recorded in ``report.not_run`` with its reason.
     """
     report = SanityReport()
     clock = _Clock(report.seconds)
+    isolated = _Isolated(report, clock)
     ct.beta = beta
-    with clock("transfer"):
+    combined = list(ct_arm.robust)
+    with isolated("transfer"):
         combined, report.transfer = transfer_check(ct, x, y, base_adversarial, ct_arm.robust, batch_size, device)
     sample = slice(0, min(BUDGET_SAMPLE, len(x)))
     stats = slice(0, min(STATS_SAMPLE, len(x)))
@@ -198,22 +222,29 @@ def run_sanity_checks(ct: Any, beta: float, x: torch.Tensor, y: torch.Tensor, th
     for name, b, arm in (("base", 1.0, base), ("ct", beta, ct_arm)):
         ct.beta = b
         report.attack_evidence[name] = _evidence(arm.summary)
-        with clock("budget"):
+        with isolated("budget sweep", "budget"):
             report.budget[name], at_eps = budget_sweep(ct, x[sample], y[sample], threat, eps, seed, batch_size, device)
-        report.reference[name] = reference_check(arm.robust[sample], at_eps)
-        worst[name] = worst_case(worst[name], at_eps)
-        with clock("gradients"):
+            report.reference[name] = reference_check(arm.robust[sample], at_eps)
+            worst[name] = worst_case(worst[name], at_eps)
+        with isolated("logit statistics", "gradients"):
             report.logits[name] = logit_stats(ct, x[stats], y[stats], device)
+        with isolated("gradient fidelity", "gradients"):
             report.gradients[name] = gradient_fidelity(ct, x, y, threat, eps, device).to_dict()
+    if "budget sweep" in report.not_run:  # one arm's sweep alone would read as a result: keep neither
+        report.budget, report.reference = {}, {}
     ct.beta = beta
-    if final.name in (AttackName.PGD, AttackName.APGD_CE):
-        with clock("incomplete"):
+    if final.entry.reattack:
+        with isolated("re-attack", "incomplete"):
             worst["ct"], report.incomplete = _reattack_survivors(ct, x, y, threat, eps, final, seed, batch_size,
                                                                  device, worst["ct"])
-    with clock("binarization"):
+    with isolated("binarization"):
         eligible = [i for i, (b, c) in enumerate(zip(base.clean, ct_arm.clean, strict=True)) if b and c]
         report.binarization = _binarization(ct, beta, x, threat, eps, final, seed, batch_size, device, final_work,
                                             eligible)
+        if not report.binarization.get("arms"):
+            report.not_run.setdefault("binarization", report.binarization.get("note") or "no sample points")
+    if "binarization" in report.not_run and not report.binarization:
+        report.binarization = {"arms": {}, "note": report.not_run["binarization"], "mcnemar": None, "samples": 0}
     ct.beta = beta
     base_after, ct_after = base.summary.get("robust_accuracy_after"), ct_arm.summary.get("robust_accuracy_after")
     if base_after and ct_after:
@@ -252,7 +283,10 @@ def _binarization(ct: Any, beta: float, x: torch.Tensor, threat: ThreatModel, ep
     if not eligible:
         return {"arms": {}, "note": "no evaluation point is classified correctly by both arms: nothing for a weak "
                 "attack to overstate", "mcnemar": None, "samples": 0}
-    m = binarization.sample_size(final_work, binarization.per_sample_work(final))
+    attack = binarization.binarized_attack(final, threat, seed)
+    if isinstance(attack, str):  # the attack's entry says it cannot run on a two-class model
+        return {"arms": {}, "note": attack, "mcnemar": None, "samples": 0}
+    m = binarization.sample_size(final_work, binarization.per_sample_work(final, threat))
     planted = binarization.plant(x, binarization.sample_positions(eligible, m, seed), threat, eps, seed)
     arms = {}
     for name, b in (("ct", beta), ("base", 1.0)):
@@ -260,8 +294,6 @@ def _binarization(ct: Any, beta: float, x: torch.Tensor, threat: ThreatModel, ep
         label = f"CT beta={beta:.2f}" if name == "ct" else "base"
         arms[name] = binarization.run_arm(ct, planted, threat, eps, final, seed, batch_size, device, label)
     ct.beta = beta
-    note = ("AutoAttack's APGD-CE with its own settings: APGD-T needs four classes, the binarized model has two"
-            if final.name is AttackName.AUTOATTACK else None)
-    return {"arms": {k: v.to_dict() for k, v in arms.items()}, "note": note,
+    return {"arms": {k: v.to_dict() for k, v in arms.items()}, "note": attack.note,
             "mcnemar": binarization.compare_arms(arms["base"], arms["ct"]),
             "samples": len(planted.positions), "inner_points": binarization.N_INNER + 1, "seed": seed}

@@ -15,7 +15,7 @@ import torch.nn as nn
 
 from ctrobust.attacks import batched
 from ctrobust.attacks.evaluation import attack_and_check
-from ctrobust.attacks.spec import AttackName, AttackSpec
+from ctrobust.attacks.spec import AttackSpec
 from ctrobust.cell import Scored
 from ctrobust.corruptions.evaluate import corruption_accuracy
 from ctrobust.corruptions.source import Cells, corrupted_cells
@@ -145,7 +145,7 @@ class NormScorer:
         return self._run(ct, beta, self.x_eval, self.y_eval, self.final_spec, keep_adversarial=beta == 1.0)
 
     def final_many(self, models: dict[float, nn.Module], finals: FinalsContext) -> dict[float, Scored]:
-        if self.final_spec.name is not AttackName.AUTOATTACK:
+        if not self.final_spec.entry.staged:
             return {beta: attack_and_check(model, self.x_eval, self.y_eval, self.threat, self.eps, self.final_spec,
                                            self.plan.seed, self.plan.batch_size, self.device).scored(beta == 1.0)
                     for beta, model in models.items()}

@@ -278,7 +278,7 @@ def test_on_a_randomised_model_a_point_counts_robust_only_where_the_attack_says_
                                                                                    fmnist_test) -> None:
     """The counting rule itself, with a stand-in for AutoAttack's rand run: its verdicts and which points it attacked."""
     import ctrobust.attacks.evaluation as ev
-    from ctrobust.attacks.spec import AttackName
+    import ctrobust.attacks.runners as runners
 
     x, y = fmnist_test[0][:10], fmnist_test[1][:10]
     model = _smallcnn()
@@ -288,7 +288,7 @@ def test_on_a_randomised_model_a_point_counts_robust_only_where_the_attack_says_
     def stand_in(model, x, y, clean, eps, threat, spec, seed, batch_size):  # type: ignore[no-untyped-def]
         return x.clone(), {"attacked": attacked, "attack_says_robust": says_robust, "autoattack_flags": []}
 
-    monkeypatch.setitem(ev.ATTACK_RUNNERS, AttackName.AUTOATTACK, stand_in)
+    monkeypatch.setattr(runners, "run_autoattack", stand_in)
     monkeypatch.setattr(ev, "is_randomised", lambda model, x: True)
     res = evaluate(model, x, y, "linf", eps=0.05, attack=AttackSpec("autoattack", version="rand"))
     expected = res.clean_correct & says_robust & attacked

@@ -13,10 +13,10 @@ import tomllib
 import pytest
 
 from conftest import REPO
-from ctrobust.attacks.cost import ATTACK_WORK, autoattack_attack_work
-from ctrobust.attacks.evaluation import ATTACK_RUNNERS
+from ctrobust.attacks.cost import autoattack_attack_work
 from ctrobust.attacks.norms import NORM_BALLS
-from ctrobust.attacks.spec import AA_VERSIONS, AttackName
+from ctrobust.attacks.registry import entry
+from ctrobust.attacks.spec import AA_VERSIONS, ATTACKS, AttackName
 from ctrobust.cli.main import build_parser
 from ctrobust.data.registry import DATASETS
 from ctrobust.datasets import ALIASES, DatasetName, parse_dataset
@@ -39,8 +39,13 @@ def test_every_norm_ball_threat_has_its_geometry_scorer_and_fashion_mnist_eps() 
 
 
 def test_every_attack_has_a_runner_and_a_cost() -> None:
-    assert set(ATTACK_RUNNERS) == set(AttackName)
-    assert set(ATTACK_WORK) == set(AttackName)
+    assert set(ATTACKS) == set(AttackName)  # the shipped attacks are the enum's, each an entry
+    for name in ATTACKS:
+        e = entry(name)
+        assert callable(e.load(e.runner)) and callable(e.load(e.work))
+        assert (e.binarized is None) == bool(e.not_binarizable)
+        if e.binarized is not None:
+            assert callable(e.load(e.binarized))
 
 
 def test_every_model_source_has_a_loader_and_a_spelling() -> None:

@@ -22,7 +22,7 @@ from pyautoattack.autopgd_base import APGDAttack
 
 from ctrobust.attacks.evaluation import EvalResult, _predict, checked_result
 from ctrobust.attacks.norms import NORM_BALLS
-from ctrobust.attacks.spec import AttackName, AttackSpec
+from ctrobust.attacks.spec import AttackSpec
 from ctrobust.ct.apply import CurvatureTuned
 from ctrobust.threats import ThreatModel
 
@@ -32,9 +32,9 @@ CPU_PAIRS_PER_PASS = 4096  # on a CPU the work is compute-bound: larger passes g
 
 
 def supports(spec: AttackSpec, threat: ThreatModel) -> bool:
-    """Only APGD-CE with one restart (the default selection attack) is batched, under a norm whose APGD random
-    start can be drawn outside APGD (``NormBall.apgd_start``); others run beta by beta."""
-    return spec.name is AttackName.APGD_CE and spec.restarts == 1 and NORM_BALLS[threat].apgd_start is not None
+    """An attack whose entry batches betas (APGD-CE, the default selection attack) with one restart, under a norm
+    whose APGD random start can be drawn outside APGD (``NormBall.apgd_start``); others run beta by beta."""
+    return spec.entry.batches_betas and spec.restarts == 1 and NORM_BALLS[threat].apgd_start is not None
 
 
 @dataclass

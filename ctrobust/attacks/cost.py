@@ -11,10 +11,8 @@ measured on the shipped model (see benchmarks/RESULTS.md, "Progress and ETA").
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from ctrobust.attacks.norms import NORM_BALLS
-from ctrobust.attacks.spec import AttackName, AttackSpec
+from ctrobust.attacks.spec import AttackSpec
 from ctrobust.progress import GRAD_WEIGHT
 from ctrobust.threats import ThreatModel
 
@@ -72,7 +70,7 @@ def autoattack_remaining(version: str, attack: str, started: bool, points_left: 
                for a in order[order.index(name) + 1:])
 
 
-def _autoattack_work(spec: AttackSpec, correct: float, survivors: float, n: int, n_classes: int,
+def autoattack_work(spec: AttackSpec, correct: float, survivors: float, n: int, n_classes: int,
                      threat: ThreatModel) -> float:
     checks = 3.0 * min(n, 500)  # AutoAttack's checks of the model on its first batch
     first, *rest = AUTOATTACK_ATTACKS.get(spec.version, AUTOATTACK_ATTACKS["standard"])
@@ -81,23 +79,18 @@ def _autoattack_work(spec: AttackSpec, correct: float, survivors: float, n: int,
                                for a in rest)
 
 
-def _pgd_work(spec: AttackSpec, correct: float, survivors: float, n: int, n_classes: int, threat: ThreatModel) -> float:
+def pgd_work(spec: AttackSpec, correct: float, survivors: float, n: int, n_classes: int, threat: ThreatModel) -> float:
     return correct * ((spec.steps or 20) * GRAD_WEIGHT + 1) * spec.restarts  # then one forward per restart
 
 
-def _apgd_work(spec: AttackSpec, correct: float, survivors: float, n: int, n_classes: int, threat: ThreatModel
+def apgd_work(spec: AttackSpec, correct: float, survivors: float, n: int, n_classes: int, threat: ThreatModel
                ) -> float:
     return correct * ((spec.steps or 20) + 2) * GRAD_WEIGHT * spec.restarts
-
-
-# One entry per attack; tests/test_registries.py fails when an AttackName has none.
-ATTACK_WORK: dict[AttackName, Callable[[AttackSpec, float, float, int, int, ThreatModel], float]] = {
-    AttackName.AUTOATTACK: _autoattack_work, AttackName.PGD: _pgd_work, AttackName.APGD_CE: _apgd_work,
-}
 
 
 def attack_work(spec: AttackSpec, n: int, clean_fraction: float, robust_fraction: float, n_classes: int = 10, *,
                 threat: ThreatModel) -> float:
     """Estimated units of one evaluation: the clean pass, the attack, and the re-check of candidates."""
     fixed = 2.0 * n  # clean predictions and the re-check of the candidates
-    return fixed + ATTACK_WORK[spec.name](spec, n * clean_fraction, n * robust_fraction, n, n_classes, threat)
+    work = spec.entry.load(spec.entry.work)
+    return fixed + work(spec, n * clean_fraction, n * robust_fraction, n, n_classes, threat)

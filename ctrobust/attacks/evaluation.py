@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -11,10 +10,7 @@ import torch
 import torch.nn as nn
 
 from ctrobust import options
-from ctrobust.attacks.autoattack import AutoAttackRun, apgd_ce, autoattack
 from ctrobust.attacks.determinism import is_randomised, randomised_model_error
-from ctrobust.attacks.flags import autoattack_flags
-from ctrobust.attacks.pgd import pgd_attack
 from ctrobust.attacks.spec import ATTACKS, AttackName, AttackSpec, as_spec
 from ctrobust.attacks.verify import verify_adversarial
 from ctrobust.cell import CountedAccuracies, Counts, Scored
@@ -81,11 +77,6 @@ def _predict(model: nn.Module, x: torch.Tensor, batch_size: int) -> torch.Tensor
     return torch.cat(preds)
 
 
-def count_classes(model: nn.Module, x: torch.Tensor) -> int:
-    with torch.no_grad():
-        return int(model(x[:1]).shape[1])
-
-
 @dataclass
 class Prepared:
     """A model and its points, checked and put on the device, with the clean verdicts: what every attack
@@ -128,7 +119,7 @@ def prepare(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatMo
     x, y = x.to(device), y.to(device)
     start = time.perf_counter()
     randomised = is_randomised(model, x)
-    if randomised and not (spec.name is AttackName.AUTOATTACK and spec.version == "rand"):
+    if randomised and not spec.entry.handles_randomised(spec.version):
         raise randomised_model_error("the attacked model")
     clean_correct = _predict(model, x, batch_size) == y
     return Prepared(model, x, y, threat, eps, spec, seed, batch_size, randomised, clean_correct, start)
@@ -176,8 +167,8 @@ def attack_and_check(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat:
                      device: str | torch.device | None = None) -> EvalResult:
     """:func:`evaluate` on resolved values (the plan's threat, eps and attack): what the pipeline calls."""
     p = prepare(model, x, y, threat, eps, spec, seed, batch_size, device)
-    x_adv, extra = ATTACK_RUNNERS[p.spec.name](p.model, p.x, p.y, p.clean_correct, p.eps, p.threat, p.spec,
-                                               p.seed, p.batch_size)
+    runner = p.spec.entry.load(p.spec.entry.runner)
+    x_adv, extra = runner(p.model, p.x, p.y, p.clean_correct, p.eps, p.threat, p.spec, p.seed, p.batch_size)
     return p.checked(x_adv, extra)
 
 
@@ -214,68 +205,3 @@ def checked_result(model: nn.Module, x: torch.Tensor, y: torch.Tensor, clean_cor
         rejected=check.rejected,
         extra=extra,
     )
-
-
-AttackRunner = Callable[
-    [nn.Module, torch.Tensor, torch.Tensor, torch.Tensor, float, ThreatModel, AttackSpec, int, int],
-    tuple[torch.Tensor, dict[str, object]],
-]
-
-
-def _run_autoattack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, clean_correct: torch.Tensor, eps: float,
-                    threat: ThreatModel, spec: AttackSpec, seed: int, batch_size: int
-                    ) -> tuple[torch.Tensor, dict[str, object]]:
-    """All points go to AutoAttack, which skips the misclassified ones itself: the flags are then
-    exactly those of calling pyautoattack directly with the same seed (its random starts are drawn
-    per batch, so a different subset would draw different starts). Which points it attacked comes
-    back with the candidates, so a point it skipped is never counted robust."""
-    run = autoattack(model, x, y, eps, threat, count_classes(model, x), seed, batch_size, spec.version)
-    return run.x_adv, autoattack_extra(run, x, y)
-
-
-def autoattack_extra(run: AutoAttackRun, x: torch.Tensor, y: torch.Tensor) -> dict[str, object]:
-    """What an AutoAttack run adds to a result: its own breakdown (before the re-check), its warnings,
-    which points it attacked and its own verdicts."""
-    return {"robust_accuracy_after": run.breakdown, "autoattack_flags": run.flags, "attacked": run.attacked(x, y),
-            "attack_says_robust": run.y_adv == y}
-
-
-def _gradient_runner(step: Callable[..., tuple[torch.Tensor, int]]) -> AttackRunner:
-    """A runner that attacks the correctly classified points only, batch by batch, with ``step``;
-    ``step`` returns its candidates and how many mid-run successes it kept that a last-iterate attack loses."""
-
-    def run(model: nn.Module, x: torch.Tensor, y: torch.Tensor, clean_correct: torch.Tensor, eps: float,
-            threat: ThreatModel, spec: AttackSpec, seed: int, batch_size: int) -> tuple[torch.Tensor, dict[str, object]]:
-        x_adv = x.clone()
-        idx = torch.nonzero(clean_correct).flatten()
-        silent = 0
-        with autoattack_flags() as flags:
-            for i in range(0, len(idx), batch_size):
-                part = idx[i : i + batch_size]
-                x_adv[part], kept = step(model, x[part], y[part], eps, threat, spec, seed, i)
-                silent += kept
-        extra: dict[str, object] = {"attacked": clean_correct.clone(), "autoattack_flags": list(flags)}
-        if spec.name is AttackName.PGD:
-            extra["silent_successes"] = silent
-        return x_adv, extra
-
-    return run
-
-
-def _pgd_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, threat: ThreatModel, spec: AttackSpec,
-              seed: int, offset: int) -> tuple[torch.Tensor, int]:
-    out = pgd_attack(model, x, y, eps, threat, spec.steps or 20, spec.step_size, spec.restarts, seed + offset)
-    return out.x_adv, out.silent_successes
-
-
-def _apgd_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, threat: ThreatModel, spec: AttackSpec,
-               seed: int, offset: int) -> tuple[torch.Tensor, int]:
-    return apgd_ce(model, x, y, eps, threat, spec.steps or 20, seed, spec.restarts), 0  # APGD keeps its best point
-
-
-# One runner per attack: adding an attack means an AttackName, a runner here and its cost in cost.py.
-ATTACK_RUNNERS: dict[AttackName, AttackRunner] = {
-    AttackName.AUTOATTACK: _run_autoattack,
-    AttackName.PGD: _gradient_runner(_pgd_step),
-    AttackName.APGD_CE: _gradient_runner(_apgd_step),
-}

@@ -6,15 +6,19 @@ import math
 from dataclasses import asdict, dataclass
 from enum import StrEnum
 
-from ctrobust.errors import CtrobustError, unknown_name_error
+from ctrobust.attacks.registry import AttackEntry, attack_names, entry, parse_attack_name
+from ctrobust.errors import CtrobustError
 
 
 class AttackName(StrEnum):
-    """Attacks ctrobust runs; ``attacks/evaluation.py`` maps each to its runner, ``attacks/cost.py`` to its cost."""
+    """The attacks ctrobust ships, as choices for Python callers; each is an entry of
+    :mod:`ctrobust.attacks.registry`, which holds everything about it (an attack registered there by a
+    plugin or a test is named by its string)."""
 
     AUTOATTACK = "autoattack"
     PGD = "pgd"
     APGD_CE = "apgd-ce"
+    APGD_DLR = "apgd-dlr"
 
 
 class AutoAttackVersion(StrEnum):
@@ -25,16 +29,17 @@ class AutoAttackVersion(StrEnum):
     RAND = "rand"
 
 
-ATTACKS = tuple(a.value for a in AttackName)
+ATTACKS = attack_names()
+STEPPED_ATTACKS = tuple(name for name in ATTACKS if entry(name).has_steps)
+STEPS_DEFAULTS = ", ".join(f"{name} {entry(name).default_steps}" for name in STEPPED_ATTACKS)
 AA_VERSIONS = tuple(v.value for v in AutoAttackVersion)
-DEFAULT_STEPS = {AttackName.PGD: 20, AttackName.APGD_CE: 20}
 
 
 @dataclass(frozen=True)
 class AttackSpec:
-    """An attack name and its settings; ``steps``/``restarts`` apply to pgd and apgd-ce."""
+    """An attack name (a registry entry's) and its settings; ``steps``/``restarts`` apply to attacks with steps."""
 
-    name: AttackName = AttackName.AUTOATTACK
+    name: str = "autoattack"
     steps: int | None = None
     restarts: int = 1
     step_size: float | None = None
@@ -43,8 +48,8 @@ class AttackSpec:
     def __post_init__(self) -> None:
         name = parse_attack(self.name)  # a stored spec's name comes back as text
         object.__setattr__(self, "name", name)
-        if self.steps is None and name in DEFAULT_STEPS:
-            object.__setattr__(self, "steps", DEFAULT_STEPS[name])
+        if self.steps is None and self.entry.has_steps:
+            object.__setattr__(self, "steps", self.entry.default_steps)
         if self.steps is not None and self.steps <= 0:
             raise CtrobustError(f"Expected `steps` to be a positive integer, but got {self.steps}.")
         if self.restarts <= 0:
@@ -54,26 +59,27 @@ class AttackSpec:
         if self.version not in AA_VERSIONS:
             raise CtrobustError(f"Expected AutoAttack version standard, plus or rand, but got {self.version!r}.")
 
+    @property
+    def entry(self) -> AttackEntry:
+        """Everything about this attack (:mod:`ctrobust.attacks.registry`)."""
+        return entry(self.name)
+
     def label(self) -> str:
-        if self.name is AttackName.AUTOATTACK:
-            return f"autoattack-{self.version}"
-        return f"{self.name.value}-{self.steps}steps" + (f"-{self.restarts}restarts" if self.restarts > 1 else "")
+        if self.entry.versioned:
+            return f"{self.name}-{self.version}"
+        return f"{self.name}-{self.steps}steps" + (f"-{self.restarts}restarts" if self.restarts > 1 else "")
 
     def to_dict(self) -> dict[str, object]:
-        if self.name is AttackName.AUTOATTACK:
-            return {"name": self.name.value, "version": self.version}
+        if self.entry.versioned:
+            return {"name": self.name, "version": self.version}
         out = asdict(self)
         out.pop("version")
-        out["name"] = self.name.value
         return out
 
 
-def parse_attack(name: str) -> AttackName:
-    """An attack's name as typed ('APGD_CE', 'pgd', ...), or an error that lists the attacks."""
-    text = str(name).strip().lower().replace("_", "-")
-    if text not in ATTACKS:
-        raise unknown_name_error("attack", str(name), ATTACKS)
-    return AttackName(text)
+def parse_attack(name: object) -> str:
+    """An attack's name as typed ('APGD_CE', 'pgd', an ``AttackName``), or an error that lists the attacks."""
+    return parse_attack_name(name)
 
 
 def as_spec(attack: str | AttackSpec) -> AttackSpec:

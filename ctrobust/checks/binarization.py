@@ -16,7 +16,7 @@ INCONCLUSIVE when random points on the eps-sphere, with the attack's query budge
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, cast
@@ -24,10 +24,9 @@ from typing import Any, cast
 import torch
 import torch.nn as nn
 
-from ctrobust.attacks.autoattack import apgd_ce
 from ctrobust.attacks.norms import NORM_BALLS
-from ctrobust.attacks.pgd import pgd_attack
-from ctrobust.attacks.spec import AttackName, AttackSpec
+from ctrobust.attacks.runners import AttackFn, BinarizedAttack
+from ctrobust.attacks.spec import AttackSpec
 from ctrobust.attacks.verify import verify_adversarial
 from ctrobust.evidence import ArmBinarization
 from ctrobust.stats import mcnemar_exact, wilson_interval
@@ -38,7 +37,6 @@ INNER_RADIUS = 0.95  # inner points lie within this fraction of eps
 CLOSENESS = 0.999  # how far the readout's boundary is moved towards the planted point
 N_INNER = 199  # random inner points per sample, besides the point itself (fewer let random points pass under L2)
 MIN_SAMPLES, MAX_SAMPLES = 20, 100
-AA_APGD_STEPS = 100  # AutoAttack's APGD-CE: 100 iterations, one restart, rho 0.75
 FIT_ITERATIONS = 100
 
 
@@ -52,20 +50,27 @@ class Features:
 
 
 def find_head(model: nn.Module, x: torch.Tensor) -> Features:
-    """The last ``nn.Linear`` called in a probe forward pass whose output has the model's class count."""
-    calls: list[tuple[nn.Linear, int]] = []
-    handles = [m.register_forward_hook(lambda mod, _inp, out: calls.append((mod, out.shape[-1])))
+    """The last ``nn.Linear`` called in a probe forward pass whose output has the model's class count, when its
+    output is the model's output; otherwise the readout reads the logits (the test stays valid: the readout is then
+    the model's last step, and nothing the model does after its head is cut off)."""
+    calls: list[tuple[nn.Linear, torch.Tensor]] = []
+    handles = [m.register_forward_hook(lambda mod, _inp, out: calls.append((mod, out.detach())))
                for m in model.modules() if isinstance(m, nn.Linear)]
     try:
         with torch.no_grad():
-            n_classes = model(x[:2]).shape[-1]
+            logits = model(x[:2])
     finally:
         for h in handles:
             h.remove()
-    heads = [mod for mod, width in calls if width == n_classes]
+    n_classes = logits.shape[-1]
+    heads = [(mod, out) for mod, out in calls if out.shape[-1] == n_classes]
     if not heads:
         return Features(None, "logits", "no linear layer with one output per class: the readout reads the logits")
-    return Features(heads[-1], "penultimate")
+    head, out = heads[-1]
+    if out.shape != logits.shape or out.dtype != logits.dtype or not torch.equal(out, logits):
+        return Features(None, "logits", "the model computes on after its last linear layer (e.g. a temperature, an "
+                        "offset, an average of heads, a log-softmax): the readout reads the logits")
+    return Features(head, "penultimate")
 
 
 @contextmanager
@@ -223,16 +228,12 @@ def verdict(found: int, m: int, random_found: int) -> str:
     return "FAIL" if wilson_interval(found, m)[1] < PASS_RATE else "INCONCLUSIVE"
 
 
-def binarized_attack(spec: AttackSpec) -> tuple[AttackSpec, str]:
-    """The arm's attack restricted to two classes, and its label: AutoAttack runs its APGD-CE with its own
-    settings (APGD-T needs four classes, FAB-T and Square are left out with it); pgd and apgd-ce as specified."""
-    if spec.name is AttackName.AUTOATTACK:
-        return AttackSpec(AttackName.APGD_CE, steps=AA_APGD_STEPS), "APGD-CE"
-    return spec, spec.label()
-
-
-def query_budget(spec: AttackSpec) -> int:
-    return (spec.steps or 20) * spec.restarts
+def binarized_attack(spec: AttackSpec, threat: ThreatModel, seed: int) -> BinarizedAttack | str:
+    """How the arm's attack runs on the two-class model (its registry entry says), or why it cannot."""
+    entry = spec.entry
+    if entry.binarized is None:
+        return f"{spec.label()} cannot run on a binarized model: {entry.not_binarizable}"
+    return cast(BinarizedAttack, entry.load(entry.binarized)(spec, threat, seed))
 
 
 @dataclass
@@ -277,17 +278,6 @@ def binarize(model: nn.Module, planted: Planted, batch_size: int, device: torch.
     return Binarized(binarized, valid, where)
 
 
-AttackFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, float], torch.Tensor]  # (model, x, y, eps) -> x_adv
-
-
-def spec_attack(spec: AttackSpec, threat: ThreatModel, seed: int) -> AttackFn:
-    """An attack of ctrobust's (``pgd`` or ``apgd-ce`` settings) as a function of (model, x, y, eps)."""
-    if spec.name is AttackName.PGD:
-        return lambda model, x, y, eps: pgd_attack(model, x, y, eps, threat, spec.steps or 20, spec.step_size,
-                                                   spec.restarts, seed).x_adv
-    return lambda model, x, y, eps: apgd_ce(model, x, y, eps, threat, spec.steps or 20, seed, spec.restarts)
-
-
 def attack_samples(binarized: Binarized, planted: Planted, threat: ThreatModel, eps: float, attack: AttackFn,
                    device: torch.device) -> torch.Tensor:
     """Per sample: did ``attack`` find a checked adversarial example within eps? (False where setup failed.)
@@ -323,14 +313,16 @@ def _one_row(model: BinarizedModel, row: int, x: torch.Tensor, attack: AttackFn,
 def run_arm(model: nn.Module, planted: Planted, threat: ThreatModel, eps: float, spec: AttackSpec, seed: int,
             batch_size: int, device: torch.device, label: str) -> ArmBinarization:
     """The test on one arm (``model`` already at its beta), on the planted samples, with the arm's attack."""
-    attack_spec, attack_label = binarized_attack(spec)
+    attack = binarized_attack(spec, threat, seed)
+    if isinstance(attack, str):
+        return ArmBinarization(label, spec.label(), "NOT RUN", note=attack)
     if not planted.positions:
-        return ArmBinarization(label, attack_label, "NOT RUN", note="no sample points")
+        return ArmBinarization(label, attack.label, "NOT RUN", note="no sample points")
     binarized = binarize(model, planted, batch_size, device)
-    found = attack_samples(binarized, planted, threat, eps, spec_attack(attack_spec, threat, seed), device)
-    random_found = random_baseline(binarized.model, planted, threat, eps, query_budget(attack_spec), seed,
+    found = attack_samples(binarized, planted, threat, eps, attack.attack, device)
+    random_found = random_baseline(binarized.model, planted, threat, eps, attack.queries, seed,
                                     batch_size, device) & binarized.valid
-    return summarise(label, attack_label, binarized, found, random_found)
+    return summarise(label, attack.label, binarized, found, random_found)
 
 
 def summarise(label: str, attack_label: str, binarized: Binarized, found: torch.Tensor,
@@ -381,10 +373,12 @@ def sample_size(final_work: float, per_sample_work: float) -> int:
     return int(min(MAX_SAMPLES, max(MIN_SAMPLES, 0.1 * final_work // per_sample_work)))
 
 
-def per_sample_work(spec: AttackSpec) -> float:
-    """Work units (images through the model, back-propagated ones x3) one sample costs."""
-    attack_spec, _ = binarized_attack(spec)
-    return 2 * (N_INNER + 2) + query_budget(attack_spec) * (3.0 + 1.0) + query_budget(attack_spec)
+def per_sample_work(spec: AttackSpec, threat: ThreatModel) -> float:
+    """Work units (images through the model, back-propagated ones x3) one sample costs (0: the test cannot run)."""
+    attack = binarized_attack(spec, threat, 0)
+    if isinstance(attack, str):
+        return 0.0
+    return 2 * (N_INNER + 2) + attack.queries * (3.0 + 1.0) + attack.queries
 
 
 def compare_arms(base: ArmBinarization, ct: ArmBinarization) -> dict[str, Any] | None:

@@ -78,6 +78,10 @@ def run_command(args: argparse.Namespace) -> int:
         print("ctrobust: error: the binarization test FAILED (--strict-checks): the attack does not find adversarial "
               "examples that provably exist; see the warnings above", file=sys.stderr)
         return 3
+    if cfg.strict_checks and result.sanity is not None and result.sanity.not_run:
+        checks = "; ".join(f"{check}: {why}" for check, why in result.sanity.not_run.items())
+        print(f"ctrobust: error: checks not run (--strict-checks): {checks}", file=sys.stderr)
+        return 3
     return 0
 
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from ctrobust.attacks.registry import is_benchmark_label
 from ctrobust.outputs import safe_name
 from ctrobust.plan import Protocol
 from ctrobust.report.html import template_environment
@@ -27,7 +28,7 @@ ENTRY_VERSION = 1
 
 def _preference(run: RunResult) -> tuple[int, int, int]:
     """Which runs speak for a model: held-out protocol first, then AutoAttack, then the largest n."""
-    return (run.protocol is Protocol.HELDOUT, run.attack.startswith("autoattack"), run.n_examples)
+    return (run.protocol is Protocol.HELDOUT, is_benchmark_label(run.attack), run.n_examples)
 
 
 def entries_from_runs(runs: Sequence[RunResult]) -> list[dict[str, Any]]:
