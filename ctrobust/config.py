@@ -10,7 +10,17 @@ from ctrobust.attacks.spec import AA_VERSIONS, ATTACKS, STEPPED_ATTACKS, STEPS_D
 from ctrobust.corruptions.names import parse_corruptions, parse_severities
 from ctrobust.datasets import DATASET_CHOICES
 from ctrobust.errors import CtrobustError
-from ctrobust.plan import CtuImpl, Device, Executor, ModelSource, Protocol, RunPlan, SweepMode, resolve_ctu
+from ctrobust.plan import (
+    DEFAULT_CHECK_SHARE,
+    CtuImpl,
+    Device,
+    Executor,
+    ModelSource,
+    Protocol,
+    RunPlan,
+    SweepMode,
+    resolve_ctu,
+)
 from ctrobust.selection import parse_betas
 from ctrobust.threats import THREAT_CHOICES, ZOO_THREATS, ThreatModel, check_eps, default_eps, parse_threat
 
@@ -108,6 +118,9 @@ class EvalConfig:
     seed: int = opt(0, "seed for the selection split and every attack", "run", type=int)
     device: str = opt("auto", "auto (CUDA when present), cpu or cuda", "run", choices=[d.value for d in Device])
     batch_size: int = opt(500, "attack batch size", "run", type=int)
+    check_budget: float = opt(
+        DEFAULT_CHECK_SHARE, "the checks against weak attacks may do this share of the final attacks' work (model "
+        "passes); a check whose minimum does not fit says NOT RUN and why", "run", type=float, metavar="SHARE")
     executor: str = opt(
         "local", "local: run here; ray: run as one task on a Ray cluster (from a checkout: pip install -e '.[ray]')", "run",
         choices=[e.value for e in Executor], in_config=False
@@ -163,6 +176,9 @@ class EvalConfig:
             raise CtrobustError(f"Expected --mean values to be finite, but got {self.mean!r}.")
         if not 0 <= self.seed < 2**32:
             raise CtrobustError(f"Expected --seed to be an integer in [0, 2^32), but got {self.seed}.")
+        if not (math.isfinite(self.check_budget) and self.check_budget >= 0):
+            raise CtrobustError(f"Expected `check_budget` to be a finite share >= 0 (0.05: a twentieth of the final "
+                                f"attacks' work), but got {self.check_budget}.")
         for name in ("n_examples", "n_select", "select_steps", "batch_size"):
             if getattr(self, name) <= 0:
                 raise CtrobustError(f"Expected --{name.replace('_', '-')} to be a positive integer, but got "
@@ -216,7 +232,7 @@ class EvalConfig:
             betas=betas, sweep=sweep, betas_per_pass=beta_batch,
             base_candidate=protocol is Protocol.HELDOUT and not self.no_base_candidate,
             protocol=protocol, n_examples=self.n_examples, n_select=self.n_select, seed=self.seed,
-            batch_size=self.batch_size, checkpoint=self.checkpoint,
+            batch_size=self.batch_size, check_budget=float(self.check_budget), checkpoint=self.checkpoint,
             zoo_threat=parse_threat(self.zoo_threat) if self.zoo_threat else None,
             mean=tuple(mean) if mean is not None else None, std=tuple(std) if std is not None else None,
             model_dir=self.model_dir, data_dir=self.data_dir, trust_checkpoint=self.trust_checkpoint,

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from ctrobust.attacks.cost import TIME_FACTOR, attack_work, autoattack_remaining
 from ctrobust.progress import AutoAttackWatcher, RunProgress, log
-from ctrobust.sanity import sanity_work
 from ctrobust.scoring import Scorer
 from ctrobust.threats import ThreatModel
 
@@ -28,8 +27,8 @@ class WorkPlan:
     SURVIVOR_RATIO_PRIOR = 0.55
 
     def __init__(self, scorer: Scorer, progress: RunProgress, n_select: int, n_eval: int, n_classes: int,
-                 threat: ThreatModel) -> None:
-        self.scorer, self.progress, self.threat = scorer, progress, threat
+                 threat: ThreatModel, check_share: float = 0.0) -> None:
+        self.scorer, self.progress, self.threat, self.check_share = scorer, progress, threat, check_share
         self.n_select, self.n_eval, self.n_classes = n_select, n_eval, n_classes
         select, final = scorer.attack_spec("select"), scorer.attack_spec("final")
         weaker = select is not None and final is not None and (
@@ -62,9 +61,9 @@ class WorkPlan:
             self.progress.plan(key, n_betas * per_beta * n_points / max(self.n_select, 1))
         self.progress.plan("final", self.final_work(0.0, robust_base, clean, robust_ct))
         final = self.scorer.attack_spec("final")
-        if final is not None:  # norm balls: the checks against weak attacks
-            self.progress.plan("sanity", self.ct_cost * sanity_work(self.n_eval, clean, self.threat, final,
-                                                                    self.work("final", clean, robust_ct)))
+        if final is not None:  # norm balls: the checks, at most their declared share of the final attacks
+            self.progress.plan("sanity", self.ct_cost * self.check_share * self.final_work(0.0, robust_base, clean,
+                                                                                          robust_ct))
 
 
 def watch_autoattack(progress: RunProgress, version: str, n: int, n_classes: int, robust_estimate: float,

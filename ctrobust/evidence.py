@@ -73,9 +73,10 @@ class SanityReport:
     binarization: dict[str, Any] = field(default_factory=dict)  # per arm, and the McNemar test between them
     seconds: dict[str, float] = field(default_factory=dict)  # what each check cost
     not_run: dict[str, str] = field(default_factory=dict)  # per check that could not run on this model: why
+    sizes: dict[str, Any] = field(default_factory=dict)  # the checks' sizes and the budget they came from
 
     FIELDS = ("transfer", "budget", "logits", "breakdown", "warnings", "attack_evidence", "reference", "incomplete",
-              "gradients", "binarization", "seconds", "not_run")
+              "gradients", "binarization", "seconds", "not_run", "sizes")
 
     def to_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.FIELDS}

@@ -221,6 +221,7 @@ CONVERTERS: dict[str, tuple[Callable[[str, Any], Any], str]] = {
     "seed": (integer, "int"),
     "device": (device, "str | torch.device"),
     "batch_size": (integer, "int"),
+    "check_budget": (real(), "float"),
     "executor": (choice("'local', 'ray' or an Executor"), "str | Executor"),
     "ray_address": (text(), "str | None"),
     "ctu": (choice("'auto', 'fused', 'eager' or a CtuImpl"), "str | CtuImpl"),

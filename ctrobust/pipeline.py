@@ -13,6 +13,8 @@ from ctrobust.attacks.determinism import is_randomised
 from ctrobust.attacks.execution import Execution, frozen_parameters, probe_execution
 from ctrobust.attacks.verify import stored_adversarial_problem
 from ctrobust.cell import Counts, Scored
+from ctrobust.checks import binarization
+from ctrobust.checks.budget import CheckSizes, final_attack_work, size_checks
 from ctrobust.ct import ct_coverage, curvature_tuned
 from ctrobust.ct.fused import ctu_backend
 from ctrobust.errors import CtrobustError, NonFiniteOutput
@@ -30,6 +32,7 @@ from ctrobust.seeding import seed_everything
 from ctrobust.selection import HALVING_ETA, choose_beta, survivors, sweep_schedule
 from ctrobust.store import Store
 from ctrobust.subject import Subject, load_subject, run_identity
+from ctrobust.threats import ThreatModel
 from ctrobust.uncertainty import run_gain, selection_flags
 
 
@@ -268,7 +271,7 @@ def run_eval(plan: RunPlan, progress: RunProgress | None = None, store: Store | 
         # beats ReLU on the held-out points (the honest analogue of the reference code's clipping).
         candidates = list(plan.candidates)
         n_sel, n_eval = len(splits.select_indices), len(splits.eval_indices)
-        work = WorkPlan(scorer, progress, n_sel, n_eval, n_classes, threat)
+        work = WorkPlan(scorer, progress, n_sel, n_eval, n_classes, threat, plan.check_budget)
         work.ct_cost = execution.ct_cost
         sweep = _Sweep(plan, scorer, cache, ct, progress, work, candidates, n_sel, n_classes)
         progress.meter.factor = work.ct_cost  # the sweep attacks CT: its units in the original model's seconds
@@ -304,7 +307,9 @@ def run_eval(plan: RunPlan, progress: RunProgress | None = None, store: Store | 
             if base.adversarial is None or problem is not None:  # missing (an older ctrobust, another executor)
                 base = _final_cells(scorer, {1.0: views[1.0]}, context)[1.0]  # the same seed gives them back
                 cache.put(context.identities[1.0], base, replace=True)
-            progress.start("sanity", "sanity checks (transfer, budget sweep, gradients, binarization)")
+            sizes = _check_sizes(plan, scorer, {b: scored[b] for b in finals}, n_classes, threat)
+            progress.start("sanity", "sanity checks (transfer, budget sweep, gradients, binarization)",
+                           work.ct_cost * sizes.planned)
             progress.meter.factor = work.ct_cost
             with progress.meter.watching(ct):
                 base_robust, robust, sanity = run_sanity_checks(
@@ -312,8 +317,7 @@ def run_eval(plan: RunPlan, progress: RunProgress | None = None, store: Store | 
                     base.adversarial if beta != 1.0 else None,
                     ArmOutcomes(1.0, base.per_example["clean"], base.per_example["robust"], base.summary),
                     ArmOutcomes(beta, ct_res.per_example["clean"], ct_res.per_example["robust"], ct_res.summary),
-                    scorer.final_spec,
-                    work.work("final", ct_res.clean_accuracy, ct_res.robust_accuracy))
+                    scorer.final_spec, sizes)
             progress.finish()
             progress.meter.factor = 1.0
             if beta == 1.0:  # "CT" is the original model: one set of outcomes for both
@@ -356,6 +360,21 @@ def run_eval(plan: RunPlan, progress: RunProgress | None = None, store: Store | 
         if store is not None:
             store.put_run(result)
         return result
+
+
+def _check_sizes(plan: RunPlan, scorer: NormScorer, finals: dict[float, Scored], n_classes: int,
+                 threat: ThreatModel) -> CheckSizes:
+    """The checks' sizes from the plan's budget and the final attacks' own outcomes (checks/budget.py)."""
+    final = scorer.final_spec
+    counts = {b: Counts.of(s.per_example) for b, s in finals.items()}
+    n = len(scorer.x_eval)
+    work = final_attack_work(final, n, [(c.clean_correct, c.robust_correct) for c in counts.values()], n_classes,
+                             threat)
+    ct_survivors = counts[min(counts)].robust_correct  # CT's arm: the lowest beta (1 when CT is the base model)
+    attack = binarization.binarized_attack(final, threat, plan.seed)
+    per_sample = 0.0 if isinstance(attack, str) else binarization.per_sample_work(final, threat)
+    return size_checks(plan.check_budget, final, work, n, ct_survivors, per_sample,
+                       attack if isinstance(attack, str) else "", threat)
 
 
 def _measure_execution(model: torch.nn.Module, plan: RunPlan, x: torch.Tensor, progress: RunProgress) -> Execution:

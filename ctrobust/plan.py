@@ -22,6 +22,10 @@ from ctrobust.datasets import DatasetName
 from ctrobust.errors import CtrobustError
 from ctrobust.threats import ThreatModel
 
+# The checks' work as a share of the final attacks' (checks/budget.py); measured at under a tenth of the run's
+# time in benchmarks/RESULTS.md.
+DEFAULT_CHECK_SHARE = 0.05
+
 
 class Protocol(StrEnum):
     """How beta is chosen: on a held-out split (honest) or on the evaluation split (the paper's code)."""
@@ -111,6 +115,7 @@ class RunPlan:
     n_select: int
     seed: int
     batch_size: int
+    check_budget: float = DEFAULT_CHECK_SHARE  # the checks' work, as a share of the final attacks' (checks/budget.py)
     checkpoint: str | None = None
     zoo_threat: ThreatModel | None = None
     mean: tuple[float, ...] | None = None

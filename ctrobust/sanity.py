@@ -45,15 +45,13 @@ from ctrobust.attacks.evaluation import attack_and_check
 from ctrobust.attacks.registry import REFERENCE_ATTACK
 from ctrobust.attacks.spec import AttackSpec
 from ctrobust.checks import binarization
+from ctrobust.checks.budget import REFERENCE_STEPS, STATS_SAMPLE, CheckSizes
 from ctrobust.checks.gradient_fidelity import gradient_fidelity
 from ctrobust.evidence import BUDGET_FACTORS, REFERENCE_P, SanityReport
 from ctrobust.stats import mcnemar_exact
 from ctrobust.threats import ThreatModel
 
-INCOMPLETE_SAMPLE = 100
-BUDGET_SAMPLE = 100
-BUDGET_STEPS = 20
-STATS_SAMPLE = 200
+BUDGET_STEPS = REFERENCE_STEPS
 ZERO_GRADIENT = 1e-10  # an input-gradient norm below this counts as zero
 
 
@@ -131,22 +129,6 @@ def logit_stats(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device: torc
             "grad_norm_median": float(norms.median()), "zero_grad_share": float((norms < ZERO_GRADIENT).float().mean())}
 
 
-def sanity_work(n_eval: int, clean: float, threat: ThreatModel, final: AttackSpec | None = None,
-                final_work: float = 0.0) -> float:
-    """Estimated work of the checks (progress units): the budget sweep's APGD-CE runs and the binarization test."""
-    from ctrobust.attacks.cost import attack_work
-    from ctrobust.progress import GRAD_WEIGHT
-
-    sample = min(BUDGET_SAMPLE, n_eval)
-    reference = AttackSpec(REFERENCE_ATTACK, steps=BUDGET_STEPS)
-    sweep = 2 * len(BUDGET_FACTORS) * attack_work(reference, sample, clean, clean, threat=threat)
-    binarized = 0.0
-    if final is not None:
-        per = binarization.per_sample_work(final, threat)
-        binarized = 2 * per * min(binarization.sample_size(final_work, per), n_eval)
-    return sweep + binarized + GRAD_WEIGHT * min(STATS_SAMPLE, n_eval) * 2 + n_eval
-
-
 class _Clock:
     """Adds the seconds spent in each ``with clock(name):`` block to ``sink[name]``."""
 
@@ -201,31 +183,35 @@ class _Isolated:
 
 def run_sanity_checks(ct: Any, beta: float, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, eps: float,
                       seed: int, batch_size: int, device: torch.device, base_adversarial: dict[str, Any] | None,
-                      base: ArmOutcomes, ct_arm: ArmOutcomes, final: AttackSpec, final_work: float
+                      base: ArmOutcomes, ct_arm: ArmOutcomes, final: AttackSpec, sizes: CheckSizes
                       ) -> tuple[list[int], list[int], SanityReport]:
     """All checks for one run; returns the base model's and CT's worst-case per-point robustness, and the report.
 
-    ``final_work``: the estimated work of CT's final attack, which sizes the binarization test. Each check is
-    isolated: one that cannot run on this model is recorded in ``report.not_run`` with its reason.
+    ``sizes``: how many points each sized check takes (:mod:`ctrobust.checks.budget`); a check given none is
+    NOT RUN with the budget's reason. Each check is isolated: one that cannot run on this model is recorded
+    in ``report.not_run`` with its reason.
     """
-    report = SanityReport()
+    report = SanityReport(sizes=sizes.to_dict())
+    report.not_run.update({check: why for check, why in sizes.skipped.items() if check != "binarization"})
     clock = _Clock(report.seconds)
     isolated = _Isolated(report, clock)
     ct.beta = beta
     combined = list(ct_arm.robust)
     with isolated("transfer"):
         combined, report.transfer = transfer_check(ct, x, y, base_adversarial, ct_arm.robust, batch_size, device)
-    sample = slice(0, min(BUDGET_SAMPLE, len(x)))
+    sample = slice(0, min(sizes.reference_points, len(x)))
     stats = slice(0, min(STATS_SAMPLE, len(x)))
-    report.budget = {"n": sample.stop, "steps": BUDGET_STEPS}
+    report.budget = {"n": sample.stop, "steps": BUDGET_STEPS} if sample.stop else {}
     worst = {"base": list(base.robust), "ct": combined}
     for name, b, arm in (("base", 1.0, base), ("ct", beta, ct_arm)):
         ct.beta = b
         report.attack_evidence[name] = _evidence(arm.summary)
-        with isolated("budget sweep", "budget"):
-            report.budget[name], at_eps = budget_sweep(ct, x[sample], y[sample], threat, eps, seed, batch_size, device)
-            report.reference[name] = reference_check(arm.robust[sample], at_eps)
-            worst[name] = worst_case(worst[name], at_eps)
+        if sample.stop:  # else NOT RUN: the check budget's reason is in report.not_run
+            with isolated("budget sweep", "budget"):
+                report.budget[name], at_eps = budget_sweep(ct, x[sample], y[sample], threat, eps, seed, batch_size,
+                                                           device)
+                report.reference[name] = reference_check(arm.robust[sample], at_eps)
+                worst[name] = worst_case(worst[name], at_eps)
         with isolated("logit statistics", "gradients"):
             report.logits[name] = logit_stats(ct, x[stats], y[stats], device)
         with isolated("gradient fidelity", "gradients"):
@@ -233,13 +219,14 @@ def run_sanity_checks(ct: Any, beta: float, x: torch.Tensor, y: torch.Tensor, th
     if "budget sweep" in report.not_run:  # one arm's sweep alone would read as a result: keep neither
         report.budget, report.reference = {}, {}
     ct.beta = beta
-    if final.entry.reattack:
+    if final.entry.reattack and sizes.reattack_points:
         with isolated("re-attack", "incomplete"):
             worst["ct"], report.incomplete = _reattack_survivors(ct, x, y, threat, eps, final, seed, batch_size,
-                                                                 device, worst["ct"])
+                                                                 device, worst["ct"], sizes.reattack_points)
     with isolated("binarization"):
         eligible = [i for i, (b, c) in enumerate(zip(base.clean, ct_arm.clean, strict=True)) if b and c]
-        report.binarization = _binarization(ct, beta, x, threat, eps, final, seed, batch_size, device, final_work,
+        report.binarization = _binarization(ct, beta, x, threat, eps, final, seed, batch_size, device,
+                                            sizes.binarization_samples, sizes.skipped.get("binarization", ""),
                                             eligible)
         if not report.binarization.get("arms"):
             report.not_run.setdefault("binarization", report.binarization.get("note") or "no sample points")
@@ -254,9 +241,9 @@ def run_sanity_checks(ct: Any, beta: float, x: torch.Tensor, y: torch.Tensor, th
 
 def _reattack_survivors(ct: Any, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, eps: float,
                         final: AttackSpec, seed: int, batch_size: int, device: torch.device,
-                        robust: list[int]) -> tuple[list[int], dict[str, Any]]:
-    """Up to INCOMPLETE_SAMPLE of CT's survivors attacked again with twice the steps (same seed)."""
-    survivors = [i for i, r in enumerate(robust) if r][:INCOMPLETE_SAMPLE]
+                        robust: list[int], points: int) -> tuple[list[int], dict[str, Any]]:
+    """Up to ``points`` of CT's survivors attacked again with twice the steps (same seed)."""
+    survivors = [i for i, r in enumerate(robust) if r][:points]
     doubled = AttackSpec(final.name, steps=2 * (final.steps or 20), restarts=final.restarts,
                          step_size=final.step_size)
     info: dict[str, Any] = {"steps": doubled.steps, "m": len(survivors), "broken": 0}
@@ -273,7 +260,7 @@ def _reattack_survivors(ct: Any, x: torch.Tensor, y: torch.Tensor, threat: Threa
 
 
 def _binarization(ct: Any, beta: float, x: torch.Tensor, threat: ThreatModel, eps: float, final: AttackSpec,
-                  seed: int, batch_size: int, device: torch.device, final_work: float,
+                  seed: int, batch_size: int, device: torch.device, m: int, skipped: str,
                   eligible: list[int]) -> dict[str, Any]:
     """The binarization test on both arms, with the same samples and planted points; CT runs only at ``beta``.
 
@@ -286,7 +273,8 @@ def _binarization(ct: Any, beta: float, x: torch.Tensor, threat: ThreatModel, ep
     attack = binarization.binarized_attack(final, threat, seed)
     if isinstance(attack, str):  # the attack's entry says it cannot run on a two-class model
         return {"arms": {}, "note": attack, "mcnemar": None, "samples": 0}
-    m = binarization.sample_size(final_work, binarization.per_sample_work(final, threat))
+    if not m:  # the check budget does not afford the samples a verdict needs
+        return {"arms": {}, "note": skipped, "mcnemar": None, "samples": 0}
     planted = binarization.plant(x, binarization.sample_positions(eligible, m, seed), threat, eps, seed)
     arms = {}
     for name, b in (("ct", beta), ("base", 1.0)):

@@ -80,8 +80,8 @@ BAD: dict[str, Any] = {
     "aa_version": 3, "steps": 2.5, "restarts": "1", "step_size": "big", "corruptions": [1, 2], "severities": [1.5],
     "select_attack": object(), "select_steps": True, "betas": [[0.8]], "no_base_candidate": 1,
     "beta_batch": 1.5, "sweep": 0, "protocol": 4, "n_examples": "10", "n_select": 2.5, "seed": False,
-    "device": 0, "batch_size": [64], "executor": 2, "ray_address": 5, "ctu": 1, "out": 3, "store": 3.0,
-    "json": "true", "no_progress": 0, "strict_checks": "no", "model": 12,
+    "device": 0, "batch_size": [64], "check_budget": "lots", "executor": 2, "ray_address": 5, "ctu": 1, "out": 3,
+    "store": 3.0, "json": "true", "no_progress": 0, "strict_checks": "no", "model": 12,
 }
 
 

@@ -15,12 +15,15 @@ from ctrobust.attacks.evaluation import attack_and_check, evaluate
 from ctrobust.attacks.registry import AttackEntry, attack_names, entry, register, registered
 from ctrobust.attacks.runners import BinarizedAttack, gradient_runner
 from ctrobust.attacks.spec import AttackName, AttackSpec
+from ctrobust.checks.budget import CheckSizes
 from ctrobust.ct import curvature_tuned
 from ctrobust.errors import CtrobustError
 from ctrobust.models import load_model
 from ctrobust.sanity import ArmOutcomes, run_sanity_checks
 from ctrobust.threats import ThreatModel
 
+FULL = CheckSizes(share=1.0, budget=1e9, planned=0.0, reference_points=100, reattack_points=100,
+                  binarization_samples=20)  # every check at its size, whatever the budget
 PACKAGE = REPO / "ctrobust"
 # AutoAttack's own stages (its sub-attacks "apgd-ce", "apgd-t", "fab-t", "square" inside one AutoAttack run) are
 # not ctrobust's attacks: the functions that drive and cost them are allowed to name them.
@@ -153,7 +156,7 @@ def test_a_registered_attack_is_the_one_the_binarization_test_and_the_reattack_c
         assert calls and all(c == ("run", 3) for c in calls)
         calls.clear()
         _, _, report = run_sanity_checks(ct, 0.8, x, y, ThreatModel.LINF, 0.05, 0, 64, torch.device("cpu"), None,
-                                         arms[1.0], arms[0.8], spec, final_work=1e4)
+                                         arms[1.0], arms[0.8], spec, FULL)
     assert ("run", 6) in calls  # the re-attack: the registered attack with twice its steps
     assert report.incomplete["steps"] == 6
     assert ("binarized", 3) in calls  # the binarization test ran the registered attack's binarized form
@@ -175,7 +178,7 @@ def test_an_attack_that_cannot_run_binarized_gets_not_run_with_its_reason(fmnist
         arms[beta] = ArmOutcomes(beta, res.clean_correct.int().tolist(), res.robust_correct.int().tolist(),
                                  res.summary())
     _, _, report = run_sanity_checks(ct, 0.8, x, y, ThreatModel.LINF, 0.05, 0, 64, torch.device("cpu"), None,
-                                     arms[1.0], arms[0.8], spec, final_work=1e4)
+                                     arms[1.0], arms[0.8], spec, FULL)
     assert report.binarization["arms"] == {}
     assert "DLR loss compares three logits" in report.binarization["note"]
     assert report.incomplete["steps"] == 10  # the re-attack applies (its entry says so)

@@ -14,10 +14,13 @@ import torch.nn as nn
 import ctrobust
 from conftest import run_cli
 from ctrobust.checks import binarization
+from ctrobust.checks.budget import CheckSizes
 from ctrobust.models import load_model
 
+FULL = CheckSizes(share=1.0, budget=1e9, planned=0.0, reference_points=100, reattack_points=100,
+                  binarization_samples=20)  # every check at its size, whatever the budget
 TINY = dict(dataset="fashion-mnist", threat="linf", n_examples=20, n_select=20, betas=[0.9], no_base_candidate=True,
-            attack="apgd-ce", steps=5, select_steps=5, ctu="eager")
+            attack="apgd-ce", steps=5, select_steps=5, ctu="eager", check_budget=60)  # every check at about its minimum size
 
 
 def _smallcnn() -> nn.Module:
@@ -143,7 +146,7 @@ def test_a_check_that_crashes_is_one_warning_and_not_run(monkeypatch: pytest.Mon
         arms[beta] = sanity.ArmOutcomes(beta, res.clean_correct.int().tolist(), res.robust_correct.int().tolist(),
                                         res.summary())
     base, worst_ct, report = sanity.run_sanity_checks(ct, 0.9, x, y, ThreatModel.LINF, 0.05, 0, 64,
-                                                      torch.device("cpu"), None, arms[1.0], arms[0.9], spec, 1e4)
+                                                      torch.device("cpu"), None, arms[1.0], arms[0.9], spec, FULL)
     assert len(base) == len(worst_ct) == 20
     assert report.not_run["binarization"].startswith("crashed (RuntimeError: mat1 and mat2")
     assert report.not_run["gradient fidelity"].startswith("crashed (RuntimeError")
@@ -185,7 +188,7 @@ def test_strict_checks_exits_3_when_a_check_could_not_run_and_0_otherwise(tmp_pa
     that has no binarized form gives NOT RUN, which --strict-checks turns into exit 3 with the result written."""
     (tmp_path / "shapes.py").write_text(textwrap.dedent(MODEL_FILE))
     common = ["--dataset", "fashion-mnist", "--n-examples", "20", "--n-select", "20", "--betas", "0.9",
-              "--no-base-candidate", "--select-steps", "5", "--store", str(tmp_path / "s.sqlite")]
+              "--no-base-candidate", "--select-steps", "5", "--check-budget", "60", "--store", str(tmp_path / "s.sqlite")]
     proc = run_cli("eval", "--model", f"{tmp_path / 'shapes.py'}:offset", "--attack", "apgd-ce", "--steps", "5",
                    *common, "--out", str(tmp_path / "offset"), "--strict-checks", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr

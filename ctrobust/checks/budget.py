@@ -1,0 +1,103 @@
+"""What the checks may cost: a share of the run's final attacks declared in the plan (``check_budget``).
+
+The sizes of the checks (the reference sample of the budget sweep, the survivors re-attacked, the binarization
+samples) follow from that share and from the run's own outcomes: how many points each arm's final attack
+attacked and how many survived. They never come from the progress bar's estimates, so one plan on one model
+and data gives one set of sizes, and so one set of verdicts; the share is part of the run's identity.
+
+Work is counted as the attacks' registry entries count it (``ctrobust.attacks.cost.attack_work``: images
+through the model, a back-propagated one counted as three). Each sized check first gets its minimum (the
+points a verdict needs), in the order below; a check whose minimum no longer fits is NOT RUN with the
+reason, and what is left then grows every granted check towards its full size in proportion.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from ctrobust.attacks.cost import attack_work
+from ctrobust.attacks.registry import REFERENCE_ATTACK
+from ctrobust.attacks.spec import AttackSpec
+from ctrobust.checks.gradient_fidelity import N_POINTS as GRADIENT_POINTS
+from ctrobust.evidence import BUDGET_FACTORS
+from ctrobust.threats import ThreatModel
+
+REFERENCE_STEPS = 20  # the reference attack: APGD-CE with 20 steps at 1x eps, and at 2x, 4x, 8x eps
+STATS_SAMPLE = 200  # clean logits and input gradients
+GRAD_UNITS = 3.0  # a back-propagated image, in forward images (as attacks/cost.py counts)
+# (full size, minimum for a verdict) of each sized check, in the order they are granted their minimum
+SIZED = {"budget sweep": (100, 20), "re-attack": (100, 10), "binarization": (100, 20)}
+
+
+@dataclass(frozen=True)
+class CheckSizes:
+    """The checks' sizes for one run, the budget they came from, and what did not fit."""
+
+    share: float
+    budget: float  # work units the checks may spend
+    planned: float  # work units these sizes cost
+    reference_points: int  # budget sweep and reference check
+    reattack_points: int  # CT's survivors attacked again (0: not applicable or not affordable)
+    binarization_samples: int  # 0: NOT RUN
+    skipped: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def final_attack_work(final: AttackSpec, n: int, arms: list[tuple[int, int]], n_classes: int,
+                      threat: ThreatModel) -> float:
+    """The work the final attacks did: one (clean-correct, still robust) count pair per arm that was attacked."""
+    return sum(attack_work(final, n, clean / max(n, 1), robust / max(n, 1), n_classes, threat=threat)
+               for clean, robust in arms)
+
+
+def _per_unit(final: AttackSpec, threat: ThreatModel, binarized_per_sample: float) -> dict[str, float]:
+    """Work of one point (one sample) of each sized check."""
+    reference = AttackSpec(REFERENCE_ATTACK, steps=REFERENCE_STEPS)
+    per_factor = attack_work(reference, 1, 1.0, 1.0, threat=threat)
+    doubled = AttackSpec(final.name, steps=2 * (final.steps or 1), restarts=final.restarts, step_size=final.step_size)
+    reattack = attack_work(doubled, 1, 1.0, 1.0, threat=threat) if final.entry.reattack else 0.0
+    return {"budget sweep": 2 * len(BUDGET_FACTORS) * per_factor,  # both arms
+            "re-attack": reattack,  # CT only
+            "binarization": 2 * binarized_per_sample}  # both arms, the same samples
+
+
+def size_checks(share: float, final: AttackSpec, final_work: float, n_eval: int, ct_survivors: int,
+                binarized_per_sample: float, binarization_reason: str, threat: ThreatModel) -> CheckSizes:
+    """The checks' sizes for a run whose final attacks did ``final_work``.
+
+    ``binarized_per_sample``: the binarization test's work per sample and arm (0: it cannot run, and
+    ``binarization_reason`` says why).
+    """
+    budget = share * final_work
+    fixed = 2 * (min(STATS_SAMPLE, n_eval) * GRAD_UNITS + GRADIENT_POINTS * (GRAD_UNITS + 2)) + n_eval
+    per = _per_unit(final, threat, binarized_per_sample)
+    full = {"budget sweep": min(SIZED["budget sweep"][0], n_eval),
+            "re-attack": min(SIZED["re-attack"][0], ct_survivors) if per["re-attack"] else 0,
+            "binarization": SIZED["binarization"][0] if per["binarization"] else 0}
+    skipped: dict[str, str] = {}
+    if not per["binarization"]:
+        skipped["binarization"] = binarization_reason
+    left = budget - fixed
+    granted: dict[str, int] = {}
+    for check, (_, minimum) in SIZED.items():
+        if not full[check]:
+            granted[check] = 0
+            continue
+        need = min(minimum, full[check])
+        if need * per[check] <= left:
+            granted[check] = need
+            left -= need * per[check]
+        else:
+            granted[check] = 0
+            affordable = max(int(left // per[check]), 0)
+            skipped[check] = (f"the check budget ({100 * share:g}% of the final attacks' work) affords {affordable} "
+                              f"of the {need} {'samples' if check == 'binarization' else 'points'} it needs; "
+                              "raise --check-budget to run it")
+    growth = sum((full[c] - granted[c]) * per[c] for c in SIZED if granted[c])
+    scale = 1.0 if growth <= 0 else min(1.0, max(left, 0.0) / growth)
+    sizes = {c: granted[c] + int((full[c] - granted[c]) * scale) if granted[c] else 0 for c in SIZED}
+    planned = fixed + sum(sizes[c] * per[c] for c in SIZED)
+    return CheckSizes(share, budget, planned, sizes["budget sweep"], sizes["re-attack"], sizes["binarization"],
+                      skipped)

@@ -1,0 +1,92 @@
+"""The checks cost what the plan declares: sizes from the check budget and the run's own outcomes, NOT RUN with a
+reason where a minimum does not fit, and the same per-point outcomes as before the budget existed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import ctrobust
+from conftest import REPO
+from ctrobust.attacks.spec import AttackSpec
+from ctrobust.checks import binarization
+from ctrobust.checks.budget import SIZED, final_attack_work, size_checks
+from ctrobust.config import EvalConfig
+from ctrobust.errors import CtrobustError
+from ctrobust.threats import ThreatModel
+
+AA = AttackSpec("autoattack")
+LINF = ThreatModel.LINF
+
+
+def _sizes(share: float, n: int = 1000, clean: int = 940, robust: int = 130, spec: AttackSpec = AA):  # type: ignore[no-untyped-def]
+    work = final_attack_work(spec, n, [(clean, robust), (clean, robust)], 10, LINF)
+    return size_checks(share, spec, work, n, robust, binarization.per_sample_work(spec, LINF), "", LINF)
+
+
+def test_the_default_run_gets_every_check_at_full_size() -> None:
+    """The README's main run (1000 points; base 940 clean / 118 robust, CT 935 / 149): the checks as before."""
+    work = final_attack_work(AA, 1000, [(940, 118), (935, 149)], 10, LINF)
+    sizes = size_checks(0.05, AA, work, 1000, 149, binarization.per_sample_work(AA, LINF), "", LINF)
+    assert (sizes.reference_points, sizes.binarization_samples) == (100, 100)
+    assert sizes.reattack_points == 0  # AutoAttack's entry: no re-attack
+    assert not sizes.skipped and sizes.planned <= sizes.budget
+
+
+def test_a_small_run_gets_what_its_budget_affords_and_says_what_it_skipped() -> None:
+    sizes = _sizes(0.05, n=100, clean=92, robust=13)
+    assert sizes.planned <= sizes.budget
+    assert SIZED["budget sweep"][1] <= sizes.reference_points < 100
+    assert sizes.binarization_samples == 0
+    assert "affords" in sizes.skipped["binarization"] and "--check-budget" in sizes.skipped["binarization"]
+    more = _sizes(1.0, n=100, clean=92, robust=13)
+    assert more.binarization_samples >= SIZED["binarization"][1] and more.reference_points == 100
+
+
+def test_sizes_grow_with_the_share_and_a_zero_budget_runs_no_sized_check() -> None:
+    shares = [0.0, 0.01, 0.05, 0.2, 1.0]
+    sized = [_sizes(s, n=200, clean=180, robust=30) for s in shares]
+    for a, b in zip(sized, sized[1:]):
+        assert b.reference_points >= a.reference_points and b.binarization_samples >= a.binarization_samples
+    zero = sized[0]
+    assert zero.reference_points == zero.binarization_samples == 0
+    assert set(zero.skipped) == {"budget sweep", "binarization"}
+
+
+def test_the_reattack_is_sized_for_attacks_whose_entry_asks_for_it() -> None:
+    spec = AttackSpec("apgd-ce", steps=20)
+    sizes = _sizes(0.05, n=1000, clean=940, robust=300, spec=spec)
+    assert 0 < sizes.reattack_points <= 100
+
+
+def test_an_attack_with_no_binarized_form_is_skipped_with_its_entrys_reason() -> None:
+    spec = AttackSpec("apgd-dlr")
+    work = final_attack_work(spec, 1000, [(940, 130), (940, 130)], 10, LINF)
+    sizes = size_checks(0.05, spec, work, 1000, 130, 0.0, "the DLR loss compares three logits", LINF)
+    assert sizes.binarization_samples == 0 and sizes.skipped["binarization"] == "the DLR loss compares three logits"
+
+
+def test_the_budget_is_part_of_the_plan_and_checked() -> None:
+    base = EvalConfig(model="smallcnn").resolve()
+    other = EvalConfig(model="smallcnn", check_budget=0.2).resolve()
+    assert base.identity()["check_budget"] == 0.05 and other.identity() != base.identity()
+    for bad in (-0.1, float("inf"), float("nan")):
+        with pytest.raises(CtrobustError, match="check_budget"):
+            EvalConfig(model="smallcnn", check_budget=bad).resolve()
+
+
+@pytest.mark.slow
+def test_a_100_point_run_keeps_its_per_point_outcomes(tmp_path: Path) -> None:
+    """The per-point outcomes of a 100-point AutoAttack run made before the attack registry and the check budget
+    (tests/data: the command and commit it came from), on both arms, worst case included."""
+    before = json.loads((REPO / "tests" / "data" / "outcomes_run100_a2c1127.json").read_text())
+    assert before["command"].startswith("ctrobust eval --model smallcnn --threat linf --n-examples 100")
+    result = ctrobust.run("smallcnn", threat="linf", n_examples=100, n_select=100, betas=[0.8, 0.9],
+                          no_base_candidate=True, store=tmp_path / "s.sqlite")
+    assert result.beta == before["beta"]
+    for arm in ("base", "ct"):
+        for outcome in ("clean", "robust", "robust_white_box"):
+            assert list(result.per_example[arm][outcome]) == before["per_example"][arm][outcome], (arm, outcome)
+    assert result.sanity is not None and result.sanity.sizes["reference_points"] < 100  # the budget applied
