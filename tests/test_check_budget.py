@@ -40,7 +40,7 @@ def test_a_small_run_gets_what_its_budget_affords_and_says_what_it_skipped() -> 
     assert sizes.planned <= sizes.budget
     assert SIZED["budget sweep"][1] <= sizes.reference_points < 100
     assert sizes.binarization_samples == 0
-    assert "affords" in sizes.skipped["binarization"] and "--check-budget" in sizes.skipped["binarization"]
+    assert "cannot afford" in sizes.skipped["binarization"] and "--check-budget" in sizes.skipped["binarization"]
     more = _sizes(1.0, n=100, clean=92, robust=13)
     assert more.binarization_samples >= SIZED["binarization"][1] and more.reference_points == 100
 
@@ -57,8 +57,11 @@ def test_sizes_grow_with_the_share_and_a_zero_budget_runs_no_sized_check() -> No
 
 def test_the_reattack_is_sized_for_attacks_whose_entry_asks_for_it() -> None:
     spec = AttackSpec("apgd-ce", steps=20)
-    sizes = _sizes(0.05, n=1000, clean=940, robust=300, spec=spec)
-    assert 0 < sizes.reattack_points <= 100
+    cheap = _sizes(0.05, n=1000, clean=940, robust=300, spec=spec)  # 20 steps: the checks would cost more than it
+    assert cheap.reference_points == cheap.reattack_points == cheap.binarization_samples == 0
+    sizes = _sizes(1.0, n=1000, clean=940, robust=300, spec=spec)
+    assert 0 < sizes.reattack_points <= 100 and sizes.reference_points == 100
+    assert _sizes(1.0, spec=AA).reattack_points == 0  # AutoAttack's entry: no re-attack
 
 
 def test_an_attack_with_no_binarized_form_is_skipped_with_its_entrys_reason() -> None:

@@ -44,7 +44,8 @@ def _full_result() -> RunResult:
         provenance={"device": "cpu", "versions": {"ctrobust": "0"}, "git_commit": None},
         settings={key: {"from": key} if key.endswith(("config", "data", "execution")) else [1] if key == "severities"
                   else ["x"] for key in SETTINGS_KEYS},
-        sanity=SanityReport(warnings=["w"], seconds={"transfer": 0.5}), ct_coverage={"replaced": 3}, batch_size=64,
+        sanity=SanityReport(warnings=["w"], seconds={"transfer": 0.5}, not_run={"binarization": "why"},
+                            sizes={"reference_points": 20}), ct_coverage={"replaced": 3}, batch_size=64,
         ctu="eager", wall_seconds=2.5, cells_computed=2, cells_reused=1, command="ctrobust eval",
         sweep={"mode": "grid", "betas_per_pass": 1, "rungs": [{"n_points": 4, "curve": {"0.8": 0.5}}]},
         final_cells={"base": "k1", "ct": "k2"}, schema_version=4,

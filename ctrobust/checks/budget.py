@@ -6,9 +6,10 @@ attacked and how many survived. They never come from the progress bar's estimate
 and data gives one set of sizes, and so one set of verdicts; the share is part of the run's identity.
 
 Work is counted as the attacks' registry entries count it (``ctrobust.attacks.cost.attack_work``: images
-through the model, a back-propagated one counted as three). Each sized check first gets its minimum (the
-points a verdict needs), in the order below; a check whose minimum no longer fits is NOT RUN with the
-reason, and what is left then grows every granted check towards its full size in proportion.
+through the model, a back-propagated one counted as three). The sized checks take the budget in order
+(the reference sample, which can change the reported numbers, first), each up to its full size; a check
+whose share is below the minimum a verdict needs is NOT RUN with the reason. Each check's claim counts
+whether used or not, so every size only grows with the budget.
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ from ctrobust.threats import ThreatModel
 REFERENCE_STEPS = 20  # the reference attack: APGD-CE with 20 steps at 1x eps, and at 2x, 4x, 8x eps
 STATS_SAMPLE = 200  # clean logits and input gradients
 GRAD_UNITS = 3.0  # a back-propagated image, in forward images (as attacks/cost.py counts)
-# (full size, minimum for a verdict) of each sized check, in the order they are granted their minimum
-SIZED = {"budget sweep": (100, 20), "re-attack": (100, 10), "binarization": (100, 20)}
+# (full size, minimum for a verdict) of each sized check, in the order they claim the budget
+SIZED = {"budget sweep": (100, 10), "re-attack": (100, 10), "binarization": (100, 20)}
 
 
 @dataclass(frozen=True)
@@ -76,28 +77,26 @@ def size_checks(share: float, final: AttackSpec, final_work: float, n_eval: int,
     full = {"budget sweep": min(SIZED["budget sweep"][0], n_eval),
             "re-attack": min(SIZED["re-attack"][0], ct_survivors) if per["re-attack"] else 0,
             "binarization": SIZED["binarization"][0] if per["binarization"] else 0}
+    available = budget - fixed
+    sizes: dict[str, int] = {}
+    for check, (_, minimum) in SIZED.items():  # in order: each has first claim on the budget up to its full size
+        claim = min(full[check] * per[check], max(available, 0.0))
+        size = min(full[check], int(claim // per[check])) if per[check] else 0
+        sizes[check] = size if size >= min(minimum, full[check]) else 0
+        available -= full[check] * per[check]  # claimed whether used or not: sizes only grow with the budget
+
+    def cost(chosen: dict[str, int]) -> float:
+        return sum(chosen[c] * per[c] for c in SIZED)
+
     skipped: dict[str, str] = {}
     if not per["binarization"]:
         skipped["binarization"] = binarization_reason
-    left = budget - fixed
-    granted: dict[str, int] = {}
     for check, (_, minimum) in SIZED.items():
-        if not full[check]:
-            granted[check] = 0
-            continue
-        need = min(minimum, full[check])
-        if need * per[check] <= left:
-            granted[check] = need
-            left -= need * per[check]
-        else:
-            granted[check] = 0
-            affordable = max(int(left // per[check]), 0)
-            skipped[check] = (f"the check budget ({100 * share:g}% of the final attacks' work) affords {affordable} "
-                              f"of the {need} {'samples' if check == 'binarization' else 'points'} it needs; "
-                              "raise --check-budget to run it")
-    growth = sum((full[c] - granted[c]) * per[c] for c in SIZED if granted[c])
-    scale = 1.0 if growth <= 0 else min(1.0, max(left, 0.0) / growth)
-    sizes = {c: granted[c] + int((full[c] - granted[c]) * scale) if granted[c] else 0 for c in SIZED}
-    planned = fixed + sum(sizes[c] * per[c] for c in SIZED)
+        if full[check] and not sizes[check]:
+            need = min(minimum, full[check])
+            skipped[check] = (f"the check budget ({100 * share:g}% of the final attacks' work) cannot afford the "
+                              f"{need} {'samples' if check == 'binarization' else 'points'} it needs after the checks "
+                              "before it; raise --check-budget to run it")
+    planned = fixed + cost(sizes)
     return CheckSizes(share, budget, planned, sizes["budget sweep"], sizes["re-attack"], sizes["binarization"],
                       skipped)
