@@ -149,7 +149,7 @@ def _broken_unit(beta: float, c: float, impl: str):  # type: ignore[no-untyped-d
 
 
 RUN = dict(dataset="fashion-mnist", threat="linf", n_examples=40, n_select=20, betas=[0.9], attack="apgd-ce",
-           steps=20, select_steps=5, no_base_candidate=True, ctu="eager")
+           steps=20, select_steps=5, no_base_candidate=True, ctu="eager", check_budget=100)  # every check runs
 
 
 @pytest.mark.slow
@@ -322,6 +322,7 @@ def test_pgd_keeps_a_success_it_walks_past() -> None:
 @pytest.mark.slow
 def test_a_far_too_weak_final_attack_is_caught(tmp_path: Path) -> None:
     proc = run_cli("eval", "--model", "smallcnn", "--threat", "linf", "--attack", "pgd", "--steps", "5",
+                   "--check-budget", "100",
                    "--step-size", "0.0025", "--n-examples", "100", "--n-select", "20", "--betas", "0.9",
                    "--no-base-candidate", "--json", "--strict-checks", "--store", str(tmp_path / "s.sqlite"),
                    cwd=tmp_path)

@@ -183,7 +183,7 @@ def test_sanity_checks_flag_gradient_masking_and_not_the_shipped_model(tmp_path:
     src = tmp_path / "masked.py"
     src.write_text(MASKED_MODEL)
     masked = _run(tmp_path, tmp_path / "m.sqlite", "--model", f"{src}:build", "--dataset", "fashion-mnist",
-                  "--betas", "0.9", "--no-base-candidate", "--n-examples", "60")
+                  "--betas", "0.9", "--no-base-candidate", "--n-examples", "60", "--check-budget", "100")
     checks = masked["sanity_checks"]
     assert checks["budget"]["ct"]["8"] > 0.1 and checks["logits"]["ct"]["zero_grad_share"] > 0.9  # shipped: 0.0, 0.0
     assert any("gradient masking" in w for w in checks["warnings"])
@@ -192,7 +192,8 @@ def test_sanity_checks_flag_gradient_masking_and_not_the_shipped_model(tmp_path:
         assert arm["verdict"] == "FAIL" and arm["found"] <= 2 and arm["m"] >= 20, arm
     assert any("binarization test FAILED" in w for w in checks["warnings"])
     shipped = _run(tmp_path, tmp_path / "s.sqlite", "--betas", "0.9", "--no-base-candidate", "--n-examples", "60",
-                   "--steps", "20")  # a 2-step attack is rightly reported weaker than the 20-step reference
+                   "--steps", "20", "--check-budget", "100")  # a 2-step attack is rightly reported weaker than the
+    # 20-step reference
     checks = shipped["sanity_checks"]
     assert checks["warnings"] == [], checks["warnings"]
     for arm in checks["binarization"]["arms"].values():

@@ -18,7 +18,7 @@ def test_l1_eval_report_and_leaderboard(tmp_path: Path) -> None:
     store, out = tmp_path / "s.sqlite", tmp_path / "run"
     proc = run_cli("eval", "--model", "smallcnn", "--threat", "l1", "--n-examples", "20", "--n-select", "20",
                    "--betas", "0.9", "--attack", "apgd-ce", "--steps", "5", "--select-steps", "5",
-                   "--store", str(store), "--out", str(out), "--no-progress")
+                   "--check-budget", "100", "--store", str(store), "--out", str(out), "--no-progress")
     assert proc.returncode == 0, proc.stderr
     result = read_json(out / "result.json")
     assert result["threat"] == "L1" and result["eps"] == default_eps("fashion-mnist", ThreatModel.L1) == 6.0

@@ -76,7 +76,9 @@ def size_checks(share: float, final: AttackSpec, final_work: float, n_eval: int,
     per = _per_unit(final, threat, binarized_per_sample)
     full = {"budget sweep": min(SIZED["budget sweep"][0], n_eval),
             "re-attack": min(SIZED["re-attack"][0], ct_survivors) if per["re-attack"] else 0,
-            "binarization": SIZED["binarization"][0] if per["binarization"] else 0}
+            # a sample per 5 evaluation points, between the minimum and the full 100: it scales down with n
+            "binarization": min(SIZED["binarization"][0], max(SIZED["binarization"][1], n_eval // 5))
+            if per["binarization"] else 0}
     available = budget - fixed
     sizes: dict[str, int] = {}
     for check, (_, minimum) in SIZED.items():  # in order: each has first claim on the budget up to its full size
