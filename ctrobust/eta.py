@@ -77,7 +77,7 @@ def watch_autoattack(progress: RunProgress, version: str, n: int, n_classes: int
             return
         progress.meter.factor = TIME_FACTOR.get(name, 1.0) if started else 1.0
         verb = "running" if started else "done"
-        progress.status(f"{name.upper()} {verb}: {left} of {total} still robust")
+        progress.status(f"{name.upper()} {verb}: {left} of {total} still robust", f"{name.upper()} {left}/{total}")
         expected = round(robust_estimate * total)
         progress.revise_stage(autoattack_remaining(version, name, started, left, n_classes, expected,
                                                     threat=threat))

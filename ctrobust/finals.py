@@ -126,7 +126,8 @@ def staged_autoattack(arms: list[FinalArm], x: torch.Tensor, y: torch.Tensor, th
                 if attack not in run.pending:
                     continue
                 progress.meter.factor = TIME_FACTOR.get(attack, 1.0) * arm.cost
-                progress.status(f"{attack.upper()} on {_name(arm.beta)}: {run.robust_count} of {n} still robust")
+                progress.status(f"{attack.upper()} on {_name(arm.beta)}: {run.robust_count} of {n} still robust",
+                                f"{attack.upper()} {'base' if arm.beta == 1.0 else 'CT'} {run.robust_count}/{n}")
                 _revise(progress, arms, runs, spec.version)
                 start = time.perf_counter()
                 with progress.meter.watching(arm.model):

@@ -101,7 +101,8 @@ class CellCache:
         if not missing:
             self.progress.skip(key)
             return found
-        self.progress.start(key, label, self.progress.planned(key) * len(missing) / len(betas))
+        self.progress.start(key, label, self.progress.planned(key) * len(missing) / len(betas),
+                            short=label.split(" (")[0] if stage == "select" else stage)
         computed = compute(missing)
         self.progress.finish()
         self.computed += len(computed)
@@ -309,7 +310,7 @@ def run_eval(plan: RunPlan, progress: RunProgress | None = None, store: Store | 
                 cache.put(context.identities[1.0], base, replace=True)
             sizes = _check_sizes(plan, scorer, {b: scored[b] for b in finals}, n_classes, threat)
             progress.start("sanity", "sanity checks (transfer, budget sweep, gradients, binarization)",
-                           work.ct_cost * sizes.planned)
+                           work.ct_cost * sizes.planned, short="checks")
             progress.meter.factor = work.ct_cost
             with progress.meter.watching(ct):
                 base_robust, robust, sanity = run_sanity_checks(

@@ -93,8 +93,11 @@ class WorkMeter:
 class RunProgress:
     """One bar over a run's work; stages are planned with estimates that later knowledge revises."""
 
-    def __init__(self, desc: str, disable: bool = False, on_label: Callable[[str], None] | None = None) -> None:
+    def __init__(self, desc: str, disable: bool = False, on_label: Callable[[str], None] | None = None,
+                 full_text: bool = False) -> None:
         self._desc, self._disable, self._on_label = desc, disable, on_label
+        self._full_text = full_text  # -v: the whole description, whatever the terminal's width
+        self._short_label = self._text = self._short_text = ""
         self._bar: Any = None
         self._done = 0.0  # work of finished stages plus the current stage's work so far
         self._stage_estimate = 0.0
@@ -129,12 +132,14 @@ class RunProgress:
     def planned(self, key: str) -> float:
         return self._future.get(key, 0.0)
 
-    def start(self, key: str, label: str, estimate: float | None = None) -> None:
-        """Begin a planned stage (its estimate leaves the future and becomes the current stage's)."""
+    def start(self, key: str, label: str, estimate: float | None = None, short: str | None = None) -> None:
+        """Begin a planned stage (its estimate leaves the future and becomes the current stage's); ``short``: the
+        label where the terminal is too narrow for it."""
         planned = self._future.pop(key, 0.0)
         self._stage_estimate = planned if estimate is None else float(estimate)
         self._stage_done = 0.0
-        self._label = label
+        self._label, self._short_label = label, short or label
+        self._text = self._short_text = ""
         if self._on_label is not None:
             self._on_label(label)
         self._ensure_bar()
@@ -156,10 +161,32 @@ class RunProgress:
         self._stage_estimate = self._stage_done
         self._refresh_total()
 
-    def status(self, text: str) -> None:
-        """What runs now inside the stage (e.g. 'APGD-T: 143 of 1000 still robust')."""
+    def status(self, text: str, short: str | None = None) -> None:
+        """What runs now inside the stage (e.g. 'APGD-T: 143 of 1000 still robust'); ``short``: the same where the
+        terminal is too narrow (the attack and the count, 'APGD-T 143/1000')."""
+        self._text, self._short_text = text, short or text
         if self._bar is not None:
             self._bar.set_postfix_str(f"{self._label} | {text}" if self._label else text)
+
+    MIN_BAR = 20  # columns of bar kept on any terminal
+    # what the bar's line holds besides the description: ': 100%||' and ' [12:34<1:23:45]' and ', '
+    FIXED_COLUMNS = len(": 100%||") + len(" [12:34<1:23:45]") + len(", ")
+
+    def fitted(self, ncols: int | None) -> str:
+        """The description for a terminal of ``ncols`` columns: the whole text where it fits (or with -v), else
+        the stage and the count in short, else that cut to fit, so that the bar keeps MIN_BAR columns."""
+        def join(label: str, text: str) -> str:
+            return f"{label} | {text}" if label and text else label or text
+
+        whole = join(self._label, self._text)
+        if self._full_text or not ncols:
+            return whole
+        room = ncols - len(self._desc) - self.FIXED_COLUMNS - self.MIN_BAR
+        for candidate in (whole, join(self._short_label, self._short_text), self._short_text or self._short_label):
+            if len(candidate) <= room:
+                return candidate
+        shortest = self._short_text or self._short_label
+        return shortest[: max(room - 1, 0)] + "\u2026" if room > 1 else ""
 
     @property
     def done(self) -> float:
@@ -195,6 +222,8 @@ class RunProgress:
                     rate = owner.rate(float(d.get("elapsed") or 0.0))
                     if rate:
                         d["rate"] = rate
+                    if d.get("postfix"):  # the description, shortened to what the terminal's width leaves
+                        d["postfix"] = owner.fitted(d.get("ncols"))
                     return d
 
             self._bar = _SeededBar(total=max(self.total, 1.0), desc=self._desc, disable=self._disable, unit="work",

@@ -64,7 +64,8 @@ def run_command(args: argparse.Namespace) -> int:
         if on_ray:
             result = _run_on_ray(plan, cfg.ray_address, store, args.command_line)
         else:
-            with RunProgress("ctrobust eval", disable=cfg.no_progress or args.verbosity < 0) as progress:
+            with RunProgress("ctrobust eval", disable=cfg.no_progress or args.verbosity < 0,
+                             full_text=args.verbosity > 0) as progress:
                 result = run_plan(plan, store=store, progress=progress, command=args.command_line)
     out_dir = out_root if cfg.out else out_root / run_name(result)
     json_path, csv_path = write_result(result, out_dir)
