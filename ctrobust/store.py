@@ -10,6 +10,7 @@ and computes nothing twice. WAL mode and a busy timeout let several writers shar
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -108,16 +109,28 @@ class Store:
             if path.exists() and path.stat().st_size > 0:
                 _refuse_foreign(path)  # before anything is written to it
             path.parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(path, timeout=60.0, isolation_level=None)
-        self._conn = db
-        db.execute("PRAGMA busy_timeout = 60000")
-        db.execute("PRAGMA journal_mode = WAL")
-        db.execute("PRAGMA synchronous = NORMAL")
-        with self._transaction():
-            for statement in _statements():
-                db.execute(statement)
-            db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-        return db
+        deadline = time.monotonic() + 60.0
+        for attempt in itertools.count():
+            db = sqlite3.connect(path, timeout=60.0, isolation_level=None)
+            self._conn = db
+            try:
+                db.execute("PRAGMA busy_timeout = 60000")
+                # Two processes creating one store at once: switching a new file to WAL takes an exclusive lock
+                # for which SQLite does not wait (busy_timeout does not apply), so the loser tries again.
+                db.execute("PRAGMA journal_mode = WAL")
+                db.execute("PRAGMA synchronous = NORMAL")
+                with self._transaction():
+                    for statement in _statements():
+                        db.execute(statement)
+                    db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+                return db
+            except sqlite3.OperationalError as exc:
+                db.close()
+                self._conn = None
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(min(0.01 * 2**attempt, 0.5))
+        raise AssertionError("unreachable")
 
     def _open_read_only(self) -> sqlite3.Connection:
         """Nothing is created or converted. With a writer's log beside it (-wal), the file is opened read-only

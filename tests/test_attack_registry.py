@@ -115,6 +115,17 @@ def test_apgd_dlr_runs_as_a_final_attack_and_is_not_fooled_by_a_logit_scale(fmni
     assert abs(int(plain.robust_correct.sum()) - int(scaled.robust_correct.sum())) <= 1
 
 
+def final_arms(ct, x, y, spec: AttackSpec, betas: tuple[float, ...]) -> dict[float, ArmOutcomes]:  # type: ignore[no-untyped-def]
+    """Each arm's final attack (Linf 0.05), as the checks receive it."""
+    arms = {}
+    for beta in betas:
+        ct.beta = beta
+        res = attack_and_check(ct, x, y, ThreatModel.LINF, 0.05, spec, seed=0, batch_size=64)
+        arms[beta] = ArmOutcomes(beta, res.clean_correct.int().tolist(), res.robust_correct.int().tolist(),
+                                 res.summary())
+    return arms
+
+
 def _fake_entry(calls: list[tuple[str, int]]) -> AttackEntry:
     """An attack that is APGD-CE underneath and records every call, as run and on the binarized model."""
 
@@ -147,12 +158,7 @@ def test_a_registered_attack_is_the_one_the_binarization_test_and_the_reattack_c
     with registered(_fake_entry(calls)):
         spec = AttackSpec("fake-attack")
         assert spec.steps == 3 and spec.label() == "fake-attack-3steps"
-        arms = {}
-        for beta in (1.0, 0.8):
-            ct.beta = beta
-            res = attack_and_check(ct, x, y, ThreatModel.LINF, 0.05, spec, seed=0, batch_size=64)
-            arms[beta] = ArmOutcomes(beta, res.clean_correct.int().tolist(), res.robust_correct.int().tolist(),
-                                     res.summary())
+        arms = final_arms(ct, x, y, spec, (1.0, 0.8))
         assert calls and all(c == ("run", 3) for c in calls)
         calls.clear()
         _, _, report = run_sanity_checks(ct, 0.8, x, y, ThreatModel.LINF, 0.05, 0, 64, torch.device("cpu"), None,
@@ -171,12 +177,7 @@ def test_an_attack_that_cannot_run_binarized_gets_not_run_with_its_reason(fmnist
     x, y = fmnist_test[0][:20], fmnist_test[1][:20]
     ct = curvature_tuned(model, 0.8, impl="eager")
     spec = AttackSpec("apgd-dlr", steps=5)
-    arms = {}
-    for beta in (1.0, 0.8):
-        ct.beta = beta
-        res = attack_and_check(ct, x, y, ThreatModel.LINF, 0.05, spec, seed=0, batch_size=64)
-        arms[beta] = ArmOutcomes(beta, res.clean_correct.int().tolist(), res.robust_correct.int().tolist(),
-                                 res.summary())
+    arms = final_arms(ct, x, y, spec, (1.0, 0.8))
     _, _, report = run_sanity_checks(ct, 0.8, x, y, ThreatModel.LINF, 0.05, 0, 64, torch.device("cpu"), None,
                                      arms[1.0], arms[0.8], spec, FULL)
     assert report.binarization["arms"] == {}

@@ -126,10 +126,10 @@ def test_every_model_shape_ends_with_its_numbers_and_a_verdict_or_a_reason(shape
 def test_a_check_that_crashes_is_one_warning_and_not_run(monkeypatch: pytest.MonkeyPatch, fmnist_test) -> None:  # type: ignore[no-untyped-def]
     """Whatever goes wrong inside a check stays inside it: the other checks run and the outcomes come back."""
     from ctrobust import sanity
-    from ctrobust.attacks.evaluation import attack_and_check
     from ctrobust.attacks.spec import AttackSpec
     from ctrobust.ct import curvature_tuned
     from ctrobust.threats import ThreatModel
+    from test_attack_registry import final_arms
 
     def broken(*args, **kwargs):  # type: ignore[no-untyped-def]
         raise RuntimeError("mat1 and mat2 shapes cannot be multiplied (2x128 and 10x2)")
@@ -139,12 +139,7 @@ def test_a_check_that_crashes_is_one_warning_and_not_run(monkeypatch: pytest.Mon
     x, y = fmnist_test[0][:20], fmnist_test[1][:20]
     ct = curvature_tuned(_smallcnn(), 0.9, impl="eager")
     spec = AttackSpec("apgd-ce", steps=5)
-    arms = {}
-    for beta in (1.0, 0.9):
-        ct.beta = beta
-        res = attack_and_check(ct, x, y, ThreatModel.LINF, 0.05, spec, seed=0, batch_size=64)
-        arms[beta] = sanity.ArmOutcomes(beta, res.clean_correct.int().tolist(), res.robust_correct.int().tolist(),
-                                        res.summary())
+    arms = final_arms(ct, x, y, spec, (1.0, 0.9))
     base, worst_ct, report = sanity.run_sanity_checks(ct, 0.9, x, y, ThreatModel.LINF, 0.05, 0, 64,
                                                       torch.device("cpu"), None, arms[1.0], arms[0.9], spec, FULL)
     assert len(base) == len(worst_ct) == 20
