@@ -104,8 +104,7 @@ def _apgd_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, t
 def apgd_dlr(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, threat: ThreatModel, steps: int, seed: int,
              restarts: int = 1) -> torch.Tensor:
     """Adversarial candidates for one batch from APGD on the DLR loss (AutoAttack's APGD-DLR)."""
-    with torch.no_grad():
-        n_classes = int(model(x[:1]).shape[1])
+    n_classes = count_classes(model, x)
     if n_classes < 3:
         raise CtrobustError(f"APGD-DLR needs at least 3 classes (its loss compares three logits); the model has "
                             f"{n_classes}. Use --attack apgd-ce.")
