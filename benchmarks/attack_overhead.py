@@ -16,7 +16,7 @@ import torch
 from pyautoattack import AutoAttack
 
 from common import device_arg, machine, setup_device, wrn_28_10
-from ctrobust.attacks.evaluation import evaluate
+from ctrobust.api import evaluate
 from ctrobust.data import load_test_set
 from ctrobust.models import load_model
 

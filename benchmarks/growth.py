@@ -16,9 +16,9 @@ import time
 from pathlib import Path
 
 from common import machine, print_table
-from ctrobust.config import EvalConfig
-from ctrobust.pipeline import resolve_device, run_eval
-from ctrobust.store import open_store
+from ctrobust.plan.config import EvalConfig
+from ctrobust.results.store import open_store
+from ctrobust.stages.pipeline import resolve_device, run_eval
 
 
 def run(n: int, n_select: int, n_betas: int, device: str) -> tuple[float, float, float]:

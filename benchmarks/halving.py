@@ -16,9 +16,9 @@ import tempfile
 from pathlib import Path
 
 from common import machine
-from ctrobust.config import EvalConfig
-from ctrobust.pipeline import resolve_device, run_eval
-from ctrobust.store import open_store
+from ctrobust.plan.config import EvalConfig
+from ctrobust.results.store import open_store
+from ctrobust.stages.pipeline import resolve_device, run_eval
 
 
 def sweep(model: str, checkpoint: str | None, mode: str, args: argparse.Namespace) -> tuple[float, float, float]:

@@ -18,14 +18,14 @@ import time
 import torch
 
 from common import machine, sync_for
+from ctrobust.api import evaluate
 from ctrobust.attacks.batched import evaluate_betas, pairs_per_pass
-from ctrobust.attacks.evaluation import evaluate
 from ctrobust.attacks.spec import AttackSpec
 from ctrobust.ct import curvature_tuned
 from ctrobust.data import load_test_set
 from ctrobust.models import load_model
-from ctrobust.plan import resolve_ctu
-from ctrobust.selection import PAPER_BETAS
+from ctrobust.plan.run_plan import resolve_ctu
+from ctrobust.plan.selection import PAPER_BETAS
 from ctrobust.threats import ThreatModel
 
 

@@ -26,10 +26,10 @@ import time
 from pathlib import Path
 
 from common import machine
-from ctrobust.config import EvalConfig
-from ctrobust.pipeline import resolve_device, run_eval
-from ctrobust.result import RunResult
-from ctrobust.store import open_store
+from ctrobust.plan.config import EvalConfig
+from ctrobust.results.result import RunResult
+from ctrobust.results.store import open_store
+from ctrobust.stages.pipeline import resolve_device, run_eval
 
 
 def run(cfg: EvalConfig, path: Path) -> tuple[float, RunResult, list[tuple[float, str, float, float]]]:

@@ -1,4 +1,5 @@
-"""The whole protocol from Python: ``ctrobust.run`` on any nn.Module or model name, results as DataFrames.
+"""The whole protocol from Python: ``ctrobust.run`` on any nn.Module or model name, results as DataFrames;
+``ctrobust.evaluate``, one attack on one model.
 
 ``run`` is what ``ctrobust eval`` calls: the same options (the fields of ``EvalConfig``, by name),
 the same plan, the same store; it returns the typed ``RunResult`` instead of writing files.
@@ -11,22 +12,27 @@ from contextlib import nullcontext
 from dataclasses import fields
 from typing import TYPE_CHECKING, Any
 
-from ctrobust.config import EvalConfig
 from ctrobust.errors import CtrobustError
-from ctrobust.options import CONVERTERS, from_python
+from ctrobust.plan import options
+from ctrobust.plan.config import EvalConfig
+from ctrobust.plan.options import CONVERTERS, from_python
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from fractions import Fraction
 
     import pandas as pd
+    import torch
     import torch.nn as nn
 
+    from ctrobust.attacks.evaluation import EvalResult
+    from ctrobust.attacks.spec import AttackName, AttackSpec
     from ctrobust.datasets import DatasetName
-    from ctrobust.finals import Provisional
-    from ctrobust.plan import RunPlan
-    from ctrobust.progress import RunProgress
-    from ctrobust.result import RunResult
-    from ctrobust.store import Store
+    from ctrobust.plan.run_plan import RunPlan
+    from ctrobust.results.result import RunResult
+    from ctrobust.results.store import Store
+    from ctrobust.stages.finals import Provisional
+    from ctrobust.stages.progress import RunProgress
     from ctrobust.threats import ThreatModel
 
 
@@ -57,14 +63,58 @@ def run(model: nn.Module | str, dataset: str | DatasetName | None = None, threat
     their types; a value of the wrong type raises ``OptionTypeError`` (a ``CtrobustError`` and a
     ``TypeError``) naming the option. ``on_provisional``: called after each of AutoAttack's
     attacks with both arms' robust accuracy so far (an upper bound until the last attack) and the gain,
-    a :class:`ctrobust.finals.Provisional` (printable, and shown as a table by a notebook's ``display``).
+    a :class:`ctrobust.stages.finals.Provisional` (printable, and shown as a table by a notebook's ``display``).
     """
     module = None if isinstance(model, str) else model
     label = model if isinstance(model, str) else (name or type(model).__name__)
-    _check_names(options, "ctrobust.run")
+    _check_names(options, "ctrobust.stages")
     values = from_python({"dataset": dataset, "threat": threat, **options})
     plan = EvalConfig(model=label, **values).resolve(module=module)
     return run_plan(plan, store=store, progress=progress, command=command, on_provisional=on_provisional)
+
+
+def evaluate(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    threat: str | ThreatModel,
+    eps: float | Fraction | None = None,
+    attack: str | AttackName | AttackSpec = "autoattack",
+    seed: int = 0,
+    batch_size: int = 500,
+    device: str | torch.device | None = None,
+    dataset: str | DatasetName | None = None,
+) -> EvalResult:
+    """One attack on one model, from Python (``ctrobust.evaluate``): attack ``model`` on (x, y), images in
+    [0, 1], and re-check every success before counting it.
+
+    ``threat``: a name or a ``ThreatModel``; ``eps``: a number (``Fraction(8, 255)`` too), or None for the
+    standard eps of ``dataset`` (a name or a ``DatasetName``) under the threat; ``attack``: a name, an
+    ``AttackName`` or an ``AttackSpec``. The model runs in eval mode on ``device`` (a name or a
+    ``torch.device``; default: where its parameters are). A value of the wrong type raises
+    ``OptionTypeError`` naming the argument.
+    """
+    import torch
+
+    from ctrobust.attacks.evaluation import attack_and_check
+    from ctrobust.attacks.spec import AttackSpec, as_spec
+    from ctrobust.threats import ThreatModel, check_eps, default_eps, parse_threat
+
+    resolved = threat if isinstance(threat, ThreatModel) else parse_threat(
+        options.choice("a threat name (str) or a ThreatModel")("threat", threat))
+    value: float | None = options.real()("eps", eps)
+    seed, batch_size = options.integer("seed", seed), options.integer("batch_size", batch_size)
+    dataset = options.choice("a dataset name (str) or a DatasetName")("dataset", dataset)
+    if not isinstance(attack, AttackSpec):
+        attack = options.choice("an attack name (str), an AttackName or an AttackSpec")("attack", attack)
+    if device is not None and not isinstance(device, torch.device):
+        device = options.device("device", device)
+    if value is None:
+        if dataset is None:
+            raise CtrobustError("Pass `eps`, or `dataset` to use its standard eps.")
+        value = default_eps(dataset, resolved)
+    return attack_and_check(model, x, y, resolved, check_eps(value, resolved), as_spec(attack), seed, batch_size,
+                            device)
 
 
 def _options_doc() -> str:
@@ -87,11 +137,11 @@ def run_plan(plan: RunPlan, *, store: Store | str | os.PathLike[str] | None = No
              on_provisional: Callable[[Provisional], None] | None = None) -> RunResult:
     """Run a plan resolved once (``EvalConfig.resolve()``, as ``ctrobust eval`` and :func:`run` build it):
     nothing in it is parsed again. ``store``, ``progress``, ``command`` and ``on_provisional`` as for :func:`run`."""
-    from ctrobust.pipeline import run_eval
-    from ctrobust.progress import RunProgress
-    from ctrobust.store import Store, open_store
+    from ctrobust.results.store import Store, open_store
+    from ctrobust.stages.pipeline import run_eval
+    from ctrobust.stages.progress import RunProgress
 
-    bar = progress if isinstance(progress, RunProgress) else RunProgress("ctrobust.run", disable=not progress)
+    bar = progress if isinstance(progress, RunProgress) else RunProgress("ctrobust.stages", disable=not progress)
     opened = open_store(store) if store is not None and not isinstance(store, Store) else nullcontext(store)
     with opened as st, (bar if bar is not progress else nullcontext(bar)):
         return run_eval(plan, progress=bar, store=st, command=command, on_provisional=on_provisional)
@@ -105,11 +155,11 @@ def reproduce(config: str | os.PathLike[str] = "small", *, store: Store | str | 
     fails raises ``CtrobustError`` naming it (the others are kept in the store). ``ctrobust.paper_table(runs)``
     gives the paper's table."""
     from ctrobust.executors import Executor, Progress, run_grid
-    from ctrobust.progress import bar_class
-    from ctrobust.reproduce import load_config
-    from ctrobust.store import Store, open_store
+    from ctrobust.plan.reproduce import load_config
+    from ctrobust.results.store import Store, open_store
+    from ctrobust.stages.progress import bar_class
 
-    _check_names(overrides, "ctrobust.reproduce")
+    _check_names(overrides, "ctrobust.plan.reproduce")
     grid = load_config(os.fspath(config), from_python(overrides))
     opened = open_store(store) if not isinstance(store, Store) else nullcontext(store)
     with opened as st, bar_class()(total=len(grid.units), desc=f"reproduce {grid.name}", unit="run",
@@ -135,7 +185,7 @@ def load_results(store: Store | str | os.PathLike[str] | None = None, kind: str 
     import pandas as pd
 
     from ctrobust.report.tables import runs_frame
-    from ctrobust.store import Store, existing_store
+    from ctrobust.results.store import Store, existing_store
 
     if kind not in ("runs", "cells"):
         raise CtrobustError(f"Expected kind 'runs' or 'cells', but got {kind!r}.")

@@ -14,10 +14,10 @@ import torch
 import ctrobust
 from conftest import assert_one_line_error, run_cli
 from ctrobust.attacks.spec import AttackName, AutoAttackVersion
-from ctrobust.config import EvalConfig
 from ctrobust.datasets import DatasetName
-from ctrobust.options import CONVERTERS, OptionTypeError, from_python
-from ctrobust.plan import CtuImpl, Device, Protocol, RunPlan, SweepMode
+from ctrobust.plan.config import EvalConfig
+from ctrobust.plan.options import CONVERTERS, OptionTypeError, from_python
+from ctrobust.plan.run_plan import CtuImpl, Device, Protocol, RunPlan, SweepMode
 from ctrobust.threats import ThreatModel
 
 TINY = ["--n-examples", "20", "--n-select", "20", "--attack", "apgd-ce", "--steps", "2", "--select-steps", "2"]

@@ -13,7 +13,7 @@ import torch.nn as nn
 import ctrobust
 import ctrobust.ct.apply as ct_apply
 from conftest import assert_one_line_error, run_cli
-from ctrobust.attacks.evaluation import evaluate
+from ctrobust.api import evaluate
 from ctrobust.attacks.spec import AttackSpec
 from ctrobust.attacks.verify import perturbation_norm
 from ctrobust.checks import binarization as bz
@@ -82,7 +82,7 @@ def test_readout_separates_and_the_binarized_model_answers_in_the_attacks_layout
 @pytest.mark.slow
 def test_each_arm_runs_only_at_its_own_beta(fmnist_test, monkeypatch: pytest.MonkeyPatch) -> None:
     """The CT arm's passes all run at beta*, the original model's at 1 (CT's view is unchanged there)."""
-    from ctrobust import sanity
+    from ctrobust.checks import sanity
 
     x, _ = fmnist_test
     ct = curvature_tuned(_smallcnn(), 0.8, impl="eager")
@@ -358,7 +358,7 @@ def test_audit_attack_on_a_stored_run_stores_and_reports(tmp_path: Path) -> None
         assert audit["trajectory"][arm]["unconstrained_failure"] == 0
     assert set(audit["grid"]) == {"0.9"}
     assert set(audit["fidelity"]["curves"]["autoattack"]) == {"0.9"}
-    from ctrobust.store import open_store
+    from ctrobust.results.store import open_store
 
     with open_store(store) as opened:
         assert opened.audits(run_id) == [audit]

@@ -10,16 +10,17 @@ import pytest
 import torch
 
 from conftest import REPO
+from ctrobust.api import evaluate
 from ctrobust.attacks.autoattack import apgd_ce
-from ctrobust.attacks.evaluation import attack_and_check, evaluate
+from ctrobust.attacks.evaluation import attack_and_check
 from ctrobust.attacks.registry import AttackEntry, attack_names, entry, register, registered
 from ctrobust.attacks.runners import BinarizedAttack, gradient_runner
 from ctrobust.attacks.spec import AttackName, AttackSpec
 from ctrobust.checks.budget import CheckSizes
+from ctrobust.checks.sanity import ArmOutcomes, run_sanity_checks
 from ctrobust.ct import curvature_tuned
 from ctrobust.errors import CtrobustError
 from ctrobust.models import load_model
-from ctrobust.sanity import ArmOutcomes, run_sanity_checks
 from ctrobust.threats import ThreatModel
 
 FULL = CheckSizes(share=1.0, budget=1e9, planned=0.0, reference_points=100, reattack_points=100,

@@ -27,7 +27,8 @@ def test_audit_resumes_without_redoing_rows(tmp_path: Path, monkeypatch) -> None
 
     built: list[tuple[str, str]] = []
 
-    def fake_audit_one(dataset: str, threat: str, name: str, max_params_m: float, seed: int = 0) -> AuditRow:
+    def fake_audit_one(dataset: str, threat: str, name: str, max_params_m: float, seed: int = 0,
+                       impl: str = "fused") -> AuditRow:
         built.append((dataset, name))
         return AuditRow(dataset, threat, name, status="skipped", note="stub")
 

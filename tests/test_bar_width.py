@@ -15,11 +15,11 @@ import textwrap
 import pytest
 
 from conftest import REPO
-from ctrobust.progress import RunProgress
+from ctrobust.stages.progress import RunProgress
 
 CHILD = textwrap.dedent("""
     import time
-    from ctrobust.progress import RunProgress
+    from ctrobust.stages.progress import RunProgress
 
     with RunProgress("ctrobust eval") as progress:
         progress.plan("final", 1000.0)

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
+from ctrobust.api import evaluate
 from ctrobust.attacks.batched import evaluate_betas
-from ctrobust.attacks.evaluation import evaluate
 from ctrobust.attacks.spec import AttackSpec
 from ctrobust.ct import curvature_tuned
 from ctrobust.models import load_model
-from ctrobust.selection import survivors, sweep_schedule
+from ctrobust.plan.selection import survivors, sweep_schedule
 from ctrobust.threats import ThreatModel
 
 BETAS = [0.7, 0.85, 1.0]

@@ -13,8 +13,8 @@ from conftest import REPO
 from ctrobust.attacks.spec import AttackSpec
 from ctrobust.checks import binarization
 from ctrobust.checks.budget import SIZED, final_attack_work, size_checks
-from ctrobust.config import EvalConfig
 from ctrobust.errors import CtrobustError
+from ctrobust.plan.config import EvalConfig
 from ctrobust.threats import ThreatModel
 
 AA = AttackSpec("autoattack")

@@ -125,8 +125,8 @@ def test_every_model_shape_ends_with_its_numbers_and_a_verdict_or_a_reason(shape
 @pytest.mark.slow
 def test_a_check_that_crashes_is_one_warning_and_not_run(monkeypatch: pytest.MonkeyPatch, fmnist_test) -> None:  # type: ignore[no-untyped-def]
     """Whatever goes wrong inside a check stays inside it: the other checks run and the outcomes come back."""
-    from ctrobust import sanity
     from ctrobust.attacks.spec import AttackSpec
+    from ctrobust.checks import sanity
     from ctrobust.ct import curvature_tuned
     from ctrobust.threats import ThreatModel
     from test_attack_registry import final_arms

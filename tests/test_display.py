@@ -14,10 +14,10 @@ from matplotlib.figure import Figure
 import ctrobust
 from ctrobust.cell import Counts
 from ctrobust.report.run_output import summary_table
-from ctrobust.result import ArmResult, RunResult
-from ctrobust.store import open_store
+from ctrobust.results.result import ArmResult, RunResult
+from ctrobust.results.store import open_store
+from ctrobust.results.uncertainty import run_gain, selection_flags
 from ctrobust.threats import ThreatModel
-from ctrobust.uncertainty import run_gain, selection_flags
 from test_result_fields import _full_result
 
 
@@ -125,8 +125,8 @@ def test_the_corruption_board_names_its_accuracy_and_commands_stay_readable(tmp_
 def test_the_markdown_board_says_when_an_attack_was_weak(tmp_path: Path) -> None:
     """The README board has no badges: its evidence column and the warnings under it must carry the same word,
     for every warning the checks raise (a transfer that fooled CT once slipped past a list of prefixes)."""
-    from ctrobust.evidence import SanityReport, judge
     from ctrobust.report.leaderboard import entries_from_runs, write_leaderboard_pages
+    from ctrobust.results.evidence import SanityReport, judge
 
     report = SanityReport(transfer={"fooled_ct": 3, "transfer_only": 1},
                           incomplete={"broken": 5, "m": 41},

@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from conftest import read_json, run_cli
-from ctrobust.config import EvalConfig
 from ctrobust.models import load_model
-from ctrobust.pipeline import run_eval
-from ctrobust.plan import RunPlan
-from ctrobust.result import RunResult
+from ctrobust.plan.config import EvalConfig
+from ctrobust.plan.run_plan import RunPlan
+from ctrobust.results.result import RunResult
+from ctrobust.stages.pipeline import run_eval
 
 REQUIRED_KEYS = {
     "model", "dataset", "threat", "eps", "attack", "select_attack", "seed", "protocol", "betas", "select_curve",
@@ -100,7 +100,7 @@ def test_same_seed_same_result() -> None:
 
 
 def test_shipped_weights_reach_90_percent(fmnist_test) -> None:  # type: ignore[no-untyped-def]
-    from ctrobust.train import accuracy
+    from ctrobust.models.train import accuracy
 
     x, y = fmnist_test
     assert accuracy(load_model("smallcnn").model, x, y) >= 0.90

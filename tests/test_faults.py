@@ -270,7 +270,7 @@ def test_store_under_proc_is_one_line(tmp_path: Path) -> None:
 def test_store_disk_full_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from ctrobust.cell import Scored
     from ctrobust.errors import CtrobustError
-    from ctrobust.store import open_store
+    from ctrobust.results.store import open_store
 
     store = open_store(tmp_path / "s.sqlite")
     identity = {"model": "m", "dataset": "d", "threat": "Linf", "attack": {}, "beta": 1.0, "split": "eval",

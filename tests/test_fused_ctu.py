@@ -108,7 +108,7 @@ def test_impl_names_are_checked(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_the_environment_chooses_the_unit_only_through_the_plan(monkeypatch: pytest.MonkeyPatch) -> None:
     from ctrobust.errors import CtrobustError
-    from ctrobust.plan import CtuImpl, resolve_ctu
+    from ctrobust.plan.run_plan import CtuImpl, resolve_ctu
 
     monkeypatch.setenv("CTROBUST_CTU", "eager")
     assert resolve_ctu() is CtuImpl.EAGER

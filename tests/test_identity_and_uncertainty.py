@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 
 from conftest import run_cli
-from ctrobust.config import EvalConfig
 from ctrobust.identity import identity_key
-from ctrobust.plan import RunPlan
+from ctrobust.plan.config import EvalConfig
+from ctrobust.plan.run_plan import RunPlan
 from ctrobust.report.tables import paper_table
-from ctrobust.stats import paired_gain, paired_gain_counts, pooled_gain
-from ctrobust.store import existing_store
-from ctrobust.uncertainty import selection_flags
+from ctrobust.results.stats import paired_gain, paired_gain_counts, pooled_gain
+from ctrobust.results.store import existing_store
+from ctrobust.results.uncertainty import selection_flags
 
 TINY = ["--n-examples", "20", "--n-select", "20", "--attack", "apgd-ce", "--steps", "2", "--select-steps", "2",
         "--no-progress"]

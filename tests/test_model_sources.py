@@ -184,8 +184,8 @@ def test_model_without_relu_is_refused(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_paper_resnet_train_smoke_and_resume(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     write_tiny_cifar10(tmp_path / "data", n=16, train=True)
-    from ctrobust import train as train_module
-    from ctrobust.train import paper_config, resume_path, train_model
+    from ctrobust.models import train as train_module
+    from ctrobust.models.train import paper_config, resume_path, train_model
 
     cfg = paper_config("paper:resnet18", "cifar10", epochs=2, batch_size=8, data_dir=str(tmp_path / "data"))
     out = tmp_path / "r18.pt"

@@ -8,12 +8,13 @@ import pytest
 import torch
 
 from conftest import run_cli
+from ctrobust.api import evaluate
 from ctrobust.attacks.cost import attack_work, autoattack_attack_work, autoattack_remaining
-from ctrobust.attacks.evaluation import evaluate
+from ctrobust.attacks.registry import GRAD_WEIGHT
 from ctrobust.attacks.spec import AttackSpec
 from ctrobust.ct import curvature_tuned
 from ctrobust.models import load_model
-from ctrobust.progress import GRAD_WEIGHT, AutoAttackWatcher, RunProgress, WorkMeter
+from ctrobust.stages.progress import AutoAttackWatcher, RunProgress, WorkMeter
 from ctrobust.threats import ThreatModel
 
 LINF = ThreatModel.LINF

@@ -17,7 +17,7 @@ import pytest
 from conftest import REPO, assert_one_line_error, run_cli
 from conftest import TINY_GRID as TINY
 from conftest import TINY_GRID_UNITS as UNITS
-from ctrobust.reproduce import load_config
+from ctrobust.plan.reproduce import load_config
 
 SUMMARY = re.compile(r"(\d+) runs made, (\d+) already stored; cells: (\d+) computed, (\d+) reused")
 

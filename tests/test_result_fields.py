@@ -13,11 +13,11 @@ import pytest
 
 from conftest import REPO
 from ctrobust.cell import Counts
-from ctrobust.evidence import SanityReport
-from ctrobust.plan import Protocol
-from ctrobust.result import SETTINGS_KEYS, ArmResult, RunResult
+from ctrobust.plan.run_plan import Protocol
+from ctrobust.results.evidence import SanityReport
+from ctrobust.results.result import SETTINGS_KEYS, ArmResult, RunResult
+from ctrobust.results.uncertainty import run_gain, selection_flags
 from ctrobust.threats import ThreatModel
-from ctrobust.uncertainty import run_gain, selection_flags
 
 SCHEMA = json.loads((REPO / "docs" / "result.schema.json").read_text())
 BASE = {"clean": [1, 1, 1, 0], "robust": [1, 0, 0, 0]}

@@ -6,7 +6,7 @@ import pytest
 
 from ctrobust.data import make_splits
 from ctrobust.errors import CtrobustError
-from ctrobust.selection import PAPER_BETAS, choose_beta, parse_betas
+from ctrobust.plan.selection import PAPER_BETAS, choose_beta, parse_betas
 from ctrobust.threats import ThreatModel, check_eps, default_eps, parse_threat
 
 

@@ -13,8 +13,8 @@ from conftest import assert_one_line_error, run_cli
 from ctrobust.cell import Scored
 from ctrobust.errors import CtrobustError
 from ctrobust.identity import identity_key
-from ctrobust.stats import mcnemar_exact, relative_improvement, wilson_interval
-from ctrobust.store import Store, open_store
+from ctrobust.results.stats import mcnemar_exact, relative_improvement, wilson_interval
+from ctrobust.results.store import Store, open_store
 
 
 def _identity(beta: float, split: str = "eval", seed: int = 0) -> dict:

@@ -20,8 +20,8 @@ import torch
 import ctrobust
 from conftest import assert_one_line_error, read_json, run_cli
 from ctrobust.errors import CtrobustError
-from ctrobust.fingerprint import behaviour_fingerprint, tensor_digest
 from ctrobust.models import load_model
+from ctrobust.models.fingerprint import behaviour_fingerprint, tensor_digest
 
 TINY = ["--n-examples", "20", "--n-select", "20", "--attack", "apgd-ce", "--steps", "2", "--select-steps", "2",
         "--no-progress"]
@@ -175,7 +175,7 @@ def test_config_sections_are_resolved_or_refused(tmp_path: Path, section: str, n
     config = tmp_path / "grid.toml"
     config.write_text(section + '[[grid]]\nmodels = ["smallcnn"]\nthreats = ["linf"]\n')
     if needle is None:
-        from ctrobust.reproduce import load_config
+        from ctrobust.plan.reproduce import load_config
 
         plan = load_config(str(config)).units[0].plan
         assert plan.eps == (0.1 if "eps" in section else 0.05)
@@ -187,7 +187,7 @@ def test_config_sections_are_resolved_or_refused(tmp_path: Path, section: str, n
 
 # 4. Betas are kept exactly; two that CT cannot tell apart (one float32) are one candidate, with a note.
 def test_betas_are_exact_keys() -> None:
-    from ctrobust.selection import parse_betas
+    from ctrobust.plan.selection import parse_betas
 
     assert parse_betas("0.9,0.90001") == [0.9, 0.90001]
     assert parse_betas("0.9,0.9000000001") == [0.9]
@@ -320,7 +320,7 @@ def _damage_artifact(store: Path, key: str, damage: str) -> None:
 
     import numpy as np
 
-    from ctrobust.store import _pack, _unpack
+    from ctrobust.results.store import _pack, _unpack
 
     with sqlite3.connect(store) as db:
         (blob,) = db.execute("SELECT data FROM artifacts WHERE key = ?", (key,)).fetchone()
@@ -515,8 +515,8 @@ def test_a_model_that_modifies_its_input_gets_a_copy(tmp_path: Path,
 
 
 def test_grid_edge_advice_adds_betas_and_keeps_the_chosen_one() -> None:
-    from ctrobust.selection import PAPER_BETAS, parse_betas
-    from ctrobust.uncertainty import selection_flags
+    from ctrobust.plan.selection import PAPER_BETAS, parse_betas
+    from ctrobust.results.uncertainty import selection_flags
 
     for grid, chosen in [(list(PAPER_BETAS), 0.99), ([0.8, 0.9, 0.95], 0.95), (list(PAPER_BETAS), 0.7),
                          ([0.05, 0.1, 0.2], 0.05)]:

@@ -9,12 +9,11 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ctrobust.attacks.evaluation import EvalResult, evaluate
+    from ctrobust.attacks.evaluation import EvalResult
     from ctrobust.attacks.spec import ATTACKS
 
-_EXPORTS = {"ATTACKS": "ctrobust.attacks.spec", "EvalResult": "ctrobust.attacks.evaluation",
-            "evaluate": "ctrobust.attacks.evaluation"}
-__all__ = ["ATTACKS", "EvalResult", "evaluate"]
+_EXPORTS = {"ATTACKS": "ctrobust.attacks.spec", "EvalResult": "ctrobust.attacks.evaluation"}
+__all__ = ["ATTACKS", "EvalResult"]
 
 
 def __getattr__(name: str) -> Any:

@@ -5,7 +5,7 @@ model leaves a GPU idle between launches (the sweep is launch-bound); run as one
 pairs, each pair with its own beta (``CurvatureTuned.betas_per_sample``), the same work fills the
 device.
 
-The results are those of :func:`ctrobust.attacks.evaluation.evaluate` at each beta, pair by pair:
+The results are those of :func:`ctrobust.attacks.evaluation.attack_and_check` at each beta, pair by pair:
 APGD's steps, step sizes and checkpoints are per example, the model is in eval mode (no statistic
 mixes samples), and each pair starts where the one-beta run starts it: its random start is drawn
 as pyautoattack draws it for that beta's batch (seeded, same shape), then passed in as ``x_init``.

@@ -1,4 +1,4 @@
-"""How much work an attack will do, in the units :class:`ctrobust.progress.WorkMeter` counts.
+"""How much work an attack will do, in the units :class:`ctrobust.stages.progress.WorkMeter` counts.
 
 A unit is one image through the model; a pass that is back-propagated counts GRAD_WEIGHT units.
 Attacks after AutoAttack's first one only see the points still robust, so their work follows the
@@ -12,8 +12,8 @@ measured on the shipped model (see benchmarks/RESULTS.md, "Progress and ETA").
 from __future__ import annotations
 
 from ctrobust.attacks.norms import NORM_BALLS
+from ctrobust.attacks.registry import GRAD_WEIGHT
 from ctrobust.attacks.spec import AttackSpec
-from ctrobust.progress import GRAD_WEIGHT
 from ctrobust.threats import ThreatModel
 
 AA_ITERATIONS = 100

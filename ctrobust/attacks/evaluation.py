@@ -9,20 +9,18 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn as nn
 
-from ctrobust import options
 from ctrobust.attacks.determinism import is_randomised, randomised_model_error
-from ctrobust.attacks.spec import ATTACKS, AttackName, AttackSpec, as_spec
+from ctrobust.attacks.spec import ATTACKS, AttackSpec
 from ctrobust.attacks.verify import verify_adversarial
 from ctrobust.cell import CountedAccuracies, Counts, Scored
 from ctrobust.errors import CtrobustError, require_finite
-from ctrobust.threats import ThreatModel, check_eps, default_eps, parse_threat
+from ctrobust.threats import ThreatModel
 
 if TYPE_CHECKING:
-    from fractions import Fraction
 
-    from ctrobust.datasets import DatasetName
+    pass
 
-__all__ = ["ATTACKS", "AttackSpec", "EvalResult", "evaluate"]
+__all__ = ["ATTACKS", "AttackSpec", "EvalResult", "attack_and_check"]
 
 
 @dataclass
@@ -125,47 +123,10 @@ def prepare(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatMo
     return Prepared(model, x, y, threat, eps, spec, seed, batch_size, randomised, clean_correct, start)
 
 
-def evaluate(
-    model: nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    threat: str | ThreatModel,
-    eps: float | Fraction | None = None,
-    attack: str | AttackName | AttackSpec = "autoattack",
-    seed: int = 0,
-    batch_size: int = 500,
-    device: str | torch.device | None = None,
-    dataset: str | DatasetName | None = None,
-) -> EvalResult:
-    """Attack ``model`` on (x, y), images in [0, 1], and re-check every success before counting it.
-
-    ``threat``: a name or a ``ThreatModel``; ``eps``: a number (``Fraction(8, 255)`` too), or None for the
-    standard eps of ``dataset`` (a name or a ``DatasetName``) under the threat; ``attack``: a name, an
-    ``AttackName`` or an ``AttackSpec``. The model runs in eval mode on ``device`` (a name or a
-    ``torch.device``; default: where its parameters are). A value of the wrong type raises
-    ``OptionTypeError`` naming the argument.
-    """
-    resolved = threat if isinstance(threat, ThreatModel) else parse_threat(
-        options.choice("a threat name (str) or a ThreatModel")("threat", threat))
-    value: float | None = options.real()("eps", eps)
-    seed, batch_size = options.integer("seed", seed), options.integer("batch_size", batch_size)
-    dataset = options.choice("a dataset name (str) or a DatasetName")("dataset", dataset)
-    if not isinstance(attack, AttackSpec):
-        attack = options.choice("an attack name (str), an AttackName or an AttackSpec")("attack", attack)
-    if device is not None and not isinstance(device, torch.device):
-        device = options.device("device", device)
-    if value is None:
-        if dataset is None:
-            raise CtrobustError("Pass `eps`, or `dataset` to use its standard eps.")
-        value = default_eps(dataset, resolved)
-    return attack_and_check(model, x, y, resolved, check_eps(value, resolved), as_spec(attack), seed, batch_size,
-                            device)
-
-
 def attack_and_check(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, eps: float,
                      spec: AttackSpec, seed: int = 0, batch_size: int = 500,
                      device: str | torch.device | None = None) -> EvalResult:
-    """:func:`evaluate` on resolved values (the plan's threat, eps and attack): what the pipeline calls."""
+    """:func:`ctrobust.evaluate` on resolved values (the plan's threat, eps and attack): what the pipeline calls."""
     p = prepare(model, x, y, threat, eps, spec, seed, batch_size, device)
     runner = p.spec.entry.load(p.spec.entry.runner)
     x_adv, extra = runner(p.model, p.x, p.y, p.clean_correct, p.eps, p.threat, p.spec, p.seed, p.batch_size)

@@ -19,6 +19,10 @@ from typing import Any
 
 from ctrobust.errors import CtrobustError, unknown_name_error
 
+# The unit of every entry's cost and of the progress bar: one image through the model is 1, a pass that is
+# back-propagated (forward with its graph kept, then backward) counts about 3.
+GRAD_WEIGHT = 3.0
+
 _RUNNERS = "ctrobust.attacks.runners"
 _COST = "ctrobust.attacks.cost"
 

@@ -28,8 +28,8 @@ from ctrobust.attacks.norms import NORM_BALLS
 from ctrobust.attacks.runners import AttackFn, BinarizedAttack
 from ctrobust.attacks.spec import AttackSpec
 from ctrobust.attacks.verify import verify_adversarial
-from ctrobust.evidence import ArmBinarization
-from ctrobust.stats import mcnemar_exact, wilson_interval
+from ctrobust.results.evidence import ArmBinarization
+from ctrobust.results.stats import mcnemar_exact, wilson_interval
 from ctrobust.threats import ThreatModel
 
 PASS_RATE = 0.95

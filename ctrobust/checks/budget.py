@@ -20,7 +20,7 @@ from ctrobust.attacks.cost import attack_work
 from ctrobust.attacks.registry import REFERENCE_ATTACK
 from ctrobust.attacks.spec import AttackSpec
 from ctrobust.checks.gradient_fidelity import N_POINTS as GRADIENT_POINTS
-from ctrobust.evidence import BUDGET_FACTORS
+from ctrobust.results.evidence import BUDGET_FACTORS
 from ctrobust.threats import ThreatModel
 
 REFERENCE_STEPS = 20  # the reference attack: APGD-CE with 20 steps at 1x eps, and at 2x, 4x, 8x eps

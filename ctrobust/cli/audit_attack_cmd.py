@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 
 from ctrobust.cli.store_args import add_run_filters, add_store_option
-from ctrobust.plan import Device
+from ctrobust.plan.run_plan import Device
 
 EPILOG = """examples:
   ctrobust audit-attack --run 1a2b3c4d5e6f --device cuda
@@ -53,13 +53,13 @@ def run(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
-    from ctrobust.attack_audit import AuditProgress, AuditSettings, audit_run, plan_steps
+    from ctrobust.checks.audit import AuditProgress, AuditSettings, audit_run, plan_steps
     from ctrobust.errors import CtrobustError
-    from ctrobust.models.reload import reload_run
-    from ctrobust.pipeline import resolve_device
-    from ctrobust.plan import Device
+    from ctrobust.plan.run_plan import Device
     from ctrobust.report.audit_text import summary_lines
-    from ctrobust.store import existing_store, select_runs
+    from ctrobust.results.store import existing_store, select_runs
+    from ctrobust.stages.pipeline import resolve_device
+    from ctrobust.stages.reload import reload_run
 
     for name in ("samples", "inner", "square_queries", "trajectory_points", "batch_size"):
         if getattr(args, name) <= 0:

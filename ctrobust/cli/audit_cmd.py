@@ -32,6 +32,7 @@ def run(args: argparse.Namespace) -> int:
     from ctrobust.datasets import parse_dataset
     from ctrobust.errors import CtrobustError
     from ctrobust.models.ct_audit import AUDIT_CSV, read_audit, run_audit, summarize, zoo_entries
+    from ctrobust.plan.run_plan import resolve_ctu
 
     datasets = [parse_dataset(d) for d in args.dataset] if args.dataset else None
     out = Path(args.out) if args.out else AUDIT_CSV
@@ -43,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     total = sum(1 for _ in zoo_entries(datasets))
     with tqdm(total=total, desc="audit-ct", disable=args.no_progress, unit="model") as bar:
-        rows = run_audit(out, args.max_params, datasets, on_row=lambda r: bar.set_postfix_str(r.model) or bar.update(1))
+        rows = run_audit(out, args.max_params, datasets, on_row=lambda r: bar.set_postfix_str(r.model) or bar.update(1),
+                         impl=resolve_ctu().value)
     counts: dict[str, int] = {}
     for r in rows:
         counts[r.status] = counts.get(r.status, 0) + 1

@@ -7,15 +7,15 @@ import json
 import sys
 from typing import TYPE_CHECKING
 
-from ctrobust.config import CLI_ONLY_METADATA, EvalConfig, config_fields
-from ctrobust.plan import Executor
+from ctrobust.plan.config import CLI_ONLY_METADATA, EvalConfig, config_fields
+from ctrobust.plan.run_plan import Executor
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from ctrobust.plan import RunPlan
-    from ctrobust.result import RunResult
-    from ctrobust.store import Store
+    from ctrobust.plan.run_plan import RunPlan
+    from ctrobust.results.result import RunResult
+    from ctrobust.results.store import Store
 
 EPILOG = """examples:
   ctrobust eval --model smallcnn --threat linf
@@ -47,9 +47,9 @@ def run_command(args: argparse.Namespace) -> int:
     from ctrobust.api import run_plan
     from ctrobust.errors import CtrobustError
     from ctrobust.outputs import check_output_dir
-    from ctrobust.progress import RunProgress
     from ctrobust.report.run_output import run_name, summary_table, write_result
-    from ctrobust.store import open_store
+    from ctrobust.results.store import open_store
+    from ctrobust.stages.progress import RunProgress
 
     cfg = EvalConfig(**{name: getattr(args, name) for name, _, _ in config_fields()})
     plan = cfg.resolve()
@@ -107,7 +107,7 @@ def _run_on_ray(plan: RunPlan, address: str | None, store: Store, command: str) 
     """The run as one unit on a Ray cluster; the store here receives its cells and result."""
     from ctrobust.errors import CtrobustError
     from ctrobust.executors import run_grid
-    from ctrobust.reproduce import ReproduceConfig, Unit
+    from ctrobust.plan.reproduce import ReproduceConfig, Unit
 
     grid = ReproduceConfig("eval", "", "(command line)", [Unit(plan)])
     outcome = run_grid(grid, store, Executor.RAY, command=command, ray_address=address)

@@ -27,7 +27,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ctrobust.outputs import check_output_dir
     from ctrobust.report.leaderboard import entries_from_runs, write_entries, write_leaderboard_pages
-    from ctrobust.store import existing_store, select_runs
+    from ctrobust.results.store import existing_store, select_runs
 
     out = check_output_dir(args.out)
     with existing_store(args.store) as store:

@@ -61,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_verbosity(parser: argparse.ArgumentParser) -> None:
-    """-q / -v on every command, through Python's logging (see ctrobust.progress.configure_logging)."""
+    """-q / -v on every command, through Python's logging (see ctrobust.stages.progress.configure_logging)."""
     group = parser.add_argument_group("messages")
     quiet_or_verbose = group.add_mutually_exclusive_group()
     quiet_or_verbose.add_argument("-q", "--quiet", dest="verbosity", action="store_const", const=-1, default=0,
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "handler", None):
         parser.print_help()
         return EXIT_USER_ERROR
-    from ctrobust.progress import configure_logging
+    from ctrobust.stages.progress import configure_logging
 
     configure_logging(getattr(args, "verbosity", 0))
     in_main_thread = threading.current_thread() is threading.main_thread()  # only it may set a handler

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from ctrobust.cli.store_args import add_store_option
-from ctrobust.plan import Device, Executor, Protocol
+from ctrobust.plan.run_plan import Device, Executor, Protocol
 
 EPILOG = """examples:
   ctrobust reproduce --config small                   # offline, Fashion-MNIST, minutes on a CPU
@@ -51,10 +51,10 @@ def run(args: argparse.Namespace) -> int:
     from ctrobust.errors import CtrobustError
     from ctrobust.executors import Progress, run_grid
     from ctrobust.outputs import check_output_dir, safe_name
+    from ctrobust.plan.reproduce import load_config
     from ctrobust.report.tables import paper_table, paper_table_latex, paper_table_markdown, runs_frame, write_csv
-    from ctrobust.reproduce import load_config
-    from ctrobust.store import open_store
-    from ctrobust.subject import stored_run
+    from ctrobust.results.store import open_store
+    from ctrobust.stages.subject import stored_run
 
     if args.ray_address and args.executor != "ray":
         raise CtrobustError("--ray-address goes with --executor ray.")

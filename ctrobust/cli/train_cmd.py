@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from ctrobust.datasets import DATASET_CHOICES
-from ctrobust.plan import Device
+from ctrobust.plan.run_plan import Device
 
 EPILOG = """examples:
   ctrobust train --model smallcnn --dataset fashion-mnist
@@ -54,9 +54,9 @@ def run(args: argparse.Namespace) -> int:
     from ctrobust.errors import CtrobustError
     from ctrobust.models.paths import paper_checkpoint_path
     from ctrobust.models.registry import parse_model_name, resolve_model_dataset
+    from ctrobust.models.train import TrainConfig, train_model
     from ctrobust.outputs import check_output_file
-    from ctrobust.pipeline import resolve_device
-    from ctrobust.train import TrainConfig, train_model
+    from ctrobust.stages.pipeline import resolve_device
 
     parsed = parse_model_name(args.model)
     if parsed.source not in ("builtin", "paper"):

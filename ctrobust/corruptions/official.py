@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ctrobust.data.offline import offline
 from ctrobust.errors import CtrobustError
-from ctrobust.offline import offline
 
 DIR_NAMES = {"cifar10": "CIFAR-10-C", "cifar100": "CIFAR-100-C"}
 ZENODO = {"cifar10": ("2535967", {"CIFAR-10-C.tar"}), "cifar100": ("3555552", {"CIFAR-100-C.tar"})}

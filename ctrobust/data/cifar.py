@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ctrobust.data.offline import offline
 from ctrobust.errors import CtrobustError
-from ctrobust.offline import offline
 
 LAYOUT = {
     "cifar10": ("cifar-10-batches-py", {"test": ["test_batch"], "train": [f"data_batch_{i}" for i in range(1, 6)]},

@@ -11,8 +11,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ctrobust.data.offline import offline
 from ctrobust.errors import CtrobustError
-from ctrobust.offline import offline
 
 SYSTEM_DIR_ENV = "CTROBUST_FASHION_MNIST_SYSTEM_DIR"
 SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")

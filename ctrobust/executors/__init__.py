@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from ctrobust.errors import unknown_name_error
-from ctrobust.plan import Executor
-from ctrobust.reproduce import ReproduceConfig
-from ctrobust.result import RunResult
-from ctrobust.store import Store
+from ctrobust.plan.reproduce import ReproduceConfig
+from ctrobust.plan.run_plan import Executor
+from ctrobust.results.result import RunResult
+from ctrobust.results.store import Store
 
 EXECUTORS = tuple(e.value for e in Executor)
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from ctrobust.errors import CtrobustError
 from ctrobust.executors import GridOutcome, Progress, ProgressFn
-from ctrobust.pipeline import run_eval
-from ctrobust.progress import RunProgress
-from ctrobust.reproduce import ReproduceConfig
-from ctrobust.store import Store
-from ctrobust.subject import stored_run
+from ctrobust.plan.reproduce import ReproduceConfig
+from ctrobust.results.store import Store
+from ctrobust.stages.pipeline import run_eval
+from ctrobust.stages.progress import RunProgress
+from ctrobust.stages.subject import stored_run
 
 
 def run_local(config: ReproduceConfig, store: Store, command: str | None, on_progress: ProgressFn | None) -> GridOutcome:

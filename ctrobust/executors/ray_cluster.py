@@ -8,7 +8,7 @@ is retried by Ray (``CTROBUST_RAY_RETRIES`` times, default 3); a unit that fails
 bad config, a missing checkpoint) is not retried: its error is recorded and the other units go on.
 
 Models and data: the driver loads each unit's model and test set before submitting (to look its run
-up by the model's behaviour and the data's digest, see ctrobust/fingerprint.py), so that any download
+up by the model's behaviour and the data's digest, see ctrobust/models/fingerprint.py), so that any download
 happens once, there; workers then read the same ``--model-dir`` / ``--data-dir``, which must
 be a shared filesystem on a multi-node cluster (or prefetched to the same path on every node).
 """
@@ -21,12 +21,12 @@ from typing import Any
 
 from ctrobust.errors import CtrobustError
 from ctrobust.executors import GridOutcome, Progress, ProgressFn
-from ctrobust.pipeline import run_eval
-from ctrobust.plan import Device, RunPlan
-from ctrobust.reproduce import ReproduceConfig, Unit
-from ctrobust.result import RunResult
-from ctrobust.store import Store, memory_store
-from ctrobust.subject import stored_run
+from ctrobust.plan.reproduce import ReproduceConfig, Unit
+from ctrobust.plan.run_plan import Device, RunPlan
+from ctrobust.results.result import RunResult
+from ctrobust.results.store import Store, memory_store
+from ctrobust.stages.pipeline import run_eval
+from ctrobust.stages.subject import stored_run
 
 INSTALL_HINT = "--executor ray needs Ray: pip install -e '.[ray]' in a checkout (or: pip install ray==2.58.0)."
 

@@ -15,7 +15,6 @@ import torch
 from ctrobust.ct import ct_coverage, curvature_tuned
 from ctrobust.data.registry import canonical_dataset
 from ctrobust.errors import CtrobustError
-from ctrobust.plan import resolve_ctu
 
 AUDIT_CSV = Path(__file__).parent / "zoo_ct_audit.csv"
 
@@ -54,7 +53,7 @@ def zoo_entries(datasets: Sequence[str] | None = None) -> Iterator[tuple[str, st
                 yield ds, th, name
 
 
-def audit_one(dataset: str, threat: str, name: str, max_params_m: float, seed: int = 0) -> AuditRow:
+def audit_one(dataset: str, threat: str, name: str, max_params_m: float, seed: int = 0, impl: str = "fused") -> AuditRow:
     from ctrobust.models.zoo import build_zoo_architecture
 
     row = AuditRow(dataset, threat, name)
@@ -79,7 +78,6 @@ def audit_one(dataset: str, threat: str, name: str, max_params_m: float, seed: i
             row.status = "not applicable"
             row.note = "no ReLU"
             return row
-        impl = resolve_ctu().value
         with torch.no_grad():
             original = model(x)
             row.max_abs_diff_beta1 = float((curvature_tuned(model, 1.0, impl=impl)(x) - original).abs().max())
@@ -98,9 +96,11 @@ def audit_one(dataset: str, threat: str, name: str, max_params_m: float, seed: i
 
 
 def run_audit(
-    out: Path, max_params_m: float, datasets: Sequence[str] | None = None, on_row: Callable[[AuditRow], None] | None = None
+    out: Path, max_params_m: float, datasets: Sequence[str] | None = None, on_row: Callable[[AuditRow], None] | None = None,
+    impl: str = "fused",
 ) -> list[AuditRow]:
-    """Audit every zoo entry; rows already in ``out`` are kept (the audit resumes), new ones appended."""
+    """Audit every zoo entry with the CT unit ``impl`` (the resolved --ctu); rows already in ``out`` are kept
+    (the audit resumes), new ones appended."""
     done: dict[tuple[str, str, str], AuditRow] = {}
     if out.is_file():
         with out.open() as fh:
@@ -119,7 +119,7 @@ def run_audit(
                 continue
             same = by_arch.get((ds, name))  # the same network listed under another threat
             row = AuditRow(**{**asdict(same), "threat": th, "seconds": 0.0}) if same else (
-                audit_one(ds, th, name, max_params_m))
+                audit_one(ds, th, name, max_params_m, impl=impl))
             by_arch[(ds, name)] = row
             writer.writerow(asdict(row))
             fh.flush()

@@ -23,7 +23,7 @@ from ctrobust.models.normalize import Normalized
 from ctrobust.models.paper_resnet import PAPER_RESNETS, paper_resnet
 from ctrobust.models.paths import paper_checkpoint_path, resolve_model_dir
 from ctrobust.models.smallcnn import SmallCNN
-from ctrobust.plan import ModelSource
+from ctrobust.models.source import ModelSource
 from ctrobust.threats import ThreatModel
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
@@ -323,7 +323,7 @@ def _zoo_rows(dataset: str | None, threat: ThreatModel | None) -> list[ModelRow]
     return rows
 
 
-# One entry per source: adding a source means a ModelSource value (ctrobust/plan.py), its loader
+# One entry per source: adding a source means a ModelSource value (ctrobust/models/source.py), its loader
 # module, and its entry here; tests/test_registries.py fails when a source has none.
 SOURCES: dict[ModelSource, SourceEntry] = {
     ModelSource.BUILTIN: SourceEntry(_load_builtin, lambda name: _builtin(name).dataset, False, "builtin:NAME",

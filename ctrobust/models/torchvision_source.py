@@ -6,8 +6,8 @@ import os
 
 import torch.nn as nn
 
+from ctrobust.data.offline import offline
 from ctrobust.errors import CtrobustError, unknown_name_error
-from ctrobust.offline import offline
 
 
 def torchvision_model(name: str, weights: str = "DEFAULT") -> tuple[nn.Module, str]:

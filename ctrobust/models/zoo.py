@@ -16,10 +16,10 @@ from typing import Any
 
 import torch.nn as nn
 
+from ctrobust.data.offline import offline
 from ctrobust.datasets import DatasetName
 from ctrobust.errors import CtrobustError, unknown_name_error
 from ctrobust.models.checkpoint import load_checkpoint
-from ctrobust.offline import offline
 
 ZOO_DATASETS = (DatasetName.CIFAR10, DatasetName.CIFAR100, DatasetName.IMAGENET)
 

@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING, Any
 from matplotlib.figure import Figure
 
 from ctrobust.report.tables import corruption_delta, runs_frame, selection_frame
-from ctrobust.stats import wilson_interval
+from ctrobust.results.stats import wilson_interval
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from ctrobust.result import RunResult
+    from ctrobust.results.result import RunResult
 
 PNG_DPI = 300
 

@@ -31,7 +31,7 @@ from ctrobust.report.tables import (
 if TYPE_CHECKING:
     import pandas as pd
 
-    from ctrobust.result import RunResult
+    from ctrobust.results.result import RunResult
 
 
 def template_environment() -> Environment:

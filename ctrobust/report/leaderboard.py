@@ -15,13 +15,13 @@ import pandas as pd
 
 from ctrobust.attacks.registry import is_benchmark_label
 from ctrobust.outputs import safe_name
-from ctrobust.plan import Protocol
+from ctrobust.plan.run_plan import Protocol
 from ctrobust.report.html import template_environment
 from ctrobust.report.tables import markdown_safe
-from ctrobust.stats import pooled_gain, relative_improvement
+from ctrobust.results.stats import pooled_gain, relative_improvement
 
 if TYPE_CHECKING:
-    from ctrobust.result import RunResult
+    from ctrobust.results.result import RunResult
 
 ENTRY_VERSION = 1
 
@@ -86,7 +86,7 @@ def _entry(dataset: str, threat: str, model: str, runs: Sequence[RunResult]) -> 
         "git_commit": sorted({str(r.provenance.get("git_commit")) for r in runs}),
         "date": max(str(r.provenance.get("date")) for r in runs),
         "binarization": _worst_verdicts(runs),
-        # Every warning the sanity checks raise puts the attack in doubt (ctrobust.evidence.judge): all are shown.
+        # Every warning the sanity checks raise puts the attack in doubt (ctrobust.results.evidence.judge): all are shown.
         "attack_warnings": sorted({w for r in runs if r.sanity is not None for w in r.sanity.warnings}),
         "reported": False,
         "footnote": "Measured by ctrobust; accuracies in %, mean over seeds; gain pooled over the seeds' paired tables.",

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from ctrobust.outputs import safe_name
 
 if TYPE_CHECKING:
-    from ctrobust.result import RunResult
+    from ctrobust.results.result import RunResult
 
 CSV_FIELDS = [
     "run_id", "model", "dataset", "threat", "eps", "attack", "select_attack", "protocol", "seed", "n_examples",
@@ -61,7 +61,7 @@ def write_result(result: RunResult, out_dir: Path) -> tuple[Path, Path]:
 
 def _accuracy_cells(result: RunResult) -> list[tuple[str, float, tuple[float, float], float, tuple[float, float]]]:
     """(arm, clean accuracy, its 95% Wilson interval, robust accuracy, its interval) for base and CT."""
-    from ctrobust.stats import wilson_interval
+    from ctrobust.results.stats import wilson_interval
 
     rows = []
     for label, arm in (("base (ReLU)", result.base), (f"CT (beta {result.ct.beta:.2f})", result.ct)):
@@ -73,7 +73,7 @@ def _accuracy_cells(result: RunResult) -> list[tuple[str, float, tuple[float, fl
 
 def _facts(result: RunResult) -> list[tuple[str, str]]:
     """The lines under the accuracies: chosen beta, gain with its interval and test, threat, attack, ..."""
-    from ctrobust.uncertainty import gain_lines
+    from ctrobust.results.uncertainty import gain_lines
 
     if result.threat.is_norm_bounded:
         threat_line = f"{result.threat.value}  eps={result.eps:.4g}"
@@ -100,7 +100,7 @@ def _facts(result: RunResult) -> list[tuple[str, str]]:
 
 
 def _warnings(result: RunResult) -> list[str]:
-    from ctrobust.uncertainty import gain_lines
+    from ctrobust.results.uncertainty import gain_lines
 
     sanity = result.sanity
     return [*gain_lines(result.gain)[1:], *result.flags.lines(result.beta), *(sanity.warnings if sanity else [])]

@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from ctrobust.stats import pooled_gain, relative_improvement, wilson_interval
+from ctrobust.results.stats import pooled_gain, relative_improvement, wilson_interval
 
 if TYPE_CHECKING:
-    from ctrobust.result import RunResult
+    from ctrobust.results.result import RunResult
 
 PAPER_GROUP = ["model", "dataset", "threat", "protocol", "attack", "n_examples"]
 

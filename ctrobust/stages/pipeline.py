@@ -11,29 +11,30 @@ import torch
 
 from ctrobust.attacks.determinism import is_randomised
 from ctrobust.attacks.execution import Execution, frozen_parameters, probe_execution
+from ctrobust.attacks.registry import GRAD_WEIGHT
 from ctrobust.attacks.verify import stored_adversarial_problem
 from ctrobust.cell import Counts, Scored
 from ctrobust.checks import binarization
 from ctrobust.checks.budget import CheckSizes, final_attack_work, size_checks
+from ctrobust.checks.sanity import ArmOutcomes, run_sanity_checks
 from ctrobust.ct import ct_coverage, curvature_tuned
 from ctrobust.ct.fused import ctu_backend
 from ctrobust.errors import CtrobustError, NonFiniteOutput
-from ctrobust.eta import PRIOR_CLEAN, PRIOR_ROBUST, WorkPlan, watch_autoattack
-from ctrobust.evidence import judge
-from ctrobust.finals import OnProvisional, drop_stages
 from ctrobust.identity import identity_key
-from ctrobust.plan import Device, Protocol, RunPlan, SweepMode
-from ctrobust.progress import GRAD_WEIGHT, RunProgress, log
-from ctrobust.provenance import provenance
-from ctrobust.result import ArmResult, RunResult
-from ctrobust.sanity import ArmOutcomes, run_sanity_checks
-from ctrobust.scoring import FinalsContext, NormScorer, Scorer, scorer_for
+from ctrobust.plan.run_plan import Device, Protocol, RunPlan, SweepMode
+from ctrobust.plan.selection import HALVING_ETA, choose_beta, survivors, sweep_schedule
+from ctrobust.results.evidence import judge
+from ctrobust.results.provenance import provenance
+from ctrobust.results.result import ArmResult, RunResult
+from ctrobust.results.store import Store
+from ctrobust.results.uncertainty import run_gain, selection_flags
 from ctrobust.seeding import seed_everything
-from ctrobust.selection import HALVING_ETA, choose_beta, survivors, sweep_schedule
-from ctrobust.store import Store
-from ctrobust.subject import Subject, load_subject, run_identity
+from ctrobust.stages.eta import PRIOR_CLEAN, PRIOR_ROBUST, WorkPlan, watch_autoattack
+from ctrobust.stages.finals import OnProvisional, drop_stages
+from ctrobust.stages.progress import RunProgress, log
+from ctrobust.stages.scoring import FinalsContext, NormScorer, Scorer, scorer_for
+from ctrobust.stages.subject import Subject, load_subject, run_identity
 from ctrobust.threats import ThreatModel
-from ctrobust.uncertainty import run_gain, selection_flags
 
 
 def resolve_device(name: str | Device) -> torch.device:
@@ -236,8 +237,8 @@ def run_eval(plan: RunPlan, progress: RunProgress | None = None, store: Store | 
     With a store, every cell is looked up before it is computed and written as soon as it is done,
     and the finished run is recorded with ``command``. ``progress`` (default: none shown) is told
     each stage and the work done inside it. ``on_provisional`` receives the table of both arms after
-    each of AutoAttack's attacks (:class:`ctrobust.finals.Provisional`). ``subject``: the model and data
-    already loaded for this plan (by :func:`ctrobust.subject.stored_run`); default: loaded here.
+    each of AutoAttack's attacks (:class:`ctrobust.stages.finals.Provisional`). ``subject``: the model and data
+    already loaded for this plan (by :func:`ctrobust.stages.subject.stored_run`); default: loaded here.
     """
     progress = progress or RunProgress("ctrobust eval", disable=True)
     start = time.perf_counter()

@@ -22,9 +22,10 @@ from contextlib import contextmanager
 from types import TracebackType
 from typing import Any
 
+from ctrobust.attacks.registry import GRAD_WEIGHT
+
 log = logging.getLogger("ctrobust")
 
-GRAD_WEIGHT = 3.0  # a forward whose graph is kept for backward: forward + backward ~ 3 forwards
 
 
 def bar_class() -> type[Any]:

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ctrobust.result import RunResult
+    from ctrobust.results.result import RunResult
 
 
 def cell_problem(n: int, clean_accuracy: float, robust_accuracy: float, per_example: Any) -> str | None:
@@ -47,7 +47,7 @@ def run_problem(run: RunResult, columns: tuple[float, float] | None = None,
     """Why a stored run cannot be right, or None. ``columns``: the row's base and CT robust accuracy
     columns; ``cells``: the per-point outcomes of its final cells by arm (None where not in the store)."""
     from ctrobust.cell import Counts
-    from ctrobust.uncertainty import run_gain
+    from ctrobust.results.uncertainty import run_gain
 
     for arm, result in (("base", run.base), ("ct", run.ct)):
         counts = result.counts

@@ -27,9 +27,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from ctrobust.config import EvalConfig, config_file_fields
 from ctrobust.errors import CtrobustError, unknown_name_error
-from ctrobust.plan import RunPlan
+from ctrobust.plan.config import EvalConfig, config_file_fields
+from ctrobust.plan.run_plan import RunPlan
 from ctrobust.threats import ThreatModel, parse_threat
 
 SECTIONS = ("name", "description", "defaults", "threats", "grid")

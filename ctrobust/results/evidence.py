@@ -1,6 +1,6 @@
 """The checks' numbers and the warnings they call for, as stored with a result: no torch.
 
-``ctrobust.sanity`` runs the checks against weak attacks and ``ctrobust.checks`` the tests of the attack;
+``ctrobust.checks.sanity`` runs the checks against weak attacks and ``ctrobust.checks`` the tests of the attack;
 what they measure lands in a :class:`SanityReport`, which the result, the store and the reports read
 without importing a model or an attack.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ctrobust.stats import wilson_interval
+from ctrobust.results.stats import wilson_interval
 
 BUDGET_FACTORS = (1, 2, 4, 8)  # 1x: the reference attack the reported one is compared with
 REFERENCE_P = 0.05

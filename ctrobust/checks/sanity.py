@@ -47,8 +47,8 @@ from ctrobust.attacks.spec import AttackSpec
 from ctrobust.checks import binarization
 from ctrobust.checks.budget import REFERENCE_STEPS, STATS_SAMPLE, CheckSizes
 from ctrobust.checks.gradient_fidelity import gradient_fidelity
-from ctrobust.evidence import BUDGET_FACTORS, REFERENCE_P, SanityReport
-from ctrobust.stats import mcnemar_exact
+from ctrobust.results.evidence import BUDGET_FACTORS, REFERENCE_P, SanityReport
+from ctrobust.results.stats import mcnemar_exact
 from ctrobust.threats import ThreatModel
 
 BUDGET_STEPS = REFERENCE_STEPS

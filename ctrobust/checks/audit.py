@@ -36,7 +36,7 @@ from ctrobust.attacks.registry import BENCHMARK_ATTACK
 from ctrobust.attacks.runners import AttackFn
 from ctrobust.attacks.spec import AttackSpec
 from ctrobust.checks import binarization as bz
-from ctrobust.result import RunResult
+from ctrobust.results.result import RunResult
 from ctrobust.threats import ThreatModel
 
 TRAJECTORY_WINDOW = 10

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from ctrobust.stats import PairedGain, paired_gain, wilson_interval
+from ctrobust.results.stats import PairedGain, paired_gain, wilson_interval
 from ctrobust.threats import ThreatModel
 
 

@@ -27,9 +27,9 @@ from ctrobust.attacks.evaluation import EvalResult, Prepared, prepare
 from ctrobust.attacks.runners import autoattack_extra, count_classes
 from ctrobust.attacks.spec import AttackSpec
 from ctrobust.attacks.staged import StagedAutoAttack, StageState
-from ctrobust.progress import RunProgress, log
-from ctrobust.stats import PairedGain, paired_gain
-from ctrobust.store import Store
+from ctrobust.results.stats import PairedGain, paired_gain
+from ctrobust.results.store import Store
+from ctrobust.stages.progress import RunProgress, log
 from ctrobust.threats import ThreatModel
 
 

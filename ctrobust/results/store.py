@@ -24,12 +24,12 @@ from typing import TYPE_CHECKING, Any
 from ctrobust.cell import Scored
 from ctrobust.errors import CtrobustError
 from ctrobust.identity import identity_key
-from ctrobust.store_checks import cell_problem, run_problem
+from ctrobust.results.consistency import cell_problem, run_problem
 
 log = logging.getLogger("ctrobust")
 
 if TYPE_CHECKING:
-    from ctrobust.result import RunResult
+    from ctrobust.results.result import RunResult
 
 DEFAULT_STORE = Path("reports") / "ctrobust.sqlite"
 SCHEMA_VERSION = 1
@@ -406,7 +406,7 @@ class Store:
 
 
 def _run_result(text: str, command: str | None) -> RunResult:
-    from ctrobust.result import RunResult
+    from ctrobust.results.result import RunResult
 
     data = json.loads(text)
     return RunResult.from_dict({**data, "command": command or data.get("command")})

@@ -22,13 +22,13 @@ from ctrobust.corruptions.source import Cells, corrupted_cells
 from ctrobust.ct import CurvatureTuned
 from ctrobust.data.paths import resolve_data_dir
 from ctrobust.data.splits import Splits
-from ctrobust.finals import FinalArm, OnProvisional, staged_autoattack
-from ctrobust.fingerprint import tensor_digest
 from ctrobust.identity import indices_digest
-from ctrobust.plan import RunPlan
-from ctrobust.progress import RunProgress
-from ctrobust.provenance import package_version
-from ctrobust.store import Store
+from ctrobust.models.fingerprint import tensor_digest
+from ctrobust.plan.run_plan import RunPlan
+from ctrobust.results.provenance import package_version
+from ctrobust.results.store import Store
+from ctrobust.stages.finals import FinalArm, OnProvisional, staged_autoattack
+from ctrobust.stages.progress import RunProgress
 from ctrobust.threats import ThreatModel
 
 

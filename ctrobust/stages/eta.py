@@ -1,14 +1,14 @@
 """The run's work estimates for the progress bar and its ETA, revised as the run learns its fractions.
 
-Kept apart from :mod:`ctrobust.pipeline` so the protocol reads as the protocol: the pipeline tells a
+Kept apart from :mod:`ctrobust.stages.pipeline` so the protocol reads as the protocol: the pipeline tells a
 :class:`WorkPlan` what it measured, and the plan re-estimates the stages still to come.
 """
 
 from __future__ import annotations
 
 from ctrobust.attacks.cost import TIME_FACTOR, attack_work, autoattack_remaining
-from ctrobust.progress import AutoAttackWatcher, RunProgress, log
-from ctrobust.scoring import Scorer
+from ctrobust.stages.progress import AutoAttackWatcher, RunProgress, log
+from ctrobust.stages.scoring import Scorer
 from ctrobust.threats import ThreatModel
 
 PRIOR_CLEAN, PRIOR_ROBUST = 0.9, 0.2  # work estimates before anything is measured; revised after one beta

@@ -20,6 +20,7 @@ from typing import Any
 from ctrobust.attacks.spec import AttackSpec
 from ctrobust.datasets import DatasetName
 from ctrobust.errors import CtrobustError
+from ctrobust.models.source import ModelSource
 from ctrobust.threats import ThreatModel
 
 # The checks' work as a share of the final attacks' (checks/budget.py); measured at under a tenth of the run's
@@ -32,17 +33,6 @@ class Protocol(StrEnum):
 
     HELDOUT = "heldout"
     PAPER = "paper"
-
-
-class ModelSource(StrEnum):
-    """Where a model comes from; ``models/registry.py`` holds one loader per source."""
-
-    BUILTIN = "builtin"
-    ROBUSTBENCH = "robustbench"
-    TORCHVISION = "torchvision"
-    PAPER = "paper"
-    CUSTOM = "custom"
-    MODULE = "module"  # an nn.Module handed to ctrobust.run from Python
 
 
 class SweepMode(StrEnum):

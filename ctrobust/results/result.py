@@ -14,11 +14,11 @@ from pathlib import PurePath
 from typing import TYPE_CHECKING, Any
 
 from ctrobust.cell import Counts
-from ctrobust.evidence import SanityReport
-from ctrobust.plan import Protocol
-from ctrobust.stats import PairedGain
+from ctrobust.plan.run_plan import Protocol
+from ctrobust.results.evidence import SanityReport
+from ctrobust.results.stats import PairedGain
+from ctrobust.results.uncertainty import SelectionFlags, flags_from_dict, run_gain
 from ctrobust.threats import ThreatModel
-from ctrobust.uncertainty import SelectionFlags, flags_from_dict, run_gain
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -10,7 +10,7 @@ from ctrobust.attacks.spec import AA_VERSIONS, ATTACKS, STEPPED_ATTACKS, STEPS_D
 from ctrobust.corruptions.names import parse_corruptions, parse_severities
 from ctrobust.datasets import DATASET_CHOICES
 from ctrobust.errors import CtrobustError
-from ctrobust.plan import (
+from ctrobust.plan.run_plan import (
     DEFAULT_CHECK_SHARE,
     CtuImpl,
     Device,
@@ -21,7 +21,7 @@ from ctrobust.plan import (
     SweepMode,
     resolve_ctu,
 )
-from ctrobust.selection import parse_betas
+from ctrobust.plan.selection import parse_betas
 from ctrobust.threats import THREAT_CHOICES, ZOO_THREATS, ThreatModel, check_eps, default_eps, parse_threat
 
 E = TypeVar("E", Protocol, Device, CtuImpl, SweepMode)
@@ -30,7 +30,7 @@ E = TypeVar("E", Protocol, Device, CtuImpl, SweepMode)
 def opt(default: Any, help: str, group: str = "run", *, in_config: bool = True, **argparse_kw: Any) -> Any:
     """A config field with its CLI help next to it; ``in_config``: whether a ``reproduce`` config file may set it.
 
-    Which options make a run's identity is decided on the resolved plan (``ctrobust.plan.RunPlan``).
+    Which options make a run's identity is decided on the resolved plan (``ctrobust.plan.run_plan.RunPlan``).
     """
     return field(default=default, metadata={"help": help, "group": group, "in_config": in_config, **argparse_kw})
 
@@ -242,7 +242,7 @@ class EvalConfig:
 
 
 def _module_digest(module: Any) -> str:
-    from ctrobust.fingerprint import weights_digest
+    from ctrobust.models.fingerprint import weights_digest
 
     if not hasattr(module, "state_dict") or not callable(module):
         raise CtrobustError(f"Expected model to be a torch.nn.Module or a model name, but got {type(module).__name__}.")

@@ -1,7 +1,7 @@
 """What a run attacks: the model and the test data, loaded, checked, and digested into the run's identity.
 
 A stored run or cell is reused only for the same plan *and* the same model behaviour, weights and
-data (see :mod:`ctrobust.fingerprint`), so the subject is loaded before anything is looked up.
+data (see :mod:`ctrobust.models.fingerprint`), so the subject is loaded before anything is looked up.
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ from ctrobust.data import load_test_set, make_splits
 from ctrobust.data.registry import canonical_dataset
 from ctrobust.data.splits import Splits
 from ctrobust.errors import CtrobustError, require_finite
-from ctrobust.fingerprint import behaviour_fingerprint, is_random_fingerprint, tensor_digest, weights_digest
 from ctrobust.models import load_model
+from ctrobust.models.fingerprint import behaviour_fingerprint, is_random_fingerprint, tensor_digest, weights_digest
 from ctrobust.models.registry import LoadedModel
-from ctrobust.plan import RunPlan
-from ctrobust.store import Store
+from ctrobust.plan.run_plan import RunPlan
+from ctrobust.results.store import Store
 
 
 @dataclass
@@ -66,7 +66,7 @@ def run_identity(plan: RunPlan, subject: Subject) -> dict[str, Any]:
 
 def stored_run(plan: RunPlan, store: Store, subject: Subject | None = None) -> tuple[Any, Subject]:
     """The stored run of this plan on this model and data (None if there is none), and the subject loaded
-    to tell (hand it to :func:`ctrobust.pipeline.run_eval` so it is not loaded twice)."""
+    to tell (hand it to :func:`ctrobust.stages.pipeline.run_eval` so it is not loaded twice)."""
     subject = subject or load_subject(plan)
     if subject.randomised:
         return None, subject

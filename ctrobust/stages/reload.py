@@ -9,10 +9,10 @@ import torch
 from ctrobust.ct import curvature_tuned
 from ctrobust.data import load_test_set
 from ctrobust.errors import CtrobustError
-from ctrobust.fingerprint import weights_digest
 from ctrobust.models import load_model
-from ctrobust.plan import resolve_ctu
-from ctrobust.result import RunResult
+from ctrobust.models.fingerprint import weights_digest
+from ctrobust.plan.run_plan import resolve_ctu
+from ctrobust.results.result import RunResult
 from ctrobust.threats import ThreatModel
 
 

@@ -1,0 +1,1 @@
+"""What a run measured: cells, results, evidence, uncertainty, and the store that keeps them."""
