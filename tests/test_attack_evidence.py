@@ -156,8 +156,8 @@ RUN = dict(dataset="fashion-mnist", threat="linf", n_examples=40, n_select=20, b
 def test_a_ct_unit_with_a_negated_backward_fails_on_ct_only(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr(ct_apply, "make_unit", _broken_unit)
     result = ctrobust.run("smallcnn", store=tmp_path / "s.sqlite", **{**RUN, "betas": "0.9"})
-    arms = result.sanity.binarization["arms"]
-    assert arms["ct"]["verdict"] == "FAIL" and arms["base"]["verdict"] == "PASS", result.sanity.lines()
+    arms = result.sanity.binarization.arms
+    assert arms["ct"].verdict == "FAIL" and arms["base"].verdict == "PASS", result.sanity.lines()
     warnings = " ".join(result.sanity.warnings)
     assert "weaker on CT than on the original model" in warnings
     fidelity = [w for w in result.sanity.warnings if w.startswith("gradient fidelity")]

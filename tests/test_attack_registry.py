@@ -165,10 +165,11 @@ def test_a_registered_attack_is_the_one_the_binarization_test_and_the_reattack_c
         _, _, report = run_sanity_checks(ct, 0.8, x, y, ThreatModel.LINF, 0.05, 0, 64, torch.device("cpu"), None,
                                          arms[1.0], arms[0.8], spec, FULL)
     assert ("run", 6) in calls  # the re-attack: the registered attack with twice its steps
-    assert report.incomplete["steps"] == 6
+    assert report.incomplete is not None and report.incomplete.steps == 6
     assert ("binarized", 3) in calls  # the binarization test ran the registered attack's binarized form
-    assert {arm["attack"] for arm in report.binarization["arms"].values()} == {"fake"}
-    assert report.binarization["note"] == "the fake attack itself"
+    assert report.binarization is not None
+    assert {arm.attack for arm in report.binarization.arms.values()} == {"fake"}
+    assert report.binarization.note == "the fake attack itself"
     with pytest.raises(CtrobustError, match="Unknown attack"):
         AttackSpec("fake-attack")  # gone with its block
 
@@ -181,6 +182,6 @@ def test_an_attack_that_cannot_run_binarized_gets_not_run_with_its_reason(fmnist
     arms = final_arms(ct, x, y, spec, (1.0, 0.8))
     _, _, report = run_sanity_checks(ct, 0.8, x, y, ThreatModel.LINF, 0.05, 0, 64, torch.device("cpu"), None,
                                      arms[1.0], arms[0.8], spec, FULL)
-    assert report.binarization["arms"] == {}
-    assert "DLR loss compares three logits" in report.binarization["note"]
-    assert report.incomplete["steps"] == 10  # the re-attack applies (its entry says so)
+    assert report.binarization is not None and report.binarization.arms == {}
+    assert "DLR loss compares three logits" in (report.binarization.note or "")
+    assert report.incomplete is not None and report.incomplete.steps == 10  # the re-attack applies (its entry says so)

@@ -112,9 +112,9 @@ def test_every_model_shape_ends_with_its_numbers_and_a_verdict_or_a_reason(shape
     assert result.n_examples == 20 and result.ct.counts.n == 20  # the run's numbers
     report = result.sanity
     assert report is not None
-    arms = report.binarization.get("arms", {})
+    arms = report.binarization.arms if report.binarization is not None else {}
     if arms:
-        assert {arm["verdict"] for arm in arms.values()} <= {"PASS", "FAIL", "INCONCLUSIVE"}
+        assert {arm.verdict for arm in arms.values()} <= {"PASS", "FAIL", "INCONCLUSIVE"}
     else:
         assert report.not_run.get("binarization"), "no verdict and no reason"
     assert not any(why.startswith("crashed") for why in report.not_run.values()), report.not_run
@@ -145,7 +145,7 @@ def test_a_check_that_crashes_is_one_warning_and_not_run(monkeypatch: pytest.Mon
     assert len(base) == len(worst_ct) == 20
     assert report.not_run["binarization"].startswith("crashed (RuntimeError: mat1 and mat2")
     assert report.not_run["gradient fidelity"].startswith("crashed (RuntimeError")
-    assert report.budget["ct"] and report.logits["ct"]  # the other checks ran
+    assert report.budget is not None and report.budget.ct and report.logits["ct"]  # the other checks ran
     named = [w for w in report.warnings if w.startswith("the binarization check could not run")]
     assert len(named) == 1
     assert any(line.startswith("NOT RUN       gradient fidelity") for line in report.lines())

@@ -126,19 +126,18 @@ def test_the_markdown_board_says_when_an_attack_was_weak(tmp_path: Path) -> None
     """The README board has no badges: its evidence column and the warnings under it must carry the same word,
     for every warning the checks raise (a transfer that fooled CT once slipped past a list of prefixes)."""
     from ctrobust.report.leaderboard import entries_from_runs, write_leaderboard_pages
-    from ctrobust.results.evidence import SanityReport, judge
+    from ctrobust.results.evidence import ArmBinarization, Binarization, ReAttack, SanityReport, Transfer, judge
 
-    report = SanityReport(transfer={"fooled_ct": 3, "transfer_only": 1},
-                          incomplete={"broken": 5, "m": 41},
-                          binarization={"arms": {"ct": {"verdict": "PASS"}, "base": {"verdict": "FAIL", "found": 1,
-                                                                                      "m": 20}}})
+    report = SanityReport(transfer=Transfer(fooled_ct=3, transfer_only=1), incomplete=ReAttack(m=41, broken=5),
+                          binarization=Binarization({"ct": ArmBinarization("CT", "apgd-ce", "PASS"),
+                                                     "base": ArmBinarization("base", "apgd-ce", "FAIL", 20, 1)}))
     judge(report, gain_points=1.0, final_attack="apgd-ce")
     assert any(w.startswith("transfer from the base model fooled CT") for w in report.warnings)
     full = _full_result()
     warned = replace(full, sanity=report)
     other = replace(full, run_id="111111111111", model="other", identity={**full.identity, "model": "other"},
-                    sanity=SanityReport(binarization={"arms": {"ct": {"verdict": "PASS"},
-                                                               "base": {"verdict": "PASS"}}}))
+                    sanity=SanityReport(binarization=Binarization({"ct": ArmBinarization("CT", "apgd-ce", "PASS"),
+                                                                   "base": ArmBinarization("base", "apgd-ce", "PASS")})))
     md, _ = write_leaderboard_pages(entries_from_runs([warned, other]), tmp_path)
     text = md.read_text()
     rows = {line.split("|")[2].strip(): line for line in text.splitlines() if line.startswith(("| 1 ", "| 2 "))}

@@ -25,3 +25,23 @@ def test_the_docs_site_builds_strictly_from_the_code(tmp_path: Path) -> None:
     assert "Sequence[float]" in api  # ctrobust.run's option list, made from the code at import
     pages = {p.relative_to(site).parts[0] for p in site.glob("*/index.html")}
     assert {"protocol", "results", "architecture", "extending", "api"} <= pages
+
+
+def test_the_architecture_pages_name_only_modules_that_exist() -> None:
+    """docs/architecture.md and docs/extending.md are written from the layout: every module, package or file
+    they name in backticks (``stages/sweep.py``, ``results/store/``, ``api.py``) is there, and ``run_eval`` is
+    as short as the page says."""
+    import ast
+    import re
+
+    package = REPO / "ctrobust"
+    for page in ("architecture.md", "extending.md"):
+        text = (REPO / "docs" / page).read_text()
+        for name in re.findall(r"`(?:ctrobust/)?([a-z_]+(?:/[a-z_]+)*(?:\.py|/))(?:[:`])", text):
+            found = (package / name).exists() or (REPO / name).exists() or (
+                "/" not in name.rstrip("/") and any(package.rglob(name.rstrip("/"))))  # a file of a package named above
+            assert found, f"{page} names {name}, which does not exist"
+    tree = ast.parse((package / "stages" / "pipeline.py").read_text())
+    run_eval = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "run_eval")
+    lines = run_eval.end_lineno - run_eval.lineno + 1
+    assert f"the protocol in {lines} lines" in (REPO / "docs" / "architecture.md").read_text()

@@ -88,3 +88,50 @@ def test_a_key_the_schema_does_not_list_is_refused() -> None:
     written = {**_full_result().to_dict(), "robust_accuracy_typo": 0.5}
     with pytest.raises(jsonschema.ValidationError, match="robust_accuracy_typo"):
         jsonschema.validate(written, SCHEMA)
+
+
+def _full_report() -> SanityReport:
+    """Every check's record with values other than its defaults."""
+    from ctrobust.results.evidence import (
+        ArmBinarization,
+        ArmsCompared,
+        AttackEvidence,
+        Binarization,
+        BudgetSweep,
+        GradientFidelity,
+        LogitStats,
+        ReAttack,
+        Reference,
+        Transfer,
+    )
+
+    return SanityReport(
+        transfer=Transfer(12, 5, 2, 0.25, 0.2), budget=BudgetSweep(20, 10, {"1": 0.3, "8": 0.0}, {"1": 0.35, "8": 0.05}),
+        logits={"ct": LogitStats(4.0, 2.0, 1.5, 0.3, 0.2, 0.1)}, breakdown={"ct": {"apgd-ce": 0.3}}, warnings=["w"],
+        attack_evidence={"base": AttackEvidence(["flag"], 1, 2, 3, True)},
+        reference={"ct": Reference(20, 10, 3, 1, 0.3, True)}, incomplete=ReAttack(20, 7, 2),
+        gradients={"base": GradientFidelity(16, 4, 0.9, 1)},
+        binarization=Binarization({"ct": ArmBinarization("CT beta=0.90", "apgd-ce", "FAIL", 20, 3, 1, 0, "logits",
+                                                         "", [1, 0, -1])},
+                                  "why", ArmsCompared(20, 4, 1, 0.2), 20, 1000, 3),
+        seconds={"transfer": 0.5}, not_run={"gradient fidelity": "crashed"}, sizes={"reference_points": 20})
+
+
+def test_every_check_record_survives_result_json() -> None:
+    """Each check's numbers are a typed record between the checks and the report; stored as the JSON the schema
+    lists, read back as the same records."""
+    report = _full_report()
+    back = SanityReport.from_dict(json.loads(json.dumps(report.to_dict())))
+    assert back == report
+    jsonschema.validate(_full_result().to_dict() | {"sanity_checks": report.to_dict()}, SCHEMA)
+
+
+def test_an_older_stored_report_reads_with_what_it_has() -> None:
+    """Keys a record does not know are left out, missing ones take their defaults, an empty check is None."""
+    older = {"transfer": {"base_adversarials": 3, "fooled_ct": 1, "old_key": 9}, "budget": {}, "warnings": ["w"],
+             "binarization": {"arms": {"ct": {"label": "CT", "attack": "pgd", "verdict": "PASS", "ci": [0, 1]}}}}
+    report = SanityReport.from_dict(older)
+    assert report.transfer is not None and report.transfer.fooled_ct == 1 and report.transfer.transfer_only == 0
+    assert report.budget is None and report.incomplete is None and report.reference == {}
+    assert report.binarization is not None and report.binarization.arms["ct"].verdict == "PASS"
+    assert report.binarization.mcnemar is None

@@ -320,7 +320,8 @@ def _damage_artifact(store: Path, key: str, damage: str) -> None:
 
     import numpy as np
 
-    from ctrobust.results.store.artifacts import pack as _pack, unpack as _unpack
+    from ctrobust.results.store.artifacts import pack as _pack
+    from ctrobust.results.store.artifacts import unpack as _unpack
 
     with sqlite3.connect(store) as db:
         (blob,) = db.execute("SELECT data FROM artifacts WHERE key = ?", (key,)).fetchone()

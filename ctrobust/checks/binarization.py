@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import cast
 
 import torch
 import torch.nn as nn
@@ -28,7 +28,7 @@ from ctrobust.attacks.norms import NORM_BALLS
 from ctrobust.attacks.runners import AttackFn, BinarizedAttack
 from ctrobust.attacks.spec import AttackSpec
 from ctrobust.attacks.verify import verify_adversarial
-from ctrobust.results.evidence import ArmBinarization
+from ctrobust.results.evidence import ArmBinarization, ArmsCompared
 from ctrobust.results.stats import mcnemar_exact, wilson_interval
 from ctrobust.threats import ThreatModel
 
@@ -374,10 +374,10 @@ def per_sample_work(spec: AttackSpec, threat: ThreatModel) -> float:
     return 2 * (N_INNER + 2) + attack.queries * (3.0 + 1.0) + attack.queries
 
 
-def compare_arms(base: ArmBinarization, ct: ArmBinarization) -> dict[str, Any] | None:
+def compare_arms(base: ArmBinarization, ct: ArmBinarization) -> ArmsCompared | None:
     """Exact McNemar test on the samples both arms set up: does the attack succeed less often on CT?"""
     pairs = [(b, c) for b, c in zip(base.success, ct.success, strict=True) if b >= 0 and c >= 0]
     if not pairs:
         return None
     test = mcnemar_exact([b for b, _ in pairs], [c for _, c in pairs])
-    return {"n": len(pairs), "only_base": test.only_base, "only_ct": test.only_ct, "p_value": test.p_value}
+    return ArmsCompared(len(pairs), test.only_base, test.only_ct, test.p_value)

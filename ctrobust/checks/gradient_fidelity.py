@@ -9,19 +9,16 @@ difference of the forward pass; the two must agree within a factor of 2.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
-
 import torch
 import torch.nn as nn
 
 from ctrobust.attacks.norms import NORM_BALLS
+from ctrobust.results.evidence import GradientFidelity
 from ctrobust.threats import ThreatModel
 
 N_POINTS = 16
 STEP_FRACTION = 0.01  # finite-difference step, relative to eps
 RATIO_RANGE = (0.5, 2.0)
-MAX_DISAGREEING_SHARE = 0.1
 FLAT = 1e-6  # a finite difference smaller than this (relative to the margin's scale) says nothing
 
 
@@ -31,25 +28,6 @@ def _margin(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     others = logits.clone()
     others.scatter_(1, y.view(-1, 1), float("-inf"))
     return true - others.amax(1)
-
-
-@dataclass
-class GradientFidelity:
-    n: int  # points compared (the others were flat: no measurable change)
-    disagreeing: int
-    ratio_median: float | None
-    flat: int
-
-    @property
-    def share(self) -> float:
-        return self.disagreeing / self.n if self.n else 0.0
-
-    @property
-    def suspicious(self) -> bool:
-        return self.n > 0 and self.share > MAX_DISAGREEING_SHARE
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"n": self.n, "disagreeing": self.disagreeing, "ratio_median": self.ratio_median, "flat": self.flat}
 
 
 def gradient_fidelity(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, eps: float,

@@ -47,7 +47,19 @@ from ctrobust.attacks.spec import AttackSpec
 from ctrobust.checks import binarization
 from ctrobust.checks.budget import REFERENCE_STEPS, STATS_SAMPLE, CheckSizes
 from ctrobust.checks.gradient_fidelity import gradient_fidelity
-from ctrobust.results.evidence import BUDGET_FACTORS, REFERENCE_P, SanityReport
+from ctrobust.ct.arm import BASE_BETA, arm_label
+from ctrobust.results.evidence import (
+    BUDGET_FACTORS,
+    REFERENCE_P,
+    AttackEvidence,
+    Binarization,
+    BudgetSweep,
+    LogitStats,
+    ReAttack,
+    Reference,
+    SanityReport,
+    Transfer,
+)
 from ctrobust.results.stats import mcnemar_exact
 from ctrobust.threats import ThreatModel
 
@@ -56,13 +68,12 @@ ZERO_GRADIENT = 1e-10  # an input-gradient norm below this counts as zero
 
 
 def transfer_check(ct: nn.Module, x: torch.Tensor, y: torch.Tensor, adversarial: dict[str, Any] | None,
-                   ct_robust: Sequence[int], batch_size: int, device: torch.device) -> tuple[list[int], dict[str, Any]]:
+                   ct_robust: Sequence[int], batch_size: int, device: torch.device) -> tuple[list[int], Transfer]:
     """CT's per-point robustness against both its own attack and the base model's adversarial examples."""
     robust = [int(v) for v in ct_robust]
     if adversarial is None or len(adversarial["indices"]) == 0:
-        return robust, {"base_adversarials": 0, "fooled_ct": 0, "transfer_only": 0,
-                        "white_box_robust": sum(robust) / max(len(robust), 1),
-                        "combined_robust": sum(robust) / max(len(robust), 1)}
+        share = sum(robust) / max(len(robust), 1)
+        return robust, Transfer(0, 0, 0, share, share)
     indices = torch.as_tensor(adversarial["indices"], dtype=torch.long)
     images = torch.as_tensor(adversarial["images"])
     preds = []
@@ -78,9 +89,7 @@ def transfer_check(ct: nn.Module, x: torch.Tensor, y: torch.Tensor, adversarial:
             combined[position] = 0
             transfer_only += 1
     n = max(len(robust), 1)
-    return combined, {"base_adversarials": len(indices), "fooled_ct": int(fooled.sum()),
-                      "transfer_only": transfer_only, "white_box_robust": sum(robust) / n,
-                      "combined_robust": sum(combined) / n}
+    return combined, Transfer(len(indices), int(fooled.sum()), transfer_only, sum(robust) / n, sum(combined) / n)
 
 
 def budget_sweep(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, eps: float, seed: int,
@@ -97,13 +106,12 @@ def budget_sweep(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: Thr
     return fractions, at_eps
 
 
-def reference_check(reported: Sequence[int], reference: Sequence[int]) -> dict[str, Any]:
+def reference_check(reported: Sequence[int], reference: Sequence[int]) -> Reference:
     """The reported attack's per-point outcomes against the reference APGD-CE's, on the same points."""
     test = mcnemar_exact(list(reported), list(reference))
     # mcnemar_exact(a, b): only_base = robust under a only = broken by the reference alone
-    return {"n": len(reported), "steps": BUDGET_STEPS, "only_reference": test.only_base,
-            "only_reported": test.only_ct, "p_value": test.p_value,
-            "weaker": test.only_base > test.only_ct and test.p_value < REFERENCE_P}
+    return Reference(len(reported), BUDGET_STEPS, test.only_base, test.only_ct, test.p_value,
+                     test.only_base > test.only_ct and test.p_value < REFERENCE_P)
 
 
 def worst_case(robust: Sequence[int], reference: Sequence[int]) -> list[int]:
@@ -114,7 +122,7 @@ def worst_case(robust: Sequence[int], reference: Sequence[int]) -> list[int]:
     return out
 
 
-def logit_stats(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device) -> dict[str, float]:
+def logit_stats(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device) -> LogitStats:
     """Scale and margin of the clean logits, and the norm of the loss's gradient with respect to the input."""
     model.eval()
     xs = x.to(device).clone().requires_grad_(True)
@@ -124,9 +132,8 @@ def logit_stats(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device: torc
     top2 = logits.detach().topk(2, dim=1).values
     norms = grad.flatten(1).norm(dim=1).cpu()
     margins = (top2[:, 0] - top2[:, 1]).cpu()
-    return {"max_logit_mean": float(top2[:, 0].mean()), "margin_mean": float(margins.mean()),
-            "margin_median": float(margins.median()), "grad_norm_mean": float(norms.mean()),
-            "grad_norm_median": float(norms.median()), "zero_grad_share": float((norms < ZERO_GRADIENT).float().mean())}
+    return LogitStats(float(top2[:, 0].mean()), float(margins.mean()), float(margins.median()), float(norms.mean()),
+                      float(norms.median()), float((norms < ZERO_GRADIENT).float().mean()))
 
 
 class _Clock:
@@ -154,11 +161,10 @@ class ArmOutcomes:
     summary: dict[str, Any]
 
 
-def _evidence(summary: dict[str, Any]) -> dict[str, Any]:
-    return {"autoattack_flags": list(summary.get("autoattack_flags") or []),
-            "rejected": int(summary.get("rejected_adversarials") or 0),
-            "unattacked": int(summary.get("unattacked_points") or 0),
-            "silent_successes": summary.get("silent_successes"), "randomised": bool(summary.get("randomised"))}
+def _evidence(summary: dict[str, Any]) -> AttackEvidence:
+    return AttackEvidence(list(summary.get("autoattack_flags") or []), int(summary.get("rejected_adversarials") or 0),
+                          int(summary.get("unattacked_points") or 0), summary.get("silent_successes"),
+                          bool(summary.get("randomised")))
 
 
 class _Isolated:
@@ -201,23 +207,23 @@ def run_sanity_checks(ct: Any, beta: float, x: torch.Tensor, y: torch.Tensor, th
         combined, report.transfer = transfer_check(ct, x, y, base_adversarial, ct_arm.robust, batch_size, device)
     sample = slice(0, min(sizes.reference_points, len(x)))
     stats = slice(0, min(STATS_SAMPLE, len(x)))
-    report.budget = {"n": sample.stop, "steps": BUDGET_STEPS} if sample.stop else {}
+    report.budget = BudgetSweep(sample.stop, BUDGET_STEPS) if sample.stop else None
     worst = {"base": list(base.robust), "ct": combined}
     for name, b, arm in (("base", 1.0, base), ("ct", beta, ct_arm)):
         ct.beta = b
         report.attack_evidence[name] = _evidence(arm.summary)
-        if sample.stop:  # else NOT RUN: the check budget's reason is in report.not_run
+        if report.budget is not None:  # else NOT RUN: the check budget's reason is in report.not_run
             with isolated("budget sweep", "budget"):
-                report.budget[name], at_eps = budget_sweep(ct, x[sample], y[sample], threat, eps, seed, batch_size,
-                                                           device)
+                fractions, at_eps = budget_sweep(ct, x[sample], y[sample], threat, eps, seed, batch_size, device)
+                report.budget.arm(name).update(fractions)
                 report.reference[name] = reference_check(arm.robust[sample], at_eps)
                 worst[name] = worst_case(worst[name], at_eps)
         with isolated("logit statistics", "gradients"):
             report.logits[name] = logit_stats(ct, x[stats], y[stats], device)
         with isolated("gradient fidelity", "gradients"):
-            report.gradients[name] = gradient_fidelity(ct, x, y, threat, eps, device).to_dict()
+            report.gradients[name] = gradient_fidelity(ct, x, y, threat, eps, device)
     if "budget sweep" in report.not_run:  # one arm's sweep alone would read as a result: keep neither
-        report.budget, report.reference = {}, {}
+        report.budget, report.reference = None, {}
     ct.beta = beta
     if final.entry.reattack and sizes.reattack_points:
         with isolated("re-attack", "incomplete"):
@@ -228,10 +234,10 @@ def run_sanity_checks(ct: Any, beta: float, x: torch.Tensor, y: torch.Tensor, th
         report.binarization = _binarization(ct, beta, x, threat, eps, final, seed, batch_size, device,
                                             sizes.binarization_samples, sizes.skipped.get("binarization", ""),
                                             eligible)
-        if not report.binarization.get("arms"):
-            report.not_run.setdefault("binarization", report.binarization.get("note") or "no sample points")
-    if "binarization" in report.not_run and not report.binarization:
-        report.binarization = {"arms": {}, "note": report.not_run["binarization"], "mcnemar": None, "samples": 0}
+        if not report.binarization.arms:
+            report.not_run.setdefault("binarization", report.binarization.note or "no sample points")
+    if "binarization" in report.not_run and report.binarization is None:
+        report.binarization = Binarization(note=report.not_run["binarization"])
     ct.beta = beta
     base_after, ct_after = base.summary.get("robust_accuracy_after"), ct_arm.summary.get("robust_accuracy_after")
     if base_after and ct_after:
@@ -241,12 +247,12 @@ def run_sanity_checks(ct: Any, beta: float, x: torch.Tensor, y: torch.Tensor, th
 
 def _reattack_survivors(ct: Any, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, eps: float,
                         final: AttackSpec, seed: int, batch_size: int, device: torch.device,
-                        robust: list[int], points: int) -> tuple[list[int], dict[str, Any]]:
+                        robust: list[int], points: int) -> tuple[list[int], ReAttack]:
     """Up to ``points`` of CT's survivors attacked again with twice the steps (same seed)."""
     survivors = [i for i, r in enumerate(robust) if r][:points]
     doubled = AttackSpec(final.name, steps=2 * (final.steps or 20), restarts=final.restarts,
                          step_size=final.step_size)
-    info: dict[str, Any] = {"steps": doubled.steps, "m": len(survivors), "broken": 0}
+    info = ReAttack(doubled.steps or 0, len(survivors), 0)
     if not survivors:
         return robust, info
     idx = torch.tensor(survivors)
@@ -255,33 +261,32 @@ def _reattack_survivors(ct: Any, x: torch.Tensor, y: torch.Tensor, threat: Threa
     for position, still in zip(survivors, res.robust_correct.tolist(), strict=True):
         if not still:
             out[position] = 0
-            info["broken"] += 1
+            info.broken += 1
     return out, info
 
 
 def _binarization(ct: Any, beta: float, x: torch.Tensor, threat: ThreatModel, eps: float, final: AttackSpec,
                   seed: int, batch_size: int, device: torch.device, m: int, skipped: str,
-                  eligible: list[int]) -> dict[str, Any]:
+                  eligible: list[int]) -> Binarization:
     """The binarization test on both arms, with the same samples and planted points; CT runs only at ``beta``.
 
     Samples are drawn from the points both arms classify correctly: the only points whose robustness
     an attack could overstate. None: NOT RUN (both robust accuracies are 0 on the other points anyway).
     """
     if not eligible:
-        return {"arms": {}, "note": "no evaluation point is classified correctly by both arms: nothing for a weak "
-                "attack to overstate", "mcnemar": None, "samples": 0}
+        return Binarization(note="no evaluation point is classified correctly by both arms: nothing for a weak "
+                            "attack to overstate")
     attack = binarization.binarized_attack(final, threat, seed)
     if isinstance(attack, str):  # the attack's entry says it cannot run on a two-class model
-        return {"arms": {}, "note": attack, "mcnemar": None, "samples": 0}
+        return Binarization(note=attack)
     if not m:  # the check budget does not afford the samples a verdict needs
-        return {"arms": {}, "note": skipped, "mcnemar": None, "samples": 0}
+        return Binarization(note=skipped)
     planted = binarization.plant(x, binarization.sample_positions(eligible, m, seed), threat, eps, seed)
     arms = {}
-    for name, b in (("ct", beta), ("base", 1.0)):
+    for name, b in (("ct", beta), ("base", BASE_BETA)):
         ct.beta = b
-        label = f"CT beta={beta:.2f}" if name == "ct" else "base"
+        label = f"CT beta={beta:.2f}" if name == "ct" else arm_label(BASE_BETA, "ascii")  # the CT arm's role
         arms[name] = binarization.run_arm(ct, planted, threat, eps, final, seed, batch_size, device, label)
     ct.beta = beta
-    return {"arms": {k: v.to_dict() for k, v in arms.items()}, "note": attack.note,
-            "mcnemar": binarization.compare_arms(arms["base"], arms["ct"]),
-            "samples": len(planted.positions), "inner_points": binarization.N_INNER + 1, "seed": seed}
+    return Binarization(arms, attack.note, binarization.compare_arms(arms["base"], arms["ct"]), len(planted.positions),
+                        binarization.N_INNER + 1, seed)

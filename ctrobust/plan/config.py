@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 
 from ctrobust.attacks.spec import AA_VERSIONS, ATTACKS, STEPPED_ATTACKS, STEPS_DEFAULTS, AttackSpec, parse_attack
 from ctrobust.corruptions.names import parse_corruptions, parse_severities
+from ctrobust.ct.arm import is_base
 from ctrobust.datasets import DATASET_CHOICES
 from ctrobust.errors import CtrobustError
 from ctrobust.plan.run_plan import (
@@ -197,7 +198,7 @@ class EvalConfig:
             if beta_batch <= 0:
                 raise CtrobustError(f"Expected --beta-batch to be auto or a positive integer, but got {self.beta_batch!r}.")
         betas = tuple(parse_betas(self.betas))
-        if all(b == 1.0 for b in betas) and (self.no_base_candidate or protocol is Protocol.PAPER):
+        if all(is_base(b) for b in betas) and (self.no_base_candidate or protocol is Protocol.PAPER):
             raise CtrobustError(f"--betas {self.betas} holds no CT beta (1 is the original ReLU model): give betas "
                                 "below 1 to choose from.")
         final = AttackSpec(parse_attack(self.attack), self.steps, self.restarts, self.step_size, self.aa_version)

@@ -153,9 +153,9 @@ class RunResult:
     @property
     def binarization(self) -> dict[str, str]:
         """The binarization test's verdict per arm (base, ct); empty where it did not run (corruptions, older results)."""
-        if self.sanity is None:
+        if self.sanity is None or self.sanity.binarization is None:
             return {}
-        return {name: str(arm.get("verdict", "")) for name, arm in self.sanity.binarization.get("arms", {}).items()}
+        return {name: arm.verdict for name, arm in self.sanity.binarization.arms.items()}
 
     @property
     def corruptions(self) -> list[str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from ctrobust.ct.arm import is_base
 from ctrobust.results.stats import PairedGain, paired_gain, wilson_interval
 from ctrobust.threats import ThreatModel
 
@@ -56,7 +57,7 @@ def selection_flags(curve: Mapping[float, float], chosen: float, grid: Sequence[
         elif chosen == below_one[-1]:
             edge = "highest"
             suggestion = grid_beyond(chosen, round(chosen - below_one[-2], 6), "highest")
-    return SelectionFlags(flat, edge, chosen == 1.0, 100 * low, 100 * high, suggestion)
+    return SelectionFlags(flat, edge, is_base(chosen), 100 * low, 100 * high, suggestion)
 
 
 def grid_beyond(chosen: float, step: float, edge: str) -> str:

@@ -7,6 +7,7 @@ from typing import Any
 
 from ctrobust.cell import Scored
 from ctrobust.ct import curvature_tuned
+from ctrobust.ct.arm import BASE_BETA, arm_label, final_betas, is_base
 from ctrobust.stages.cells import final_cells
 from ctrobust.stages.eta import PRIOR_CLEAN
 from ctrobust.stages.finals import OnProvisional, drop_stages
@@ -26,7 +27,7 @@ class Attacked:
 
     @property
     def base(self) -> Scored:
-        return self.cells[1.0]
+        return self.cells[BASE_BETA]
 
     @property
     def ct(self) -> Scored:
@@ -42,15 +43,15 @@ class FinalStage:
 
     def run(self) -> Attacked:
         run, swept, work, beta = self.ctx, self.swept, self.ctx.work, self.swept.beta
-        betas = [1.0] if beta == 1.0 else [1.0, beta]
+        betas = final_betas(beta)
         run.progress.plan("final", work.final_work(beta, swept.base_robust, swept.clean.get(beta, PRIOR_CLEAN),
                                                    swept.curve[beta]))
         context = FinalsContext(
             run.store, run.progress, self.on_provisional, {b: run.cache.identity("final", b) for b in betas},
-            {b: 1.0 if b == 1.0 else work.ct_cost for b in betas},
-            {b: round(run.n_eval * work.final_survivors(swept.base_robust if b == 1.0 else swept.curve[b]))
+            {b: 1.0 if is_base(b) else work.ct_cost for b in betas},
+            {b: round(run.n_eval * work.final_survivors(swept.base_robust if is_base(b) else swept.curve[b]))
              for b in betas})
-        label = "base (ReLU)" + ("" if beta == 1.0 else f" and CT \u03b2={beta:.2f}") + " on the evaluation split"
+        label = " and ".join(arm_label(b) for b in betas) + " on the evaluation split"
         views = {b: run.scorer.wrap(curvature_tuned(run.model, b, impl=run.plan.ctu.value)) for b in betas}
         cells = run.cache.get_group("final", betas, None, "final", label,
                                     lambda missing: final_cells(run.scorer, {b: views[b] for b in missing}, context))

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from ctrobust.cell import Counts
+from ctrobust.ct.arm import BASE_BETA
 from ctrobust.ct.fused import ctu_backend
 from ctrobust.identity import identity_key
 from ctrobust.plan.run_plan import Protocol
@@ -26,7 +27,7 @@ def arms(run: RunContext, beta: float, checked: Checked) -> tuple[ArmResult, Arm
     paper's protocol clips a CT arm that lost to the base."""
     ct_arm = ArmResult(beta, Counts.of(checked.ct_outcomes), _details(checked.ct_cell.summary),
                        white_box_correct=checked.ct_white_box)
-    base_arm = ArmResult(1.0, Counts.of(checked.base_outcomes), _details(checked.base_cell.summary),
+    base_arm = ArmResult(BASE_BETA, Counts.of(checked.base_outcomes), _details(checked.base_cell.summary),
                          white_box_correct=checked.base_white_box)
     ct_outcomes = checked.ct_outcomes
     if run.plan.protocol is Protocol.PAPER and ct_arm.robust_accuracy < base_arm.robust_accuracy:
@@ -62,7 +63,7 @@ def run_result(run: RunContext, swept: Swept, attacked: Attacked, checked: Check
         ct_coverage=run.coverage.to_dict(), batch_size=plan.batch_size, ctu=ctu_backend(plan.ctu.value, run.device),
         wall_seconds=round(time.perf_counter() - run.start, 2), cells_computed=run.cache.computed,
         cells_reused=run.cache.reused, command=command, sweep=swept.to_dict(plan.sweep.value),
-        final_cells={"base": identity_key(identities[1.0]), "ct": identity_key(identities[beta])},
+        final_cells={"base": identity_key(identities[BASE_BETA]), "ct": identity_key(identities[beta])},
     )
 
 

@@ -12,6 +12,7 @@ from ctrobust.cell import Counts, Scored
 from ctrobust.checks import binarization
 from ctrobust.checks.budget import CheckSizes, final_attack_work, size_checks
 from ctrobust.checks.sanity import ArmOutcomes, run_sanity_checks
+from ctrobust.ct.arm import BASE_BETA, is_base
 from ctrobust.results.evidence import SanityReport
 from ctrobust.stages.arms import Attacked
 from ctrobust.stages.cells import final_cells
@@ -55,13 +56,13 @@ class ChecksStage:
         with progress.meter.watching(run.ct):
             base_robust, robust, sanity = run_sanity_checks(
                 run.ct, beta, scorer.x_eval, scorer.y_eval, run.threat, scorer.eps, run.plan.seed,
-                run.plan.batch_size, run.device, base.adversarial if beta != 1.0 else None,
-                ArmOutcomes(1.0, base.per_example["clean"], base.per_example["robust"], base.summary),
+                run.plan.batch_size, run.device, None if is_base(beta) else base.adversarial,
+                ArmOutcomes(BASE_BETA, base.per_example["clean"], base.per_example["robust"], base.summary),
                 ArmOutcomes(beta, ct_cell.per_example["clean"], ct_cell.per_example["robust"], ct_cell.summary),
                 scorer.final_spec, sizes)
         progress.finish()
         progress.meter.factor = 1.0
-        if beta == 1.0:  # "CT" is the original model: one set of outcomes for both
+        if is_base(beta):  # "CT" is the original model: one set of outcomes for both
             base_robust = robust
         return Checked(
             base, ct_cell,
@@ -79,8 +80,8 @@ class ChecksStage:
                         "recomputing them", problem)
         if base.adversarial is None or problem is not None:  # missing (an older ctrobust, another executor)
             context = self.attacked.context
-            base = final_cells(scorer, {1.0: self.attacked.views[1.0]}, context)[1.0]
-            self.ctx.cache.put(context.identities[1.0], base, replace=True)
+            base = final_cells(scorer, {BASE_BETA: self.attacked.views[BASE_BETA]}, context)[BASE_BETA]
+            self.ctx.cache.put(context.identities[BASE_BETA], base, replace=True)
         return base
 
     def _sizes(self, scorer: NormScorer) -> CheckSizes:

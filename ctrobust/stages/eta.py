@@ -7,6 +7,7 @@ Kept apart from :mod:`ctrobust.stages.pipeline` so the protocol reads as the pro
 from __future__ import annotations
 
 from ctrobust.attacks.cost import TIME_FACTOR, attack_work, autoattack_remaining
+from ctrobust.ct.arm import is_base
 from ctrobust.stages.progress import AutoAttackWatcher, RunProgress, log
 from ctrobust.stages.scoring import Scorer
 from ctrobust.threats import ThreatModel
@@ -48,7 +49,7 @@ class WorkPlan:
     def final_work(self, beta: float, robust_base: float, clean: float, robust: float) -> float:
         """Both arms' final attack (CT's in the original model's units); one arm when beta is 1."""
         base = self.work("final", clean, robust_base)
-        return base if beta == 1.0 else base + self.ct_cost * self.work("final", clean, robust)
+        return base if is_base(beta) else base + self.ct_cost * self.work("final", clean, robust)
 
     def final_survivors(self, select_robust: float) -> float:
         """Expected fraction left after the final attack's first stage, from the selection curve."""

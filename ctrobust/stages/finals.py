@@ -27,6 +27,7 @@ from ctrobust.attacks.evaluation import EvalResult, Prepared, prepare
 from ctrobust.attacks.runners import autoattack_extra, count_classes
 from ctrobust.attacks.spec import AttackSpec
 from ctrobust.attacks.staged import StagedAutoAttack, StageState
+from ctrobust.ct.arm import BASE_BETA, arm_label, is_base
 from ctrobust.results.stats import PairedGain, paired_gain
 from ctrobust.results.store import Store
 from ctrobust.stages.progress import RunProgress, log
@@ -65,7 +66,7 @@ class Provisional:
         head += ")" if self.final else ": the attacks still to run can only lower it)"
         out = [head]
         for beta in sorted(self.robust, reverse=True):
-            name = "base (ReLU)" if beta == 1.0 else f"CT \u03b2={beta:.2f}"
+            name = arm_label(beta)
             out.append(f"  {name:<12} {100 * self.robust_accuracy(beta):6.2f}%  ({self.robust[beta]}/{self.n})")
         if self.gain is not None:
             out.append(f"  gain         {self.gain.describe()}")
@@ -76,7 +77,7 @@ class Provisional:
 
     def _repr_html_(self) -> str:
         rows = "".join(
-            f"<tr><td>{'base (ReLU)' if b == 1.0 else f'CT &beta;={b:.2f}'}</td>"
+            f"<tr><td>{arm_label(b, 'html')}</td>"
             f"<td>{100 * self.robust_accuracy(b):.2f}%</td><td>{self.robust[b]}/{self.n}</td></tr>"
             for b in sorted(self.robust, reverse=True))
         gain = f"<p>gain: {html.escape(self.gain.describe())}</p>" if self.gain is not None else ""
@@ -114,7 +115,8 @@ def staged_autoattack(arms: list[FinalArm], x: torch.Tensor, y: torch.Tensor, th
             runs[arm.beta] = StagedAutoAttack(arm.model, p.x, p.y, eps, threat, count_classes(arm.model, p.x), seed,
                                               batch_size, spec.version, state)
             if state is not None:
-                log.info("resuming %s's AutoAttack after %s (stored)", _name(arm.beta), ", ".join(state.done).upper())
+                log.info("resuming %s's AutoAttack after %s (stored)", arm_label(arm.beta, "prose"),
+                         ", ".join(state.done).upper())
         spent[arm.beta] += time.perf_counter() - start
     attacks = runs[arms[0].beta].attacks
     n = len(x)
@@ -126,8 +128,9 @@ def staged_autoattack(arms: list[FinalArm], x: torch.Tensor, y: torch.Tensor, th
                 if attack not in run.pending:
                     continue
                 progress.meter.factor = TIME_FACTOR.get(attack, 1.0) * arm.cost
-                progress.status(f"{attack.upper()} on {_name(arm.beta)}: {run.robust_count} of {n} still robust",
-                                f"{attack.upper()} {'base' if arm.beta == 1.0 else 'CT'} {run.robust_count}/{n}")
+                progress.status(f"{attack.upper()} on {arm_label(arm.beta, 'prose')}: {run.robust_count} of {n} "
+                                "still robust",
+                                f"{attack.upper()} {arm_label(arm.beta, 'short')} {run.robust_count}/{n}")
                 _revise(progress, arms, runs, spec.version)
                 start = time.perf_counter()
                 with progress.meter.watching(arm.model):
@@ -158,16 +161,12 @@ def drop_stages(store: Store | None, identities: Iterable[dict[str, Any]]) -> No
             store.drop_stage(identity)
 
 
-def _name(beta: float) -> str:
-    return "the original model" if beta == 1.0 else f"CT \u03b2={beta:.2f}"
-
-
 def _provisional(attack: str, stage: int, stages: int, n: int, runs: dict[float, StagedAutoAttack]) -> Provisional:
     robust = {beta: run.robust_count for beta, run in runs.items()}
     gain = None
-    if 1.0 in runs and len(runs) == 2:
-        (ct_beta,) = [b for b in runs if b != 1.0]
-        gain = paired_gain(runs[1.0].state.robust.int().tolist(), runs[ct_beta].state.robust.int().tolist())
+    if BASE_BETA in runs and len(runs) == 2:
+        (ct_beta,) = [b for b in runs if not is_base(b)]
+        gain = paired_gain(runs[BASE_BETA].state.robust.int().tolist(), runs[ct_beta].state.robust.int().tolist())
     return Provisional(attack, stage, stages, n, robust, gain)
 
 
@@ -199,7 +198,7 @@ def _interruption_note(last: Callable[[], Provisional | None], attacks: list[str
             if p is None:
                 note = "no AutoAttack attack had finished on both arms yet"
             else:
-                bounds = ", ".join(f"{'base' if b == 1.0 else f'CT beta={b:.2f}'} {100 * p.robust_accuracy(b):.2f}%"
+                bounds = ", ".join(f"{arm_label(b, 'ascii')} {100 * p.robust_accuracy(b):.2f}%"
                                    for b in sorted(p.robust, reverse=True))
                 note = f"AutoAttack stopped after {p.after.upper()}, {p.bound}s: {bounds}"
                 if p.gain is not None:

@@ -20,6 +20,7 @@ from ctrobust.cell import Scored
 from ctrobust.corruptions.evaluate import corruption_accuracy
 from ctrobust.corruptions.source import Cells, corrupted_cells
 from ctrobust.ct import CurvatureTuned
+from ctrobust.ct.arm import is_base
 from ctrobust.data.paths import resolve_data_dir
 from ctrobust.data.splits import Splits
 from ctrobust.identity import indices_digest
@@ -142,19 +143,19 @@ class NormScorer:
         return max(1, self._pairs_per_pass // max(len(self.x_sel), 1))
 
     def final(self, ct: CurvatureTuned, beta: float) -> Scored:
-        return self._run(ct, beta, self.x_eval, self.y_eval, self.final_spec, keep_adversarial=beta == 1.0)
+        return self._run(ct, beta, self.x_eval, self.y_eval, self.final_spec, keep_adversarial=is_base(beta))
 
     def final_many(self, models: dict[float, nn.Module], finals: FinalsContext) -> dict[float, Scored]:
         if not self.final_spec.entry.staged:
             return {beta: attack_and_check(model, self.x_eval, self.y_eval, self.threat, self.eps, self.final_spec,
-                                           self.plan.seed, self.plan.batch_size, self.device).scored(beta == 1.0)
+                                           self.plan.seed, self.plan.batch_size, self.device).scored(is_base(beta))
                     for beta, model in models.items()}
         arms = [FinalArm(beta, model, finals.identities.get(beta), finals.cost.get(beta, 1.0),
                          finals.expected_survivors.get(beta)) for beta, model in sorted(models.items(), reverse=True)]
         results = staged_autoattack(arms, self.x_eval, self.y_eval, self.threat, self.eps, self.final_spec,
                                     self.plan.seed, self.plan.batch_size, self.device, finals.store,
                                     finals.progress, finals.on_provisional)
-        return {beta: res.scored(keep_adversarial=beta == 1.0) for beta, res in results.items()}
+        return {beta: res.scored(keep_adversarial=is_base(beta)) for beta, res in results.items()}
 
 
 class CorruptionScorer:
