@@ -13,6 +13,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ctrobust.ct.arm import ArmStyle, arm_label, is_base
+
 
 @dataclass(frozen=True)
 class Counts:
@@ -81,3 +83,31 @@ class Scored(CountedAccuracies):
     @property
     def counts(self) -> Counts:
         return Counts.of(self.per_example)
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One arm of a run and its final cell: the beta (1: the original model, ``ct/arm.py``) and what the final
+    attack scored on it. The checks and the result read an arm's outcomes from here."""
+
+    beta: float
+    cell: Scored
+
+    @property
+    def is_base(self) -> bool:
+        return is_base(self.beta)
+
+    def label(self, style: ArmStyle = "table") -> str:
+        return arm_label(self.beta, style)
+
+    @property
+    def clean(self) -> list[int]:
+        return self.cell.per_example["clean"]
+
+    @property
+    def robust(self) -> list[int]:
+        return self.cell.per_example["robust"]
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        return dict(self.cell.summary)

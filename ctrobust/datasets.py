@@ -24,7 +24,10 @@ DATASET_CHOICES = [d.value for d in DatasetName]
 
 
 def parse_dataset(name: str) -> DatasetName:
-    """'fashion-mnist', 'FMNIST', 'cifar-10', ... (any case) as the dataset's one name."""
+    """'fashion-mnist', 'FMNIST', 'cifar-10', ... (any case) as the dataset's one name; a name the plan resolved
+    already is returned as it is."""
+    if isinstance(name, DatasetName):
+        return name
     key = str(name).strip().lower()
     if key in ALIASES:
         return ALIASES[key]

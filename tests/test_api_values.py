@@ -139,3 +139,26 @@ def test_help_lists_every_option_with_its_type() -> None:
 def test_the_cli_refuses_a_bad_value_in_one_line(flag: str, value: str, needle: str, tmp_path: Path) -> None:
     proc = run_cli("eval", *TINY, flag, value, "--store", str(tmp_path / "s.sqlite"))
     assert_one_line_error(proc, needle)
+
+
+def test_python_values_become_typed_values_not_command_line_text() -> None:
+    """A Python value is converted once into the type EvalConfig holds; nothing goes through the command line's
+    strings (which EvalConfig accepts as well, for the command line itself)."""
+    values = from_python({"betas": np.array([0.8, 0.9]), "mean": [0.5], "corruptions": ("fog", "snow"),
+                          "severities": [1, 3], "beta_batch": np.int64(2), "threat": ThreatModel.L2})
+    assert values == {"betas": (0.8, 0.9), "mean": (0.5,), "corruptions": ("fog", "snow"), "severities": (1, 3),
+                      "beta_batch": 2, "threat": ThreatModel.L2}
+    assert not any(isinstance(v, str) for k, v in values.items() if k != "threat")
+
+
+def test_a_toml_list_gives_the_plan_of_the_command_line_string(tmp_path: Path) -> None:
+    """TOML values go through the same conversion as Python values: betas = [0.8, 0.9] is betas = '0.8,0.9'."""
+    from ctrobust.plan.reproduce import load_config
+
+    plans = []
+    for betas in ("[0.8, 0.9]", "'0.8,0.9'"):
+        path = tmp_path / "grid.toml"
+        path.write_text(f"[defaults]\nbetas = {betas}\nbeta_batch = 2\n[[grid]]\nmodels = ['smallcnn']\n")
+        (unit,) = load_config(str(path)).units
+        plans.append(unit.plan)
+    assert plans[0] == plans[1] and plans[0].betas == (0.8, 0.9) and plans[0].betas_per_pass == 2

@@ -16,8 +16,9 @@ from ctrobust.attacks.evaluation import attack_and_check
 from ctrobust.attacks.registry import AttackEntry, attack_names, entry, register, registered
 from ctrobust.attacks.runners import BinarizedAttack, gradient_runner
 from ctrobust.attacks.spec import AttackName, AttackSpec
+from ctrobust.cell import Arm
 from ctrobust.checks.budget import CheckSizes
-from ctrobust.checks.sanity import ArmOutcomes, run_sanity_checks
+from ctrobust.checks.sanity import run_sanity_checks
 from ctrobust.ct import curvature_tuned
 from ctrobust.errors import CtrobustError
 from ctrobust.models import load_model
@@ -116,14 +117,13 @@ def test_apgd_dlr_runs_as_a_final_attack_and_is_not_fooled_by_a_logit_scale(fmni
     assert abs(int(plain.robust_correct.sum()) - int(scaled.robust_correct.sum())) <= 1
 
 
-def final_arms(ct, x, y, spec: AttackSpec, betas: tuple[float, ...]) -> dict[float, ArmOutcomes]:  # type: ignore[no-untyped-def]
+def final_arms(ct, x, y, spec: AttackSpec, betas: tuple[float, ...]) -> dict[float, Arm]:  # type: ignore[no-untyped-def]
     """Each arm's final attack (Linf 0.05), as the checks receive it."""
     arms = {}
     for beta in betas:
         ct.beta = beta
         res = attack_and_check(ct, x, y, ThreatModel.LINF, 0.05, spec, seed=0, batch_size=64)
-        arms[beta] = ArmOutcomes(beta, res.clean_correct.int().tolist(), res.robust_correct.int().tolist(),
-                                 res.summary())
+        arms[beta] = Arm(beta, res.scored())
     return arms
 
 

@@ -65,3 +65,22 @@ def test_default_eps() -> None:
 def test_bad_eps(bad: object) -> None:
     with pytest.raises(CtrobustError, match="eps"):
         check_eps(bad)  # type: ignore[arg-type]
+
+
+def test_the_model_name_is_parsed_once_into_the_plan(monkeypatch: pytest.MonkeyPatch) -> None:
+    """resolve() parses the model's name into its source and name; loading the subject reads that, not the name
+    again, and the parsed name adds nothing to the run's identity (the name and source are in it already)."""
+    from ctrobust.models import registry
+    from ctrobust.models.source import ModelName, ModelSource
+    from ctrobust.plan.config import EvalConfig
+    from ctrobust.stages.subject import load_subject
+
+    plan = EvalConfig(model=" smallcnn", n_examples=10, n_select=10).resolve()
+    assert plan.model_name == ModelName(ModelSource.BUILTIN, "smallcnn")
+    assert "model_name" not in plan.identity()
+
+    def parsed_again(raw: str) -> ModelName:
+        raise AssertionError(f"the model name {raw!r} was parsed again after the plan")
+
+    monkeypatch.setattr(registry, "parse_model_name", parsed_again)
+    assert load_subject(plan).loaded.name == "smallcnn"

@@ -34,7 +34,6 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -44,6 +43,7 @@ import torch.nn.functional as F
 from ctrobust.attacks.evaluation import attack_and_check
 from ctrobust.attacks.registry import REFERENCE_ATTACK
 from ctrobust.attacks.spec import AttackSpec
+from ctrobust.cell import Arm
 from ctrobust.checks import binarization
 from ctrobust.checks.budget import REFERENCE_STEPS, STATS_SAMPLE, CheckSizes
 from ctrobust.checks.gradient_fidelity import gradient_fidelity
@@ -151,16 +151,6 @@ class _Clock:
             self.sink[name] = round(self.sink.get(name, 0.0) + time.perf_counter() - start, 3)
 
 
-@dataclass
-class ArmOutcomes:
-    """One arm's final cell as the checks need it: its beta, per-point outcomes and summary."""
-
-    beta: float
-    clean: list[int]
-    robust: list[int]
-    summary: dict[str, Any]
-
-
 def _evidence(summary: dict[str, Any]) -> AttackEvidence:
     return AttackEvidence(list(summary.get("autoattack_flags") or []), int(summary.get("rejected_adversarials") or 0),
                           int(summary.get("unattacked_points") or 0), summary.get("silent_successes"),
@@ -189,7 +179,7 @@ class _Isolated:
 
 def run_sanity_checks(ct: Any, beta: float, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, eps: float,
                       seed: int, batch_size: int, device: torch.device, base_adversarial: dict[str, Any] | None,
-                      base: ArmOutcomes, ct_arm: ArmOutcomes, final: AttackSpec, sizes: CheckSizes
+                      base: Arm, ct_arm: Arm, final: AttackSpec, sizes: CheckSizes
                       ) -> tuple[list[int], list[int], SanityReport]:
     """All checks for one run; returns the base model's and CT's worst-case per-point robustness, and the report.
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from ctrobust.errors import CtrobustError, unknown_name_error
 
 CORRUPTIONS: tuple[str, ...] = (
@@ -11,12 +13,12 @@ CORRUPTIONS: tuple[str, ...] = (
 SEVERITIES: tuple[int, ...] = (1, 2, 3, 4, 5)
 
 
-def parse_corruptions(text: str | None) -> list[str]:
-    """'all' / None -> all 15; else a comma list of known names (dashes accepted for underscores)."""
-    if text is None or text.strip().lower() == "all":
+def parse_corruptions(text: str | Sequence[str] | None) -> list[str]:
+    """'all' / None -> all 15; else a comma list or a sequence of known names (dashes accepted for underscores)."""
+    if text is None or isinstance(text, str) and text.strip().lower() == "all":
         return list(CORRUPTIONS)
     names = []
-    for raw in text.split(","):
+    for raw in text.split(",") if isinstance(text, str) else text:
         name = raw.strip().lower().replace("-", "_")
         if not name:
             continue
@@ -29,10 +31,19 @@ def parse_corruptions(text: str | None) -> list[str]:
     return names
 
 
-def parse_severities(text: str | None) -> list[int]:
-    """'all' / None -> 1..5; else '1,3,5' or '2-4'; each must be in 1-5."""
-    if text is None or text.strip().lower() == "all":
+def parse_severities(text: str | Sequence[int] | None) -> list[int]:
+    """'all' / None -> 1..5; else '1,3,5', '2-4' or a sequence of integers; each must be in 1-5."""
+    if text is None or isinstance(text, str) and text.strip().lower() == "all":
         return list(SEVERITIES)
+    values = _severities_text(text) if isinstance(text, str) else {int(v) for v in text}
+    bad = sorted(v for v in values if v not in SEVERITIES)
+    if bad or not values:
+        shown = text if isinstance(text, str) else ",".join(str(v) for v in text)
+        raise CtrobustError(f"Expected severities between 1 and 5, but got {shown!r}.")
+    return sorted(values)
+
+
+def _severities_text(text: str) -> set[int]:
     values: set[int] = set()
     try:
         for part in text.split(","):
@@ -47,7 +58,4 @@ def parse_severities(text: str | None) -> list[int]:
                 values.add(int(part))
     except ValueError:
         raise CtrobustError(f"Expected --severities as '1,3,5' or '2-4', but got {text!r}.") from None
-    bad = sorted(v for v in values if v not in SEVERITIES)
-    if bad or not values:
-        raise CtrobustError(f"Expected severities between 1 and 5, but got {text!r}.")
-    return sorted(values)
+    return values

@@ -23,7 +23,7 @@ from ctrobust.models.normalize import Normalized
 from ctrobust.models.paper_resnet import PAPER_RESNETS, paper_resnet
 from ctrobust.models.paths import paper_checkpoint_path, resolve_model_dir
 from ctrobust.models.smallcnn import SmallCNN
-from ctrobust.models.source import ModelSource
+from ctrobust.models.source import ModelName, ModelSource
 from ctrobust.threats import ThreatModel
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
@@ -57,12 +57,6 @@ class LoadedModel:
     source: ModelSource
     checkpoint: str | None
     preprocessing: dict[str, object] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class ModelName:
-    source: ModelSource
-    name: str
 
 
 @dataclass(frozen=True)
@@ -126,14 +120,14 @@ def unknown_model_error(raw: str) -> CtrobustError:
     )
 
 
-def resolve_model_dataset(model_name: str, dataset: str | None) -> DatasetName:
+def resolve_model_dataset(model_name: str | ModelName, dataset: str | None) -> DatasetName:
     """The dataset to use: the one given, or the one the model was trained on."""
     if dataset is not None:
         return parse_dataset(dataset)
-    parsed = parse_model_name(model_name)
+    parsed = model_name if isinstance(model_name, ModelName) else parse_model_name(model_name)
     trained_on = SOURCES[parsed.source].trained_on
     if trained_on is None:
-        raise CtrobustError(f"Pass --dataset for {model_name}: it does not say what it was trained on.")
+        raise CtrobustError(f"Pass --dataset for {parsed.name}: it does not say what it was trained on.")
     return parse_dataset(trained_on(parsed.name))
 
 
@@ -144,9 +138,9 @@ def _builtin(name: str) -> BuiltinModel:
     return BUILTIN_MODELS[key]
 
 
-def build_model(name: str, dataset: str) -> nn.Module:
+def build_model(name: str | ModelName, dataset: str) -> nn.Module:
     """An untrained built-in or paper model for ``dataset``, wrapped with the dataset's normalisation."""
-    parsed = parse_model_name(name)
+    parsed = name if isinstance(name, ModelName) else parse_model_name(name)
     ds = canonical_dataset(dataset)
     if parsed.source is ModelSource.BUILTIN:
         net: nn.Module = _builtin(parsed.name).factory(in_channels=ds.input_size[0], num_classes=ds.num_classes)
@@ -155,7 +149,8 @@ def build_model(name: str, dataset: str) -> nn.Module:
             raise unknown_name_error("paper model", parsed.name, PAPER_RESNETS)
         net = paper_resnet(parsed.name, ds.num_classes, ds.input_size[0])
     else:
-        raise CtrobustError(f"{name} cannot be built for training; use builtin: or paper: models.")
+        shown = name if isinstance(name, str) else parsed.name
+        raise CtrobustError(f"{shown} cannot be built for training; use builtin: or paper: models.")
     return Normalized(net, ds.mean, ds.std)
 
 
@@ -170,7 +165,7 @@ def _load_weights(model: nn.Module, path: Path, trust: bool, what: str) -> None:
 
 def _load_builtin(name: str, req: ModelRequest) -> LoadedModel:
     entry = _builtin(name)
-    model = build_model(name, req.dataset)
+    model = build_model(ModelName(ModelSource.BUILTIN, name), req.dataset)
     ckpt = req.checkpoint
     if ckpt is None:
         if req.dataset != entry.dataset:
@@ -197,7 +192,7 @@ def _load_paper(name: str, req: ModelRequest) -> LoadedModel:
                 f"paper:{name} on {req.dataset} needs weights: put them at {ckpt}, pass --checkpoint, or "
                 f"train them with `ctrobust train --model paper:{name} --dataset {req.dataset}`."
             )
-    model = build_model(f"paper:{name}", req.dataset)
+    model = build_model(ModelName(ModelSource.PAPER, name), req.dataset)
     _load_weights(model, ckpt, req.trust_checkpoint, f"paper:{name}")
     return LoadedModel(f"paper:{name}", req.dataset, model.eval(), ModelSource.PAPER, str(ckpt), req.preprocessing())
 
@@ -339,7 +334,7 @@ SOURCES: dict[ModelSource, SourceEntry] = {
 
 
 def load_model(
-    name: str,
+    name: str | ModelName,
     dataset: str | None = None,
     checkpoint: str | os.PathLike[str] | None = None,
     *,
@@ -351,9 +346,13 @@ def load_model(
     std: Sequence[float] | None = None,
     module: nn.Module | None = None,
 ) -> LoadedModel:
-    """Load any supported model, in eval mode, taking images in [0, 1]; ``module``: one given as an object."""
-    parsed = parse_model_name(name) if module is None else ModelName(ModelSource.MODULE, name.removeprefix("module:"))
+    """Load any supported model, in eval mode, taking images in [0, 1]; ``name``: as typed or as the plan parsed it;
+    ``module``: one given as an object."""
+    if isinstance(name, ModelName):
+        parsed = name
+    else:
+        parsed = parse_model_name(name) if module is None else ModelName(ModelSource.MODULE, name.removeprefix("module:"))
     request = ModelRequest(canonical_dataset(dataset).name if module is not None and dataset else
-                           resolve_model_dataset(name, dataset), Path(checkpoint) if checkpoint is not None else None,
+                           resolve_model_dataset(parsed, dataset), Path(checkpoint) if checkpoint is not None else None,
                            threat, zoo_threat, model_dir, trust_checkpoint, mean, std, module)
     return SOURCES[parsed.source].load(parsed.name, request)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
 
 
@@ -14,3 +15,11 @@ class ModelSource(StrEnum):
     PAPER = "paper"
     CUSTOM = "custom"
     MODULE = "module"  # an nn.Module handed to ctrobust.run from Python
+
+
+@dataclass(frozen=True)
+class ModelName:
+    """A model name parsed once: its source and the name that source knows it by."""
+
+    source: ModelSource
+    name: str

@@ -67,9 +67,11 @@ class EvalConfig:
         False, "allow checkpoints that need arbitrary unpickling (only for files you trust)", "model and data",
         action="store_true"
     )
-    mean: str | None = opt(None, "custom models: per-channel mean to normalise with inside the model, e.g. 0.5,0.5,0.5",
-                           "model and data", metavar="LIST")
-    std: str | None = opt(None, "custom models: per-channel std, with --mean", "model and data", metavar="LIST")
+    mean: str | tuple[float, ...] | None = opt(
+        None, "custom models: per-channel mean to normalise with inside the model, e.g. 0.5,0.5,0.5", "model and data",
+        metavar="LIST")
+    std: str | tuple[float, ...] | None = opt(None, "custom models: per-channel std, with --mean", "model and data",
+                                             metavar="LIST")
     data_dir: str | None = opt(
         None, "where datasets are looked for and downloaded (env CTROBUST_DATA_DIR; default: user cache)",
         "model and data", metavar="DIR"
@@ -83,10 +85,10 @@ class EvalConfig:
     restarts: int = opt(1, f"restarts of the final attack when it has steps ({', '.join(STEPPED_ATTACKS)})", "attack",
                         type=int)
     step_size: float | None = opt(None, "pgd step size (default 2.5 * eps / steps)", "attack", type=float)
-    corruptions: str | None = opt(
+    corruptions: str | tuple[str, ...] | None = opt(
         None, "with --threat corruptions: comma list of corruptions (default: all 15)", "corruptions", metavar="LIST"
     )
-    severities: str | None = opt(
+    severities: str | tuple[int, ...] | None = opt(
         None, "with --threat corruptions: severities, '1,3,5' or '2-4' (default: 1-5)", "corruptions", metavar="LIST"
     )
     select_attack: str | None = opt(
@@ -94,12 +96,13 @@ class EvalConfig:
     )
     select_steps: int = opt(10, f"steps of the selection attack when it has steps ({', '.join(STEPPED_ATTACKS)})",
                             "beta search", type=int)
-    betas: str = opt("0.70:0.99:0.01", "beta grid: 'b1,b2,...' or 'start:stop:step' (the paper's grid)", "beta search")
+    betas: str | tuple[float, ...] = opt("0.70:0.99:0.01", "beta grid: 'b1,b2,...' or 'start:stop:step' (the paper's grid)",
+                                         "beta search")
     no_base_candidate: bool = opt(
         False, "heldout protocol: leave beta = 1 (the original ReLU model) out of the candidates and report the best "
         "beta below 1, even where ReLU did better on the held-out points", "beta search", action="store_true",
     )
-    beta_batch: str = opt(
+    beta_batch: str | int = opt(
         "auto", "betas of the sweep attacked together in one batched pass (each point and beta an independent "
         "example; the numbers are those of one beta at a time): auto (on a GPU as many as its memory holds, on a "
         "CPU one), or a number", "beta search", metavar="K",
@@ -154,6 +157,7 @@ class EvalConfig:
         Raises CtrobustError with what to change. Nothing downstream parses an option again.
         """
         from ctrobust.models.registry import SOURCES, parse_model_name, resolve_model_dataset
+        from ctrobust.models.source import ModelName
 
         threat = parse_threat(self.threat)
         if self.eps is not None:
@@ -190,7 +194,9 @@ class EvalConfig:
             raise CtrobustError("--sweep halving goes with --protocol heldout: the paper's protocol scores every "
                                 "beta on the evaluation split.")
         beta_batch: int | None = None
-        if str(self.beta_batch).strip().lower() != "auto":
+        if isinstance(self.beta_batch, int):
+            beta_batch = self.beta_batch
+        elif self.beta_batch.strip().lower() != "auto":
             try:
                 beta_batch = int(self.beta_batch)
             except ValueError:
@@ -199,7 +205,7 @@ class EvalConfig:
                 raise CtrobustError(f"Expected --beta-batch to be auto or a positive integer, but got {self.beta_batch!r}.")
         betas = tuple(parse_betas(self.betas))
         if all(is_base(b) for b in betas) and (self.no_base_candidate or protocol is Protocol.PAPER):
-            raise CtrobustError(f"--betas {self.betas} holds no CT beta (1 is the original ReLU model): give betas "
+            raise CtrobustError(f"--betas {_shown(self.betas)} holds no CT beta (1 is the original ReLU model): give betas "
                                 "below 1 to choose from.")
         final = AttackSpec(parse_attack(self.attack), self.steps, self.restarts, self.step_size, self.aa_version)
         if self.select_attack is None and protocol is Protocol.PAPER:
@@ -211,8 +217,9 @@ class EvalConfig:
         if threat.is_norm_bounded:
             for spec in (final, select):
                 spec.entry.check_threat(threat)
-        parsed = parse_model_name(self.model) if module is None else None
-        source = parsed.source if parsed is not None else ModelSource.MODULE
+        parsed = parse_model_name(self.model) if module is None else ModelName(
+            ModelSource.MODULE, self.model.strip().removeprefix("module:"))
+        source = parsed.source
         if module is not None and self.dataset is None:
             raise CtrobustError("Pass dataset= for a model given as an object: ctrobust cannot tell what it was "
                                 "trained on (e.g. dataset='fashion-mnist').")
@@ -220,12 +227,12 @@ class EvalConfig:
             names = [s.value for s, e in SOURCES.items() if e.takes_normalisation]
             takers = ", ".join(names[:-1]) + f" and {names[-1]}"
             raise CtrobustError(f"--mean/--std apply to {takers} models; {self.model} normalises its input itself.")
-        dataset = resolve_model_dataset(self.model, self.dataset)
+        dataset = resolve_model_dataset(parsed, self.dataset)
         eps: float | None = None
         if threat.is_norm_bounded:
             eps = check_eps(self.eps, threat) if self.eps is not None else default_eps(dataset, threat)
         return RunPlan(
-            model=self.model.strip(), model_source=source, dataset=dataset, threat=threat, eps=eps,
+            model=self.model.strip(), model_source=source, model_name=parsed, dataset=dataset, threat=threat, eps=eps,
             final_attack=final if threat.is_norm_bounded else None,
             select_attack=select if threat.is_norm_bounded else None,
             corruptions=tuple(corruptions) if not threat.is_norm_bounded else (),
@@ -268,9 +275,16 @@ def config_fields() -> list[tuple[str, Any, dict[str, Any]]]:
     return [(f.name, f.default if f.default is not MISSING else None, dict(f.metadata)) for f in fields(EvalConfig)]
 
 
-def _floats(text: str | None, flag: str) -> list[float] | None:
+def _shown(value: str | tuple[float, ...]) -> str:
+    """A list option as the command line writes it, for messages."""
+    return value if isinstance(value, str) else ",".join(f"{v:g}" for v in value)
+
+
+def _floats(text: str | tuple[float, ...] | None, flag: str) -> list[float] | None:
     if text is None:
         return None
+    if not isinstance(text, str):
+        return list(text)
     try:
         return [float(v) for v in text.split(",") if v.strip()]
     except ValueError:

@@ -1,10 +1,12 @@
-"""The options of a run as Python values: what each ``EvalConfig`` option accepts from Python, and its
-conversion to the form the command line gives (the one form ``EvalConfig.resolve`` parses).
+"""The options of a run as Python values (from ``ctrobust.run`` or a TOML config): what each ``EvalConfig``
+option accepts, converted once into the typed values ``EvalConfig`` holds (a tuple of floats for the betas, an
+int for a count, an enum member as it is), never into command-line text.
 
 ``ctrobust.run(model, betas=[0.8, 0.9], eps=Fraction(8, 255), threat=ThreatModel.L2, device=torch.device("cpu"))``
-works as ``ctrobust eval --betas 0.8,0.9 --eps 0.0313... --threat l2 --device cpu`` does; a value of the wrong
-type is one ``OptionTypeError`` that names the option, the value and what it expects. Torch and numpy are
-not imported: arrays and tensors are recognised by their ``tolist``.
+gives the plan ``ctrobust eval --betas 0.8,0.9 --eps 0.0313... --threat l2 --device cpu`` gives; a value of the
+wrong type is one ``OptionTypeError`` that names the option, the value and what it expects. The command line's
+own strings are accepted too (``EvalConfig.resolve`` parses a string where it finds one). Torch and numpy are not
+imported: arrays and tensors are recognised by their ``tolist``.
 """
 
 from __future__ import annotations
@@ -151,7 +153,7 @@ def floats(expected: str) -> Callable[[str, Any], Any]:
         items = [value] if _is_real(value) else _sequence(value)
         if items is None or not items or not all(_is_real(v) for v in items):
             raise _fail(name, value, expected)
-        return ",".join(repr(float(v)) for v in items)  # repr round-trips every float exactly
+        return tuple(float(v) for v in items)
     return convert
 
 
@@ -163,7 +165,7 @@ def names(expected: str) -> Callable[[str, Any], Any]:
         items = _sequence(value)
         if not items or not all(isinstance(v, str | Enum) for v in items):
             raise _fail(name, value, expected)
-        return ",".join(str(v.value if isinstance(v, Enum) else v) for v in items)
+        return tuple(str(v.value if isinstance(v, Enum) else v) for v in items)
     return convert
 
 
@@ -175,7 +177,7 @@ def integers(expected: str) -> Callable[[str, Any], Any]:
         items = [value] if isinstance(value, numbers.Integral) and not isinstance(value, bool) else _sequence(value)
         if not items or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in items):
             raise _fail(name, value, expected)
-        return ",".join(str(int(v)) for v in items)
+        return tuple(int(v) for v in items)
     return convert
 
 
@@ -184,7 +186,7 @@ def count_or_auto(name: str, value: Any) -> Any:
     if isinstance(value, str):
         return value
     if isinstance(value, numbers.Integral) and not isinstance(value, bool):
-        return str(int(value))
+        return int(value)
     raise _fail(name, value, "'auto' or a positive integer")
 
 
@@ -234,8 +236,8 @@ CONVERTERS: dict[str, tuple[Callable[[str, Any], Any], str]] = {
 
 
 def from_python(options: dict[str, Any]) -> dict[str, Any]:
-    """``options`` (EvalConfig field names) converted to the command line's forms; a wrong type raises
-    ``OptionTypeError`` naming the option."""
+    """``options`` (EvalConfig field names) converted into the typed values EvalConfig holds; a wrong type
+    raises ``OptionTypeError`` naming the option."""
     out = {}
     for name, value in options.items():
         convert = CONVERTERS[name][0]

@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import itertools
 import tomllib
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from ctrobust.errors import CtrobustError, unknown_name_error
 from ctrobust.plan.config import EvalConfig, config_file_fields
+from ctrobust.plan.options import OptionTypeError, from_python
 from ctrobust.plan.run_plan import RunPlan
 from ctrobust.threats import ThreatModel, parse_threat
 
@@ -122,37 +123,14 @@ def load_config(name_or_path: str, overrides: dict[str, Any] | None = None) -> R
     return ReproduceConfig(str(raw.get("name", path.stem)), str(raw.get("description", "")), str(path), units)
 
 
-NUMBER_OR_WORD = {"beta_batch"}
-
-
 def _typed(settings: dict[str, Any], path: Path) -> dict[str, Any]:
-    """Check each value against its option's type (as `ctrobust eval` would parse it), with a clear error.
-
-    Nothing is converted silently: a seed of 1.5 or betas given as a number are errors, not 1 and '0.9'.
-    """
-    kinds = {f.name: str(f.type) for f in fields(EvalConfig)}
-    out = dict(settings)
-    for key, value in settings.items():
-        kind = kinds.get(key, "")
-        if value is None:
-            continue
-        if "bool" in kind:
-            ok = isinstance(value, bool)
-        elif kind.startswith("int"):
-            ok = isinstance(value, int) and not isinstance(value, bool)
-        elif kind.startswith("float"):
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-            value = float(value) if ok else value
-        elif key in NUMBER_OR_WORD:  # beta_batch = 4 or "auto"
-            ok = isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))
-            value = str(value) if ok else value
-        else:
-            ok = isinstance(value, str)
-        if not ok:
-            expected = kind.replace(" | None", "").replace("str", "a string").replace("int", "an integer")
-            raise CtrobustError(f"{path}: expected {key} to be {expected.replace('float', 'a number')}, but got {value!r}.")
-        out[key] = value
-    return out
+    """Each value converted as ``ctrobust.run`` converts a Python value (``plan/options.py``), with the file named
+    in the error: a seed of 1.5 or a count given as text is an error, not 1 or 10."""
+    try:
+        return from_python(settings)
+    except OptionTypeError as exc:
+        text = str(exc)
+        raise CtrobustError(f"{path}: {text[:1].lower()}{text[1:]}") from None
 
 
 def _expect_table(value: Any, where: str) -> None:

@@ -20,7 +20,7 @@ from typing import Any
 from ctrobust.attacks.spec import AttackSpec
 from ctrobust.datasets import DatasetName
 from ctrobust.errors import CtrobustError
-from ctrobust.models.source import ModelSource
+from ctrobust.models.source import ModelName, ModelSource
 from ctrobust.threats import ThreatModel
 
 # The checks' work as a share of the final attacks' (checks/budget.py); measured at under a tenth of the run's
@@ -117,6 +117,9 @@ class RunPlan:
     ctu: CtuImpl = field(default=CtuImpl.AUTO, metadata=_not_identity())
     # Betas per batched pass of the sweep (None: what the device holds); the numbers do not depend on it.
     betas_per_pass: int | None = field(default=None, metadata=_not_identity())
+    # The model's name as parsed once in resolve() (its source and the name that source knows): the loader reads
+    # it, not the name again; ``model`` and ``model_source`` carry it into the identity.
+    model_name: ModelName | None = field(default=None, metadata=_not_identity())
     # A model given as an object (ctrobust.run): its weights' digest is part of the identity, the object is not.
     weights: str | None = None
     module: Any = field(default=None, metadata=_not_identity(), compare=False, repr=False)

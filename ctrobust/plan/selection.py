@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import struct
+from collections.abc import Sequence
 
 from ctrobust.ct.beta_range import check_beta
 from ctrobust.errors import CtrobustError
@@ -14,9 +15,12 @@ log = logging.getLogger("ctrobust")
 PAPER_BETAS: tuple[float, ...] = tuple(round(0.70 + 0.01 * i, 2) for i in range(30))
 
 
-def parse_betas(text: str) -> list[float]:
-    """'0.8,0.9' or 'start:stop:step' (stop included when on the grid) -> sorted unique betas."""
-    text = text.strip()
+def parse_betas(given: str | Sequence[float]) -> list[float]:
+    """'0.8,0.9', 'start:stop:step' (stop included when on the grid) or a sequence of floats -> sorted unique
+    betas."""
+    if not isinstance(given, str):
+        return _checked(list(given), ",".join(f"{v:g}" for v in given))
+    text = given.strip()
     try:
         if ":" in text:
             parts = [float(p) for p in text.split(":")]
@@ -37,6 +41,13 @@ def parse_betas(text: str) -> list[float]:
                 raise CtrobustError(f"--betas lists {len(values)} betas; at most {MAX_GRID}.")
     except ValueError:
         raise CtrobustError(f"Expected --betas as 'b1,b2,...' or 'start:stop:step', but got {text!r}.") from None
+    return _checked(values, text)
+
+
+def _checked(values: list[float], text: str) -> list[float]:
+    """Betas in [0, 1], at most MAX_GRID of them, sorted, unique and distinguishable in float32."""
+    if len(values) > MAX_GRID:
+        raise CtrobustError(f"--betas lists {len(values)} betas; at most {MAX_GRID}.")
     if not values:
         raise CtrobustError(f"--betas {text!r} gives no beta.")
     try:

@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from ctrobust.attacks.verify import stored_adversarial_problem
-from ctrobust.cell import Counts, Scored
+from ctrobust.cell import Arm, Counts, Scored
 from ctrobust.checks import binarization
 from ctrobust.checks.budget import CheckSizes, final_attack_work, size_checks
-from ctrobust.checks.sanity import ArmOutcomes, run_sanity_checks
+from ctrobust.checks.sanity import run_sanity_checks
 from ctrobust.ct.arm import BASE_BETA, is_base
 from ctrobust.results.evidence import SanityReport
 from ctrobust.stages.arms import Attacked
@@ -57,8 +57,7 @@ class ChecksStage:
             base_robust, robust, sanity = run_sanity_checks(
                 run.ct, beta, scorer.x_eval, scorer.y_eval, run.threat, scorer.eps, run.plan.seed,
                 run.plan.batch_size, run.device, None if is_base(beta) else base.adversarial,
-                ArmOutcomes(BASE_BETA, base.per_example["clean"], base.per_example["robust"], base.summary),
-                ArmOutcomes(beta, ct_cell.per_example["clean"], ct_cell.per_example["robust"], ct_cell.summary),
+                Arm(BASE_BETA, base), Arm(beta, ct_cell),
                 scorer.final_spec, sizes)
         progress.finish()
         progress.meter.factor = 1.0

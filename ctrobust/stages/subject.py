@@ -48,7 +48,8 @@ class Subject:
 def load_subject(plan: RunPlan) -> Subject:
     """Load the model and data of a plan, check one batch of outputs, and digest both."""
     loaded = load_model(
-        plan.model, plan.dataset, plan.checkpoint, threat=plan.threat, zoo_threat=plan.zoo_threat, model_dir=plan.model_dir,
+        plan.model_name or plan.model, plan.dataset, plan.checkpoint, threat=plan.threat, zoo_threat=plan.zoo_threat,
+        model_dir=plan.model_dir,
         trust_checkpoint=plan.trust_checkpoint, mean=plan.mean, std=plan.std, module=plan.module,
     )
     x, y = load_test_set(loaded.dataset, plan.data_dir)
