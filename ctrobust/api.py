@@ -67,7 +67,7 @@ def run(model: nn.Module | str, dataset: str | DatasetName | None = None, threat
     """
     module = None if isinstance(model, str) else model
     label = model if isinstance(model, str) else (name or type(model).__name__)
-    _check_names(options, "ctrobust.stages")
+    _check_names(options, "ctrobust.run")
     values = from_python({"dataset": dataset, "threat": threat, **options})
     plan = EvalConfig(model=label, **values).resolve(module=module)
     return run_plan(plan, store=store, progress=progress, command=command, on_provisional=on_provisional)
@@ -141,7 +141,7 @@ def run_plan(plan: RunPlan, *, store: Store | str | os.PathLike[str] | None = No
     from ctrobust.stages.pipeline import run_eval
     from ctrobust.stages.progress import RunProgress
 
-    bar = progress if isinstance(progress, RunProgress) else RunProgress("ctrobust.stages", disable=not progress)
+    bar = progress if isinstance(progress, RunProgress) else RunProgress("ctrobust.run", disable=not progress)
     opened = open_store(store) if store is not None and not isinstance(store, Store) else nullcontext(store)
     with opened as st, (bar if bar is not progress else nullcontext(bar)):
         return run_eval(plan, progress=bar, store=st, command=command, on_provisional=on_provisional)
@@ -159,7 +159,7 @@ def reproduce(config: str | os.PathLike[str] = "small", *, store: Store | str | 
     from ctrobust.results.store import Store, open_store
     from ctrobust.stages.progress import bar_class
 
-    _check_names(overrides, "ctrobust.plan.reproduce")
+    _check_names(overrides, "ctrobust.reproduce")
     grid = load_config(os.fspath(config), from_python(overrides))
     opened = open_store(store) if not isinstance(store, Store) else nullcontext(store)
     with opened as st, bar_class()(total=len(grid.units), desc=f"reproduce {grid.name}", unit="run",
