@@ -7,8 +7,10 @@ the same plan, the same store; it returns the typed ``RunResult`` instead of wri
 
 from __future__ import annotations
 
+import logging
 import os
-from contextlib import nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import fields
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +37,7 @@ if TYPE_CHECKING:
     from ctrobust.stages.progress import RunProgress
     from ctrobust.threats import ThreatModel
 
+log = logging.getLogger("ctrobust")
 
 CLI_ONLY = {"out", "json", "no_progress", "strict_checks", "executor", "ray_address"}  # files, printing, Ray: eval's
 
@@ -69,8 +72,32 @@ def run(model: nn.Module | str, dataset: str | DatasetName | None = None, threat
     label = model if isinstance(model, str) else (name or type(model).__name__)
     _check_names(options, "ctrobust.run")
     values = from_python({"dataset": dataset, "threat": threat, **options})
-    plan = EvalConfig(model=label, **values).resolve(module=module)
-    return run_plan(plan, store=store, progress=progress, command=command, on_provisional=on_provisional)
+    with module_as_given(module):
+        plan = EvalConfig(model=label, **values).resolve(module=module)
+        return run_plan(plan, store=store, progress=progress, command=command, on_provisional=on_provisional)
+
+
+@contextmanager
+def module_as_given(module: Any) -> Iterator[None]:
+    """The caller's module is evaluated in evaluation mode (as RobustBench evaluates) and given back as it came:
+    every submodule's training flag and every parameter's ``requires_grad``, after a result, an error or Ctrl-C
+    alike, so a notebook can evaluate between training epochs. A module that came in training mode is said
+    once."""
+    if not callable(getattr(module, "modules", None)):
+        yield
+        return
+    modes = [(m, m.training) for m in module.modules()]
+    flags = [(p, p.requires_grad) for p in module.parameters()]
+    if any(training for _, training in modes):
+        log.warning("note: the module came in training mode: it is evaluated in evaluation mode (as RobustBench "
+                    "evaluates) and given back in training mode")
+    try:
+        yield
+    finally:
+        for m, training in modes:
+            m.training = training
+        for p, flag in flags:
+            p.requires_grad_(flag)
 
 
 def evaluate(

@@ -62,3 +62,52 @@ def test_run_refuses_what_it_cannot_use() -> None:
         ctrobust.run(TinyNet(), dataset="fashion-mnist", n_exampels=10)
     with pytest.raises(CtrobustError, match="nn.Module or a model name"):
         ctrobust.run(object(), dataset="fashion-mnist")  # type: ignore[arg-type]
+
+
+def _training_module() -> nn.Module:
+    """The shipped network (without its normalisation) in training mode, one parameter frozen by its owner."""
+    from ctrobust.models import load_model
+
+    net = load_model("smallcnn").model.model
+    net.train()
+    next(net.parameters()).requires_grad_(False)
+    return net
+
+
+def _state(net: nn.Module) -> tuple[list[bool], list[bool]]:
+    return [m.training for m in net.modules()], [p.requires_grad for p in net.parameters()]
+
+
+@pytest.mark.parametrize("ending", ["result", "error", "ctrl-c"])
+def test_a_module_is_given_back_in_the_mode_it_came_in(ending: str, monkeypatch: pytest.MonkeyPatch,
+                                                        caplog: pytest.LogCaptureFixture) -> None:
+    """Evaluated in evaluation mode, given back in training mode with its requires_grad flags, whatever the
+    run's end: a notebook evaluating between epochs keeps training as it was."""
+    from ctrobust.stages import pipeline
+
+    net = _training_module()
+    before = _state(net)
+    load_subject = pipeline.load_subject
+    seen: list[bool] = []
+
+    def watched(plan):  # type: ignore[no-untyped-def]
+        subject = load_subject(plan)  # the module as the run evaluates it
+        seen.append(any(m.training for m in net.modules()))
+        next(net.parameters()).requires_grad_(True)  # as a run's own bookkeeping might
+        if ending == "error":
+            raise CtrobustError("stopped")
+        if ending == "ctrl-c":
+            raise KeyboardInterrupt
+        return subject
+
+    monkeypatch.setattr(pipeline, "load_subject", watched)
+    options = dict(TINY, betas=[0.9], no_base_candidate=True, check_budget=0)
+    if ending == "result":
+        result = ctrobust.run(net, dataset="fashion-mnist", mean=(0.286,), std=(0.353,), **options)
+        assert result.ct.counts.n == 20
+    else:
+        with pytest.raises(CtrobustError if ending == "error" else KeyboardInterrupt):
+            ctrobust.run(net, dataset="fashion-mnist", mean=(0.286,), std=(0.353,), **options)
+    assert seen == [False]  # evaluated in evaluation mode
+    assert _state(net) == before
+    assert sum("came in training mode" in r.getMessage() for r in caplog.records) == 1
