@@ -69,3 +69,19 @@ def check_output_file(path: str | os.PathLike[str], what: str) -> Path:
         raise CtrobustError(f"{what} {path} is a folder, not a file; give a file path.")
     check_output_dir(resolved.parent, what=what)
     return resolved
+
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # what a spreadsheet reads as the start of a formula
+
+
+def spreadsheet_safe(value: object) -> object:
+    """A CSV cell that a spreadsheet cannot run: text starting like a formula (a model file named
+    ``=cmd|' C calc'!A0.py``) gets the usual ``'`` prefix; numbers, and text that is a number, stay as they are."""
+    if not isinstance(value, str) or not value.startswith(FORMULA_STARTS):
+        return value
+    try:
+        float(value)
+        return value
+    except ValueError:
+        return "'" + value
+

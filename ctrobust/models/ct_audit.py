@@ -15,6 +15,7 @@ import torch
 from ctrobust.ct import ct_coverage, curvature_tuned
 from ctrobust.data.registry import canonical_dataset
 from ctrobust.errors import CtrobustError
+from ctrobust.outputs import spreadsheet_safe
 
 AUDIT_CSV = Path(__file__).parent / "zoo_ct_audit.csv"
 
@@ -121,7 +122,7 @@ def run_audit(
             row = AuditRow(**{**asdict(same), "threat": th, "seconds": 0.0}) if same else (
                 audit_one(ds, th, name, max_params_m, impl=impl))
             by_arch[(ds, name)] = row
-            writer.writerow(asdict(row))
+            writer.writerow({k: spreadsheet_safe(v) for k, v in asdict(row).items()})
             fh.flush()
             rows.append(row)
             if on_row:

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ctrobust.outputs import safe_name
+from ctrobust.outputs import safe_name, spreadsheet_safe
 
 if TYPE_CHECKING:
     from ctrobust.results.result import RunResult
@@ -55,7 +55,8 @@ def write_result(result: RunResult, out_dir: Path) -> tuple[Path, Path]:
     json_path.write_text(json.dumps(result.to_dict(), indent=1) + "\n")
     import pandas as pd
 
-    pd.DataFrame(csv_rows(result), columns=CSV_FIELDS).to_csv(csv_path, index=False)
+    rows = [{k: spreadsheet_safe(v) for k, v in row.items()} for row in csv_rows(result)]
+    pd.DataFrame(rows, columns=CSV_FIELDS).to_csv(csv_path, index=False)
     return json_path, csv_path
 
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from ctrobust.outputs import spreadsheet_safe
 from ctrobust.results.stats import pooled_gain, relative_improvement, wilson_interval
 
 if TYPE_CHECKING:
@@ -159,6 +160,11 @@ def selection_frame(run: RunResult) -> pd.DataFrame:
 
 
 def write_csv(frame: pd.DataFrame, path: Path) -> Path:
+    """The one CSV writer of the reports: every text cell made safe for spreadsheets (``outputs.spreadsheet_safe``)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(path, index=False)
+    text = frame.select_dtypes(include=["object", "string"]).columns
+    safe = frame.copy()
+    for column in text:
+        safe[column] = safe[column].map(spreadsheet_safe)
+    safe.to_csv(path, index=False)
     return path
