@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -50,3 +52,28 @@ def test_missing_zoo_checkpoint_says_where_it_comes_from(tmp_path) -> None:
                    "--no-progress", env={"CTROBUST_OFFLINE": "1", "CTROBUST_MODEL_DIR": str(tmp_path)})
     assert_one_line_error(proc, "https://drive.google.com/uc?id=", "robustbench.github.io",
                           str(tmp_path / "cifar10" / "Linf" / "Carmon2019Unlabeled.pt"))
+
+
+CHATTY_MODEL = '''
+print("loading my model")
+from ctrobust.models import load_model
+
+
+def build():
+    print("building it")
+    return load_model("smallcnn").model
+'''
+
+
+@pytest.mark.slow
+def test_json_stdout_is_the_json_alone_when_the_model_prints(tmp_path: Path) -> None:
+    """Under --json, what user code prints (on import, in its factory) goes to stderr: stdout parses as JSON."""
+    src = tmp_path / "chatty.py"
+    src.write_text(CHATTY_MODEL)
+    proc = run_cli("eval", "--model", f"{src}:build", "--dataset", "fashion-mnist", "--n-examples", "10",
+                   "--n-select", "10", "--betas", "0.9", "--no-base-candidate", "--attack", "apgd-ce", "--steps", "2",
+                   "--select-steps", "2", "--check-budget", "0", "--json", "--no-progress",
+                   "--store", str(tmp_path / "s.sqlite"), "--out", str(tmp_path / "out"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout)["n_examples"] == 10
+    assert "loading my model" in proc.stderr and "building it" in proc.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from typing import TYPE_CHECKING
@@ -51,24 +52,27 @@ def run_command(args: argparse.Namespace) -> int:
     from ctrobust.results.store import open_store
     from ctrobust.stages.progress import RunProgress
 
-    cfg = EvalConfig(**{name: getattr(args, name) for name, _, _ in config_fields()})
-    plan = cfg.resolve()
-    # Outputs are checked before any work: a bad --out found after an hour's run loses the hour.
-    out_root = check_output_dir(cfg.out) if cfg.out else check_output_dir("reports", what="the output folder")
-    if cfg.out:
-        refuse_other_runs_folder(out_root, plan)
-    on_ray = Executor(cfg.executor) is Executor.RAY
-    if cfg.ray_address and not on_ray:
-        raise CtrobustError("--ray-address goes with --executor ray.")
-    with open_store(cfg.store) as store:
-        if on_ray:
-            result = _run_on_ray(plan, cfg.ray_address, store, args.command_line)
-        else:
-            with RunProgress("ctrobust eval", disable=cfg.no_progress or args.verbosity < 0,
-                             full_text=args.verbosity > 0) as progress:
-                result = run_plan(plan, store=store, progress=progress, command=args.command_line)
-    out_dir = out_root if cfg.out else out_root / run_name(result)
-    json_path, csv_path = write_result(result, out_dir)
+    # Under --json stdout holds the result's JSON alone: what user code prints (a model file on import, its
+    # factory, its forward) goes to stderr.
+    with contextlib.redirect_stdout(sys.stderr) if getattr(args, "json", False) else contextlib.nullcontext():
+        cfg = EvalConfig(**{name: getattr(args, name) for name, _, _ in config_fields()})
+        plan = cfg.resolve()
+        # Outputs are checked before any work: a bad --out found after an hour's run loses the hour.
+        out_root = check_output_dir(cfg.out) if cfg.out else check_output_dir("reports", what="the output folder")
+        if cfg.out:
+            refuse_other_runs_folder(out_root, plan)
+        on_ray = Executor(cfg.executor) is Executor.RAY
+        if cfg.ray_address and not on_ray:
+            raise CtrobustError("--ray-address goes with --executor ray.")
+        with open_store(cfg.store) as store:
+            if on_ray:
+                result = _run_on_ray(plan, cfg.ray_address, store, args.command_line)
+            else:
+                with RunProgress("ctrobust eval", disable=cfg.no_progress or args.verbosity < 0,
+                                 full_text=args.verbosity > 0) as progress:
+                    result = run_plan(plan, store=store, progress=progress, command=args.command_line)
+        out_dir = out_root if cfg.out else out_root / run_name(result)
+        json_path, csv_path = write_result(result, out_dir)
     if cfg.json:
         sys.stdout.write(json.dumps(result.to_dict()) + "\n")
     else:
