@@ -6,7 +6,10 @@ budget gave. Configurations: ``default`` (the README's main command), ``n100`` (
 run) and ``wrn8`` (RobustBench's ``Standard`` WRN-28-10, randomly initialised and saved where RobustBench
 looks, on 8 points of a CIFAR-10 stand-in of random images: what a slow model on a CPU costs).
 
-    python benchmarks/check_share.py [default] [n100] [wrn8]
+    python benchmarks/check_share.py [--outcomes DIR] [default] [n100] [wrn8]
+
+``--outcomes DIR``: also write each run's per-point outcomes (both arms, as result.json holds them) to
+``DIR/outcomes_<config>.json``, so a later commit can be compared point by point ("same numbers").
 
 Time it with nothing else running: the shares are ratios of one run's own wall time, but the machine's
 load moves the stages unequally.
@@ -47,7 +50,7 @@ def _wrn_fixture(root: Path) -> list[str]:
     return ["--model-dir", str(root / "models"), "--data-dir", str(root / "data")]
 
 
-def run(name: str) -> dict[str, object]:
+def run(name: str, outcomes: Path | None = None) -> dict[str, object]:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         extra = _wrn_fixture(root) if name == "wrn8" else []
@@ -58,6 +61,11 @@ def run(name: str) -> dict[str, object]:
         if proc.returncode != 0:
             raise SystemExit(f"{name}: exit {proc.returncode}\n{proc.stderr[-2000:]}")
         result = json.loads((root / "out" / "result.json").read_text())
+    if outcomes is not None:
+        outcomes.mkdir(parents=True, exist_ok=True)
+        kept = {"command": "ctrobust eval " + " ".join(CONFIGS[name]), "beta": result["beta"],
+                "per_example": result["per_example"]}
+        (outcomes / f"outcomes_{name}.json").write_text(json.dumps(kept, separators=(",", ":")) + "\n")
     checks = result["sanity_checks"]
     seconds = sum(checks["seconds"].values())
     return {"config": name, "command": "ctrobust eval " + " ".join(CONFIGS[name]), "wall_s": result["wall_seconds"],
@@ -71,10 +79,14 @@ def main() -> None:
 
     import torch
 
-    names = sys.argv[1:] or list(CONFIGS)
+    args = sys.argv[1:]
+    outcomes = None
+    if args[:1] == ["--outcomes"]:
+        outcomes, args = Path(args[1]), args[2:]
+    names = args or list(CONFIGS)
     print(f"machine: {platform.machine()} {torch.get_num_threads()} threads, torch {torch.__version__}")
     for name in names:
-        out = run(name)
+        out = run(name, outcomes)
         print(json.dumps(out))
         print(f"{name}: checks {out['checks_s']} s of {out['wall_s']} s = {100 * float(out['share']):.1f}% "  # type: ignore[arg-type]
               f"of the run")
