@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from ctrobust.errors import CtrobustError
 from ctrobust.plan import options
 from ctrobust.plan.config import EvalConfig
-from ctrobust.plan.options import CONVERTERS, from_python
+from ctrobust.plan.options import CONVERTERS, from_python, spoken_to_python
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -73,7 +73,10 @@ def run(model: nn.Module | str, dataset: str | DatasetName | None = None, threat
     _check_names(options, "ctrobust.run")
     values = from_python({"dataset": dataset, "threat": threat, **options})
     with module_as_given(module):
-        plan = EvalConfig(model=label, **values).resolve(module=module)
+        try:
+            plan = EvalConfig(model=label, **values).resolve(module=module)
+        except CtrobustError as exc:
+            raise spoken_to_python(exc) from None
         return run_plan(plan, store=store, progress=progress, command=command, on_provisional=on_provisional)
 
 
@@ -187,7 +190,10 @@ def reproduce(config: str | os.PathLike[str] = "small", *, store: Store | str | 
     from ctrobust.stages.progress import bar_class
 
     _check_names(overrides, "ctrobust.reproduce")
-    grid = load_config(os.fspath(config), from_python(overrides))
+    try:
+        grid = load_config(os.fspath(config), from_python(overrides))
+    except CtrobustError as exc:
+        raise spoken_to_python(exc) from None
     opened = open_store(store) if not isinstance(store, Store) else nullcontext(store)
     with opened as st, bar_class()(total=len(grid.units), desc=f"reproduce {grid.name}", unit="run",
                             disable=not progress) as bar:

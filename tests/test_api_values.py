@@ -162,3 +162,17 @@ def test_a_toml_list_gives_the_plan_of_the_command_line_string(tmp_path: Path) -
         (unit,) = load_config(str(path)).units
         plans.append(unit.plan)
     assert plans[0] == plans[1] and plans[0].betas == (0.8, 0.9) and plans[0].betas_per_pass == 2
+
+
+@pytest.mark.parametrize(("option", "value", "keyword"), [("n_examples", 0, "n_examples"), ("betas", [1.5], "betas"),
+                                                         ("mean", [0.5], "mean")])
+def test_errors_to_a_python_caller_name_the_keyword_and_the_command_line_keeps_its_flag(
+        option: str, value: Any, keyword: str) -> None:
+    """One message source, two spellings: ``n_examples`` to ``ctrobust.run``, ``--n-examples`` on the command line."""
+    with pytest.raises(ctrobust.CtrobustError) as info:
+        ctrobust.run("smallcnn", **{option: value})
+    message = str(info.value)
+    assert keyword in message and "--" not in message, message
+    with pytest.raises(ctrobust.CtrobustError) as cli:
+        EvalConfig(**from_python({"model": "smallcnn", option: value})).resolve()
+    assert f"--{keyword.replace('_', '-')}" in str(cli.value)

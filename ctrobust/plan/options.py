@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numbers
 import os
+import re
 from collections.abc import Callable
 from enum import Enum
 from fractions import Fraction
@@ -243,4 +244,15 @@ def from_python(options: dict[str, Any]) -> dict[str, Any]:
         convert = CONVERTERS[name][0]
         out[name] = convert(name, value)
     return out
+
+
+def spoken_to_python(exc: CtrobustError) -> CtrobustError:
+    """The same error with every option named as a Python caller names it: ``--n-examples`` becomes
+    ``n_examples`` (one message source, two spellings: the command line keeps its flags)."""
+    def keyword(match: re.Match[str]) -> str:
+        name = match.group(1).replace("-", "_")
+        return name if name in CONVERTERS else match.group(0)
+
+    exc.args = (re.sub(r"--([a-z][a-z0-9-]*)", keyword, str(exc)), *exc.args[1:])
+    return exc
 
