@@ -102,7 +102,7 @@ def test_each_arm_runs_only_at_its_own_beta(fmnist_test, monkeypatch: pytest.Mon
     out = sanity._binarization(ct, 0.8, x[:30], ThreatModel.LINF, 0.05, AttackSpec("apgd-ce", steps=5), 0, 500,
                                CPU, bz.MIN_SAMPLES, "", list(range(30)))
     assert seen == {"CT beta=0.80": {0.8}, "base": {1.0}}
-    assert out["arms"]["ct"]["m"] + out["arms"]["ct"]["setup_failed"] == bz.MIN_SAMPLES
+    assert out.arms["ct"].m + out.arms["ct"].setup_failed == bz.MIN_SAMPLES
 
 
 def test_verdicts() -> None:
