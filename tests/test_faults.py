@@ -235,7 +235,9 @@ def test_model_output_checked_on_one_batch(tmp_path: Path, factory: str, needle:
 
 
 @pytest.mark.parametrize("body,needle", [
-    ('[defaults]\nbetas = 0.9\n[[grid]]\nmodels = ["smallcnn"]\n', "betas"),
+    # (betas = 0.9 is one beta, as betas=0.9 is from Python: a TOML value converts as a Python value does)
+    ('[defaults]\nbetas = true\n[[grid]]\nmodels = ["smallcnn"]\n', "betas"),
+    ('[defaults]\nn_select = 1.5\n[[grid]]\nmodels = ["smallcnn"]\n', "n_select"),
     ('defaults = 5\n[[grid]]\nmodels = ["smallcnn"]\n', "[defaults]"),
     ('[[grid]]\nmodels = ["smallcnn"]\nthreats = [5]\n', "threats"),
     ('[[grid]]\nmodels = ["smallcnn"]\nseeds = [1.5]\n', "seeds"),
