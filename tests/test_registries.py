@@ -131,3 +131,17 @@ def test_no_public_name_is_shadowed_by_a_subpackage() -> None:
     package = REPO / "ctrobust"
     children = {p.stem for p in package.glob("*.py")} | {p.name for p in package.iterdir() if p.is_dir()}
     assert not set(ctrobust.__all__) & children, sorted(set(ctrobust.__all__) & children)
+
+
+def test_no_function_of_the_stages_is_longer_than_60_lines() -> None:
+    """The protocol's stages stay readable: each function of ``ctrobust/stages/`` fits on a screen."""
+    import ast
+
+    long = []
+    for path in sorted((REPO / "ctrobust" / "stages").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.end_lineno is not None:
+                lines = node.end_lineno - node.lineno + 1
+                if lines > 60:
+                    long.append(f"{path.name}:{node.lineno} {node.name} ({lines} lines)")
+    assert not long, long
