@@ -197,3 +197,26 @@ def test_strict_checks_exits_3_when_a_check_could_not_run_and_0_otherwise(tmp_pa
     assert "checks not run (--strict-checks): binarization: apgd-dlr-5steps cannot run on a binarized model" in proc.stderr
     assert "NOT RUN" in proc.stdout
     assert (tmp_path / "dlr" / "result.json").is_file()
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
+def test_low_precision_logits_are_named_in_one_line(dtype: torch.dtype, fmnist_test,  # type: ignore[no-untyped-def]
+                                                    caplog: pytest.LogCaptureFixture) -> None:
+    """float16 logits weaken the gradient attacks without a word: the check of the model's outputs says so."""
+    from ctrobust.stages.subject import check_model_outputs
+
+    class Cast(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = load_model("smallcnn").model
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.net(x).to(dtype)
+
+    x, y = fmnist_test
+    assert check_model_outputs(Cast(), x[:8], y[:8], "fashion-mnist") == 10
+    named = [r.getMessage() for r in caplog.records if "output is" in r.getMessage()]
+    if dtype is torch.float32:
+        assert named == []
+    else:
+        assert len(named) == 1 and str(dtype).removeprefix("torch.") in named[0] and "float32" in named[0]

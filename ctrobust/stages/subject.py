@@ -20,6 +20,7 @@ from ctrobust.models.fingerprint import behaviour_fingerprint, is_random_fingerp
 from ctrobust.models.registry import LoadedModel
 from ctrobust.plan.run_plan import RunPlan
 from ctrobust.results.store import Store
+from ctrobust.stages.progress import log
 
 
 @dataclass
@@ -74,6 +75,10 @@ def stored_run(plan: RunPlan, store: Store, subject: Subject | None = None) -> t
     return store.get_run(run_identity(plan, subject)), subject
 
 
+# Output types whose logits are too coarse for gradient attacks, with their significant decimal digits.
+LOW_PRECISION = {torch.float16: 3, torch.bfloat16: 2}
+
+
 def check_model_outputs(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, dataset: str) -> int:
     """One batch through the model before any work: its output must be N x classes, finite, and the
     labels must be classes it can predict. Returns the number of classes."""
@@ -93,6 +98,11 @@ def check_model_outputs(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor
     if out.shape[1] != expected:
         raise CtrobustError(f"the model has {out.shape[1]} outputs but {dataset} has {expected} classes.")
     require_finite(out, f"on clean {dataset} images")
+    if out.dtype in LOW_PRECISION:
+        log.warning("note: the model's output is %s: its logits carry about %d significant digits, so the gradient "
+                    "attacks see a coarse, often flat loss and can overstate robust accuracy; return float32 logits "
+                    "(.float() at the end of forward) for an evaluation the attacks can trust",
+                    str(out.dtype).removeprefix("torch."), LOW_PRECISION[out.dtype])
     if len(y) and (int(y.min()) < 0 or int(y.max()) >= expected):
         raise CtrobustError(f"the {dataset} labels run from {int(y.min())} to {int(y.max())}, outside the model's "
                             f"{expected} classes: the data files are not {dataset}'s.")
