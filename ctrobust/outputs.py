@@ -85,3 +85,8 @@ def spreadsheet_safe(value: object) -> object:
     except ValueError:
         return "'" + value
 
+
+
+def plural(count: int, noun: str, nouns: str | None = None) -> str:
+    """``1 point``, ``2 points``: a count with its noun in agreement (``nouns``: an irregular plural)."""
+    return f"{count} {noun}" if count == 1 else f"{count} {nouns or noun + 's'}"

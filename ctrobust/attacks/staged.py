@@ -37,9 +37,10 @@ class StageState:
     done: list[str] = field(default_factory=list)  # attacks run (or skipped: no point left), in order
     breakdown: dict[str, float] = field(default_factory=dict)  # robust fraction after clean and each attack run
     flags: list[str] = field(default_factory=list)  # pyautoattack's warnings so far
+    behaviour: dict[str, Any] | None = None  # the attacked model's behaviour on the points, kept by the caller
 
     def to_arrays(self) -> dict[str, Any]:
-        meta = {"done": self.done, "breakdown": self.breakdown, "flags": self.flags}
+        meta = {"done": self.done, "breakdown": self.breakdown, "flags": self.flags, "behaviour": self.behaviour}
         return {"robust": self.robust.cpu().numpy(), "x_adv": self.x_adv.cpu().numpy(),
                 "y_adv": self.y_adv.cpu().numpy(), "meta": np.array(json.dumps(meta))}
 
@@ -48,7 +49,7 @@ class StageState:
         meta = json.loads(str(arrays["meta"]))
         return cls(torch.from_numpy(arrays["robust"]).to(device), torch.from_numpy(arrays["x_adv"]).to(device),
                    torch.from_numpy(arrays["y_adv"]).to(device), list(meta["done"]), dict(meta["breakdown"]),
-                   list(meta["flags"]))
+                   list(meta["flags"]), meta.get("behaviour"))
 
 
 class StagedAutoAttack:

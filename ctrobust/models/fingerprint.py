@@ -11,17 +11,26 @@ The behaviour is quantised to 8 significant bits per output before hashing, so b
 thread count) does not turn the same model into another; any change of code that moves an output by
 more than about 0.4% changes the fingerprint. A randomised model gives different outputs on two passes:
 its fingerprint is then drawn at random, so its cells are never reused (each run of it is new).
+
+Noise images cannot see a change of code that acts only on real images (a branch on exact zeros, which
+padded images have and noise has not). So each stored cell also keeps the model's behaviour on its own
+images (:class:`SplitBehaviour`), and before the cell is reused the model that runs now is seen on them
+again: a cell made by another model is recomputed, never counted.
 """
 
 from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn as nn
 
 from ctrobust.attacks.determinism import RELATIVE_TOLERANCE, output_spread
+from ctrobust.outputs import plural
 
 PROBE_SEED = 0
 PROBE_POINTS = 8
@@ -84,3 +93,76 @@ def _quantised(out: torch.Tensor) -> bytes:
     steps = torch.where(carry, steps / 2, steps).to(torch.int64)
     exponent = torch.where(steps == 0, torch.zeros_like(exponent), exponent + carry.to(exponent.dtype))
     return f"{tuple(out.shape)};".encode() + steps.numpy().tobytes() + exponent.to(torch.int64).numpy().tobytes()
+
+
+# A class's mean logit may move by this fraction of the mean absolute logit before the model counts as
+# changed: float noise (another thread count, another batch split) is about 1e-6 of it.
+MEAN_LOGIT_TOLERANCE = 1e-3
+
+
+@dataclass(frozen=True)
+class SplitBehaviour:
+    """What a model does on a cell's own images: its predicted class per point, each class's mean logit,
+    and the mean absolute logit (the scale the means are compared on)."""
+
+    predictions: list[int]
+    class_means: list[float]
+    scale: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"predictions": self.predictions, "class_means": self.class_means, "scale": self.scale}
+
+    @classmethod
+    def from_dict(cls, stored: object) -> SplitBehaviour | None:
+        """The stored behaviour; None for a cell that holds none (an older ctrobust) or a malformed one."""
+        if not isinstance(stored, Mapping):
+            return None
+        try:
+            return cls([int(p) for p in stored["predictions"]], [float(m) for m in stored["class_means"]],
+                       float(stored["scale"]))
+        except (KeyError, TypeError, ValueError):
+            return None
+
+    def change_from(self, labels: Sequence[int], stored_clean: Sequence[int], stored: SplitBehaviour | None
+                    ) -> str | None:
+        """Why the model that made a stored cell is not this one, seen on the cell's images (None: the same):
+        the clean outcomes the cell counted, then its stored predictions and mean logits where it has them."""
+        n = len(self.predictions)
+        if len(stored_clean) != n or len(labels) != n:
+            return f"it scored {len(stored_clean)} points where the split has {n}"
+        clean = [int(p == y) for p, y in zip(self.predictions, labels)]
+        differ = sum(a != int(b) for a, b in zip(clean, stored_clean))
+        if differ:
+            return f"the model's clean predictions differ on {plural(differ, 'point')} of {n}"
+        if stored is None:
+            return None
+        if len(stored.predictions) != n or len(stored.class_means) != len(self.class_means):
+            return "its stored behaviour does not fit this split"
+        differ = sum(a != b for a, b in zip(self.predictions, stored.predictions))
+        if differ:
+            return f"the model predicts another class on {plural(differ, 'point')} of {n}"
+        tolerance = MEAN_LOGIT_TOLERANCE * max(stored.scale, self.scale, 1e-30)
+        moved = [(abs(a - b), c) for c, (a, b) in enumerate(zip(self.class_means, stored.class_means))]
+        shift, cls_ = max(moved, default=(0.0, 0))
+        if not shift <= tolerance:  # also NaN
+            return (f"the mean logit of class {cls_} moved from {stored.class_means[cls_]:.4g} to "
+                    f"{self.class_means[cls_]:.4g}")
+        return None
+
+
+def split_behaviour(model: nn.Module, x: torch.Tensor, batch_size: int, device: torch.device) -> SplitBehaviour:
+    """The model's predictions and mean logits per class on these images (one forward pass, in batches)."""
+    predictions: list[torch.Tensor] = []
+    total: torch.Tensor | None = None
+    absolute = 0.0
+    with torch.no_grad():
+        for start in range(0, len(x), max(1, batch_size)):
+            out = model(x[start : start + batch_size].clone().to(device)).detach().double().cpu()
+            predictions.append(out.argmax(dim=1))
+            total = out.sum(dim=0) if total is None else total + out.sum(dim=0)
+            absolute += float(out.abs().sum())
+    n = max(len(x), 1)
+    means = [] if total is None else [float(v) / n for v in total]
+    scale = absolute / (n * max(len(means), 1))
+    return SplitBehaviour(torch.cat(predictions).tolist() if predictions else [], means, scale)
+

@@ -53,7 +53,9 @@ class FinalStage:
              for b in betas})
         label = " and ".join(arm_label(b) for b in betas) + " on the evaluation split"
         views = {b: run.scorer.wrap(curvature_tuned(run.model, b, impl=run.plan.ctu.value)) for b in betas}
+        context.behaviours = {b: run.cache.behaviour(views[b], "final") for b in betas}
         cells = run.cache.get_group("final", betas, None, "final", label,
-                                    lambda missing: final_cells(run.scorer, {b: views[b] for b in missing}, context))
+                                    lambda missing: final_cells(run.scorer, {b: views[b] for b in missing}, context),
+                                    context.behaviours.__getitem__)
         drop_stages(run.store, context.identities.values())
         return Attacked(beta, cells, views, context)

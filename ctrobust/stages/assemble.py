@@ -76,5 +76,6 @@ def _architecture(model: torch.nn.Module) -> str:
 
 
 def _details(summary: dict[str, object]) -> dict[str, object]:
-    """A cell's summary without the accuracies, which the counts carry."""
-    return {k: v for k, v in summary.items() if k not in ("clean_accuracy", "robust_accuracy", "n")}
+    """A cell's summary without the accuracies, which the counts carry, and the model's behaviour on the
+    points (kept in the store to check a reused cell, not a result)."""
+    return {k: v for k, v in summary.items() if k not in ("clean_accuracy", "robust_accuracy", "n", "behaviour")}

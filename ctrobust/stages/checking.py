@@ -47,6 +47,9 @@ class ChecksStage:
         scorer = self.ctx.scorer
         if not isinstance(scorer, NormScorer):  # corruptions: no attack to check
             return Checked(base, ct_cell, base.per_example, ct_cell.per_example)
+        stored = self._stored()
+        if stored is not None:
+            return stored
         base = self._with_adversarial(scorer, base)
         run, beta, progress = self.ctx, self.attacked.beta, self.ctx.progress
         sizes = self._sizes(scorer)
@@ -69,6 +72,21 @@ class ChecksStage:
             {**ct_cell.per_example, "robust": robust, "robust_white_box": ct_cell.per_example["robust"]},
             int(sum(base.per_example["robust"])), int(sum(ct_cell.per_example["robust"])), sanity)
 
+    def _stored(self) -> Checked | None:
+        """The checks of the stored run of this very identity (model behaviour, weights, data, settings), when
+        every cell of this run was reused from the store as made by this model: they would find the same."""
+        run = self.ctx
+        if run.store is None or run.cache.computed or run.cache.stale:
+            return None
+        stored = run.store.get_run(run.identity)
+        if stored is None or stored.sanity is None:
+            return None
+        run.progress.skip("sanity")
+        log.info("checks reused: those of the stored run %s (the same model, data and settings)", stored.run_id)
+        base, ct = stored.per_example["base"], stored.per_example["ct"]
+        return Checked(self.attacked.base, self.attacked.ct, base, ct, stored.base.white_box_correct,
+                       stored.ct.white_box_correct, stored.sanity)
+
     def _with_adversarial(self, scorer: NormScorer, base: Scored) -> Scored:
         """The base arm's cell with sound adversarial examples for the transfer check: re-checked before use,
         recomputed (the same seed gives them back) when missing or damaged, never transferred damaged."""
@@ -79,8 +97,10 @@ class ChecksStage:
                         "recomputing them", problem)
         if base.adversarial is None or problem is not None:  # missing (an older ctrobust, another executor)
             context = self.attacked.context
-            base = final_cells(scorer, {BASE_BETA: self.attacked.views[BASE_BETA]}, context)[BASE_BETA]
-            self.ctx.cache.put(context.identities[BASE_BETA], base, replace=True)
+            view = self.attacked.views[BASE_BETA]
+            base = final_cells(scorer, {BASE_BETA: view}, context)[BASE_BETA]
+            self.ctx.cache.put(context.identities[BASE_BETA], base, self.ctx.cache.behaviour(view, "final"),
+                               replace=True)
         return base
 
     def _sizes(self, scorer: NormScorer) -> CheckSizes:

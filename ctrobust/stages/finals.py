@@ -28,6 +28,7 @@ from ctrobust.attacks.runners import autoattack_extra, count_classes
 from ctrobust.attacks.spec import AttackSpec
 from ctrobust.attacks.staged import StagedAutoAttack, StageState
 from ctrobust.ct.arm import BASE_BETA, arm_label, is_base
+from ctrobust.models.fingerprint import SplitBehaviour
 from ctrobust.results.stats import PairedGain, paired_gain
 from ctrobust.results.store import Store
 from ctrobust.stages.progress import RunProgress, log
@@ -97,6 +98,7 @@ class FinalArm:
     identity: dict[str, Any] | None
     cost: float = 1.0  # seconds per unit of this model relative to the original model (the bar's units)
     expected_survivors: int | None = None  # points the attacks after the first will see (estimate)
+    behaviour: SplitBehaviour | None = None  # the model's on the points: a stored stage of another is not resumed
 
 
 def staged_autoattack(arms: list[FinalArm], x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, eps: float,
@@ -111,7 +113,7 @@ def staged_autoattack(arms: list[FinalArm], x: torch.Tensor, y: torch.Tensor, th
         with progress.meter.watching(arm.model):
             prepared[arm.beta] = p = prepare(arm.model, x, y, threat, eps, spec, seed, batch_size, device)
             stored = store.get_stage(arm.identity) if store is not None and arm.identity is not None else None
-            state = StageState.from_arrays(stored, p.x.device) if stored is not None else None
+            state = _resumable(StageState.from_arrays(stored, p.x.device), arm, y) if stored is not None else None
             runs[arm.beta] = StagedAutoAttack(arm.model, p.x, p.y, eps, threat, count_classes(arm.model, p.x), seed,
                                               batch_size, spec.version, state)
             if state is not None:
@@ -137,6 +139,7 @@ def staged_autoattack(arms: list[FinalArm], x: torch.Tensor, y: torch.Tensor, th
                     run.run_stage(attack)
                 spent[arm.beta] += time.perf_counter() - start
                 if store is not None and arm.identity is not None:
+                    run.state.behaviour = None if arm.behaviour is None else arm.behaviour.to_dict()
                     store.put_stage(arm.identity, run.state.to_arrays())
             progress.meter.factor = 1.0
             last = _provisional(attack, k + 1, len(attacks), n, runs)
@@ -152,6 +155,21 @@ def staged_autoattack(arms: list[FinalArm], x: torch.Tensor, y: torch.Tensor, th
             results[arm.beta] = p.checked(whole.x_adv, autoattack_extra(whole, p.x, p.y),
                                           spent[arm.beta] + time.perf_counter() - start)
     return results
+
+
+def _resumable(state: StageState, arm: FinalArm, y: torch.Tensor) -> StageState | None:
+    """A stored run of AutoAttack, if the model that made it behaves as this arm's on the points (a stage
+    stored by an older ctrobust holds no behaviour and is trusted as before)."""
+    stored = SplitBehaviour.from_dict(state.behaviour)
+    if stored is None or arm.behaviour is None:
+        return state
+    labels = y.tolist()
+    change = arm.behaviour.change_from(labels, [int(p == t) for p, t in zip(stored.predictions, labels)], stored)
+    if change is None:
+        return state
+    log.warning("warning: the stored AutoAttack stages of %s were made by another model (%s on its images): "
+                "starting it again", arm_label(arm.beta, "prose"), change)
+    return None
 
 
 def drop_stages(store: Store | None, identities: Iterable[dict[str, Any]]) -> None:

@@ -50,5 +50,5 @@ def run_eval(plan: RunPlan, progress: RunProgress | None = None, store: Store | 
         checked = ChecksStage(run, attacked).run()
         result = run_result(run, swept, attacked, checked, command)
     if store is not None:
-        store.put_run(result)
+        store.put_run(result, replace=run.cache.stale > 0)  # a stored run of another model is replaced
     return result

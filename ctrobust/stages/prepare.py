@@ -97,7 +97,7 @@ def prepare(plan: RunPlan, subject: Subject, model: torch.nn.Module, coverage: C
     common = {"model": loaded.name, "source": loaded.source.value, "weights": subject.weights,
               "behaviour": subject.behaviour, "preprocessing": loaded.preprocessing, "dataset": loaded.dataset,
               "seed": plan.seed}
-    cache = CellCache(store, common, scorer, device, progress)
+    cache = CellCache(store, common, scorer, device, progress, plan.batch_size)
     work = WorkPlan(scorer, progress, len(splits.select_indices), len(splits.eval_indices), subject.n_classes,
                     plan.threat, plan.check_budget)
     work.ct_cost = execution.ct_cost

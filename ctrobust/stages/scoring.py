@@ -7,7 +7,7 @@ corrupted images and the split tensors.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import torch
@@ -24,7 +24,7 @@ from ctrobust.ct.arm import is_base
 from ctrobust.data.paths import resolve_data_dir
 from ctrobust.data.splits import Splits
 from ctrobust.identity import indices_digest
-from ctrobust.models.fingerprint import tensor_digest
+from ctrobust.models.fingerprint import SplitBehaviour, tensor_digest
 from ctrobust.plan.run_plan import RunPlan
 from ctrobust.results.provenance import package_version
 from ctrobust.results.store import Store
@@ -43,6 +43,10 @@ class Scorer(Protocol):
 
     def attack_spec(self, stage: str) -> AttackSpec | None:
         """The attack of a stage (select or final); None where no attack runs (corruptions)."""
+        ...
+
+    def points(self, stage: str, n_points: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The clean images and labels a stage's cell scores (the first ``n_points`` of the selection split)."""
         ...
 
     def cell_identity(self, stage: str, n_points: int | None = None) -> dict[str, Any]:
@@ -77,9 +81,24 @@ class FinalsContext:
     identities: dict[float, dict[str, Any]]
     cost: dict[float, float]
     expected_survivors: dict[float, int]
+    behaviours: dict[float, SplitBehaviour] = field(default_factory=dict)  # each arm's, on the evaluation split
 
 
-class NormScorer:
+class SplitPoints:
+    """The selection and evaluation splits' clean images and labels, as every scorer holds them."""
+
+    x_sel: torch.Tensor
+    y_sel: torch.Tensor
+    x_eval: torch.Tensor
+    y_eval: torch.Tensor
+
+    def points(self, stage: str, n_points: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        if stage == "select":
+            return self.x_sel[:n_points], self.y_sel[:n_points]
+        return self.x_eval, self.y_eval
+
+
+class NormScorer(SplitPoints):
     """A norm ball (Linf, L2, L1): the selection attack on the selection split, the final attack on the eval split."""
 
     def __init__(self, plan: RunPlan, x: torch.Tensor, y: torch.Tensor, splits: Splits, device: torch.device,
@@ -151,14 +170,15 @@ class NormScorer:
                                            self.plan.seed, self.plan.batch_size, self.device).scored(is_base(beta))
                     for beta, model in models.items()}
         arms = [FinalArm(beta, model, finals.identities.get(beta), finals.cost.get(beta, 1.0),
-                         finals.expected_survivors.get(beta)) for beta, model in sorted(models.items(), reverse=True)]
+                         finals.expected_survivors.get(beta), finals.behaviours.get(beta))
+                for beta, model in sorted(models.items(), reverse=True)]
         results = staged_autoattack(arms, self.x_eval, self.y_eval, self.threat, self.eps, self.final_spec,
                                     self.plan.seed, self.plan.batch_size, self.device, finals.store,
                                     finals.progress, finals.on_provisional)
         return {beta: res.scored(keep_adversarial=is_base(beta)) for beta, res in results.items()}
 
 
-class CorruptionScorer:
+class CorruptionScorer(SplitPoints):
     """Corruptions: mean accuracy over the cells, on the selection split's and eval split's images."""
 
     def __init__(self, plan: RunPlan, x: torch.Tensor, y: torch.Tensor, splits: Splits, device: torch.device,

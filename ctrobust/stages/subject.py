@@ -11,14 +11,23 @@ from typing import Any
 
 import torch
 
+from ctrobust.ct import curvature_tuned
+from ctrobust.ct.arm import BASE_BETA, arm_label
 from ctrobust.data import load_test_set, make_splits
 from ctrobust.data.registry import canonical_dataset
 from ctrobust.data.splits import Splits
 from ctrobust.errors import CtrobustError, require_finite
 from ctrobust.models import load_model
-from ctrobust.models.fingerprint import behaviour_fingerprint, is_random_fingerprint, tensor_digest, weights_digest
+from ctrobust.models.fingerprint import (
+    behaviour_fingerprint,
+    is_random_fingerprint,
+    split_behaviour,
+    tensor_digest,
+    weights_digest,
+)
 from ctrobust.models.registry import LoadedModel
 from ctrobust.plan.run_plan import RunPlan
+from ctrobust.results.result import RunResult
 from ctrobust.results.store import Store
 from ctrobust.stages.progress import log
 
@@ -72,7 +81,30 @@ def stored_run(plan: RunPlan, store: Store, subject: Subject | None = None) -> t
     subject = subject or load_subject(plan)
     if subject.randomised:
         return None, subject
-    return store.get_run(run_identity(plan, subject)), subject
+    run = store.get_run(run_identity(plan, subject))
+    if run is None:
+        return None, subject
+    change = made_by_another(run, subject, plan)
+    if change is not None:
+        log.warning("warning: the stored run %s was made by another model (%s on its images): running it again",
+                    run.run_id, change)
+        return None, subject
+    return run, subject
+
+
+def made_by_another(run: RunResult, subject: Subject, plan: RunPlan) -> str | None:
+    """Why a stored run's numbers are not this model's (None: they are): both arms' clean predictions on the
+    evaluation split, seen again, against the run's clean outcomes (the identity's fingerprint sees the model
+    on noise images only)."""
+    model = subject.loaded.model
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    x, labels = subject.x[run.eval_indices], subject.y[run.eval_indices].tolist()
+    for arm, beta in (("base", BASE_BETA), ("ct", run.beta)):
+        seen = split_behaviour(curvature_tuned(model, beta, impl=plan.ctu.value), x, plan.batch_size, device)
+        change = seen.change_from(labels, run.per_example[arm]["clean"], None)
+        if change is not None:
+            return f"{arm_label(beta, 'prose')}: {change}"
+    return None
 
 
 # Output types whose logits are too coarse for gradient attacks, with their significant decimal digits.

@@ -8,6 +8,7 @@ from typing import Any
 
 from ctrobust.cell import Counts, Scored
 from ctrobust.errors import CtrobustError, NonFiniteOutput
+from ctrobust.models.fingerprint import SplitBehaviour
 from ctrobust.plan.run_plan import SweepMode
 from ctrobust.plan.selection import HALVING_ETA, choose_beta, survivors, sweep_schedule
 from ctrobust.stages.cells import scored_with_progress
@@ -91,7 +92,7 @@ class SweepStage:
                     f"{j + 1} of {len(self._groups(alive))}")
                 scored = self.cache.get_group(
                     "select", group, subset, f"select:r{rung}:g{j}", f"select \u03b2={span} ({where})",
-                    partial(self._score, n_points=subset))
+                    partial(self._score, n_points=subset), partial(self._behaviour, n_points=subset))
                 for beta in group:  # exact ratios of counts, not the attack's float32 means
                     counts = Counts.of(scored[beta].per_example)
                     curve[beta], clean[beta] = counts.robust_accuracy, counts.clean_accuracy
@@ -101,6 +102,11 @@ class SweepStage:
             if not last:
                 alive = survivors(curve)
         return curve, clean
+
+    def _behaviour(self, beta: float, n_points: int | None) -> SplitBehaviour:
+        """CT at this beta on the points its selection cell scores."""
+        self.ct.beta = beta
+        return self.cache.behaviour(self.ct, "select", n_points)
 
     def _score(self, betas: list[float], n_points: int | None) -> dict[float, Scored]:
         if len(betas) == 1:  # one beta: AutoAttack's own progress is read where it is the selection attack

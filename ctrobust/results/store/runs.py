@@ -29,8 +29,9 @@ class RunRows(StoreFile):
                                (identity_key(identity),)).fetchone()
         return self._checked_run(row) if row else None
 
-    def put_run(self, result: RunResult) -> bool:
-        """Store a finished run under its identity (with the command that made it) unless it is there already."""
+    def put_run(self, result: RunResult, replace: bool = False) -> bool:
+        """Store a finished run under its identity (with the command that made it) unless it is there already;
+        ``replace``: over a stored one whose cells were found made by another model."""
         values = (
             identity_key(result.identity), json.dumps(result.identity, sort_keys=True),
             result.model, result.dataset, result.threat.value, result.protocol.value, result.attack,
@@ -38,7 +39,8 @@ class RunRows(StoreFile):
             json.dumps(result.to_dict()), result.command, now(),
         )
         with self._transaction():
-            cur = self._db.execute(f"INSERT OR IGNORE INTO runs VALUES ({','.join('?' * len(values))})", values)
+            verb = "REPLACE" if replace else "IGNORE"
+            cur = self._db.execute(f"INSERT OR {verb} INTO runs VALUES ({','.join('?' * len(values))})", values)
         return cur.rowcount == 1
 
     def runs(self) -> list[RunResult]:
