@@ -15,6 +15,7 @@ from ctrobust.checks import binarization
 from ctrobust.checks.budget import SIZED, final_attack_work, size_checks
 from ctrobust.errors import CtrobustError
 from ctrobust.plan.config import EvalConfig
+from ctrobust.plan.run_plan import DEFAULT_CHECK_SHARE
 from ctrobust.threats import ThreatModel
 
 AA = AttackSpec("autoattack")
@@ -27,9 +28,10 @@ def _sizes(share: float, n: int = 1000, clean: int = 940, robust: int = 130, spe
 
 
 def test_the_default_run_gets_every_check_at_full_size() -> None:
-    """The README's main run (1000 points; base 940 clean / 118 robust, CT 935 / 149): the checks as before."""
+    """The README's main run (1000 points; base 940 clean / 118 robust, CT 935 / 149) at the default share: every
+    check at full size (the reference's APGD-DLR beside APGD-CE raised the share from 0.05 to 0.06)."""
     work = final_attack_work(AA, 1000, [(940, 118), (935, 149)], 10, LINF)
-    sizes = size_checks(0.05, AA, work, 1000, 149, binarization.per_sample_work(AA, LINF), "", LINF)
+    sizes = size_checks(DEFAULT_CHECK_SHARE, AA, work, 1000, 149, binarization.per_sample_work(AA, LINF), "", LINF)
     assert (sizes.reference_points, sizes.binarization_samples) == (100, 100)
     assert sizes.reattack_points == 0  # AutoAttack's entry: no re-attack
     assert not sizes.skipped and sizes.planned <= sizes.budget
@@ -74,7 +76,7 @@ def test_an_attack_with_no_binarized_form_is_skipped_with_its_entrys_reason() ->
 def test_the_budget_is_part_of_the_plan_and_checked() -> None:
     base = EvalConfig(model="smallcnn").resolve()
     other = EvalConfig(model="smallcnn", check_budget=0.2).resolve()
-    assert base.identity()["check_budget"] == 0.05 and other.identity() != base.identity()
+    assert base.identity()["check_budget"] == 0.06 and other.identity() != base.identity()
     for bad in (-0.1, float("inf"), float("nan")):
         with pytest.raises(CtrobustError, match="check_budget"):
             EvalConfig(model="smallcnn", check_budget=bad).resolve()

@@ -7,6 +7,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -59,6 +60,38 @@ class AutoAttackRun:
         """
         unchanged = (self.x_adv == x).flatten(1).all(1)
         return ~(unchanged & (self.y_adv != y))
+
+
+SQUARE_VERSIONS = ("standard", "plus")  # the versions whose attacks include Square ("rand" has none)
+
+
+def square_init_problem(threat: ThreatModel, image_shape: tuple[int, ...]) -> str | None:
+    """Why pyautoattack's Square cannot start under L2 or L1 on images of this shape (None: it can).
+
+    Its first perturbation is tiled in windows of side ``h // 5`` from an offset taken from the height; a
+    window of side 2 or more that overruns the image (12x12, 14x14, 18x18 ...) or a side below 5 crashes
+    inside the library (checked against Square itself for sides 2 to 69 in tests/test_attack_shapes.py).
+    """
+    if threat not in (ThreatModel.L2, ThreatModel.L1) or len(image_shape) != 3:
+        return None
+    h, w = image_shape[1], image_shape[2]
+    side = h // 5
+    if side == 0:
+        return f"its first windows need images at least 5 pixels high; these are {h}x{w}"
+    offset = (h - 5 * side) // 2
+    if side == 1 or (offset + side * (h // side) <= h and offset + side * (w // side) <= w):
+        return None
+    return f"its first windows ({side}x{side}, tiled from pixel {offset}) overrun {h}x{w} images"
+
+
+def check_square_shape(spec: Any, threat: ThreatModel, image_shape: tuple[int, ...]) -> None:
+    """Refuse, before any work, an AutoAttack whose Square would crash on these images, with what works."""
+    problem = square_init_problem(threat, image_shape) if spec.version in SQUARE_VERSIONS else None
+    if problem is not None:
+        raise CtrobustError(
+            f"AutoAttack cannot run under {threat.value} on these images: its Square attack would crash in "
+            f"pyautoattack ({problem}). Use --attack apgd-ce or --attack apgd-dlr (and the same --select-attack), "
+            "--threat linf, or images of another size (28x28 and 32x32 work).")
 
 
 def make_adversary(model: nn.Module, eps: float, threat: ThreatModel, num_classes: int, seed: int,

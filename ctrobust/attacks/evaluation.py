@@ -109,6 +109,7 @@ def prepare(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatMo
         raise CtrobustError(f"Expected images N x C x H x W and N labels, got {tuple(x.shape)} and {tuple(y.shape)}.")
     if float(x.min()) < 0 or float(x.max()) > 1:
         raise CtrobustError("Expected images in [0, 1]: put the normalisation inside the model.")
+    spec.entry.check_images(spec, threat, tuple(x.shape[1:]))
     if device is None:
         param = next(model.parameters(), None)
         device = param.device if param is not None else torch.device("cpu")

@@ -41,6 +41,8 @@ class AttackEntry:
       records NOT RUN with that reason).
     - ``threat_check``: ``(threat) -> None``, raising a ``CtrobustError`` when the attack has no form
       under that threat model.
+    - ``image_check``: ``(spec, threat, image_shape) -> None``, raising a ``CtrobustError`` before any work
+      when the attack cannot run on images of that shape (C x H x W).
     """
 
     name: str
@@ -56,8 +58,10 @@ class AttackEntry:
     not_binarizable: str = ""
     reattack: bool = False  # incomplete-optimisation check: CT's survivors attacked again with twice the steps
     plain_gradient: bool = False  # a gain that rests on this attack alone is warned about (overstates smooth models)
+    scale_invariant: bool = False  # a loss unchanged by the logits' scale (DLR, margins); cross-entropy is not
     eot_versions: tuple[str, ...] = ()  # versions that attack a randomised model in expectation
     threat_check: str | None = None
+    image_check: str | None = None
 
     def load(self, target: str) -> Any:
         """The object a ``"module:attr"`` field names."""
@@ -79,6 +83,10 @@ class AttackEntry:
     def check_threat(self, threat: Any) -> None:
         if self.threat_check is not None:
             self.load(self.threat_check)(threat)
+
+    def check_images(self, spec: Any, threat: Any, image_shape: tuple[int, ...]) -> None:
+        if self.image_check is not None:
+            self.load(self.image_check)(spec, threat, image_shape)
 
 
 _REGISTRY: dict[str, AttackEntry] = {}
@@ -129,6 +137,9 @@ def entry_for_label(label: str) -> AttackEntry | None:
 
 BENCHMARK_ATTACK = "autoattack"  # the field's reference evaluation: the leaderboard ranks its runs first
 REFERENCE_ATTACK = "apgd-ce"  # the sanity checks' reference attack (budget sweep, reference check)
+# Beside it at 1x eps, on the same points: a loss no scale of the logits can flatten (a model whose logits are
+# divided by 1000 gives cross-entropy almost nothing to climb, and would hide a point from APGD-CE alone).
+REFERENCE_SCALE_FREE_ATTACK = "apgd-dlr"
 
 
 def is_benchmark_label(label: str) -> bool:
@@ -139,7 +150,9 @@ def is_benchmark_label(label: str) -> bool:
 register(AttackEntry(
     "autoattack", "AutoAttack (pyautoattack): APGD-CE, APGD-T, FAB-T, Square; --aa-version standard|plus|rand",
     runner=f"{_RUNNERS}:run_autoattack", work=f"{_COST}:autoattack_work", iterations=100, versioned=True,
-    staged=True, binarized=f"{_RUNNERS}:autoattack_on_binarized", eot_versions=("rand",)))
+    staged=True, binarized=f"{_RUNNERS}:autoattack_on_binarized", eot_versions=("rand",),
+    # APGD-T's DLR loss, FAB's geometry and Square's margin do not see the logits' scale
+    scale_invariant=True, image_check="ctrobust.attacks.autoattack:check_square_shape"))
 register(AttackEntry(
     "pgd", "PGD with random start (Madry et al.); keeps mid-run successes", runner=f"{_RUNNERS}:run_pgd",
     work=f"{_COST}:pgd_work", default_steps=20, binarized=f"{_RUNNERS}:pgd_on_binarized", reattack=True,
@@ -151,4 +164,4 @@ register(AttackEntry(
 register(AttackEntry(
     "apgd-dlr", "APGD on the DLR loss (AutoAttack's margin loss: invariant to the logits' scale and shift)",
     runner=f"{_RUNNERS}:run_apgd_dlr", work=f"{_COST}:apgd_work", default_steps=100, reattack=True,
-    not_binarizable="the DLR loss compares three logits; the binarized model has two"))
+    scale_invariant=True, not_binarizable="the DLR loss compares three logits; the binarized model has two"))

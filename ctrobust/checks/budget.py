@@ -17,13 +17,13 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from ctrobust.attacks.cost import attack_work
-from ctrobust.attacks.registry import REFERENCE_ATTACK
+from ctrobust.attacks.registry import REFERENCE_ATTACK, REFERENCE_SCALE_FREE_ATTACK
 from ctrobust.attacks.spec import AttackSpec
 from ctrobust.checks.gradient_fidelity import N_POINTS as GRADIENT_POINTS
 from ctrobust.results.evidence import BUDGET_FACTORS
 from ctrobust.threats import ThreatModel
 
-REFERENCE_STEPS = 20  # the reference attack: APGD-CE with 20 steps at 1x eps, and at 2x, 4x, 8x eps
+REFERENCE_STEPS = 20  # the reference attack: APGD-CE with 20 steps at 1x eps (APGD-DLR beside it), and at 2x, 4x, 8x eps
 STATS_SAMPLE = 200  # clean logits and input gradients
 GRAD_UNITS = 3.0  # a back-propagated image, in forward images (as attacks/cost.py counts)
 # (full size, minimum for a verdict) of each sized check, in the order they claim the budget
@@ -57,9 +57,10 @@ def _per_unit(final: AttackSpec, threat: ThreatModel, binarized_per_sample: floa
     """Work of one point (one sample) of each sized check."""
     reference = AttackSpec(REFERENCE_ATTACK, steps=REFERENCE_STEPS)
     per_factor = attack_work(reference, 1, 1.0, 1.0, threat=threat)
+    scale_free = attack_work(AttackSpec(REFERENCE_SCALE_FREE_ATTACK, steps=REFERENCE_STEPS), 1, 1.0, 1.0, threat=threat)
     doubled = AttackSpec(final.name, steps=2 * (final.steps or 1), restarts=final.restarts, step_size=final.step_size)
     reattack = attack_work(doubled, 1, 1.0, 1.0, threat=threat) if final.entry.reattack else 0.0
-    return {"budget sweep": 2 * len(BUDGET_FACTORS) * per_factor,  # both arms
+    return {"budget sweep": 2 * (len(BUDGET_FACTORS) * per_factor + scale_free),  # both arms
             "re-attack": reattack,  # CT only
             "binarization": 2 * binarized_per_sample}  # both arms, the same samples
 

@@ -41,7 +41,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ctrobust.attacks.evaluation import attack_and_check
-from ctrobust.attacks.registry import REFERENCE_ATTACK
+from ctrobust.attacks.registry import REFERENCE_ATTACK, REFERENCE_SCALE_FREE_ATTACK
+from ctrobust.attacks.runners import count_classes
 from ctrobust.attacks.spec import AttackSpec
 from ctrobust.cell import Arm
 from ctrobust.checks import binarization
@@ -93,9 +94,11 @@ def transfer_check(ct: nn.Module, x: torch.Tensor, y: torch.Tensor, adversarial:
 
 
 def budget_sweep(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, eps: float, seed: int,
-                 batch_size: int, device: torch.device) -> tuple[dict[str, float], list[int]]:
+                 batch_size: int, device: torch.device) -> tuple[dict[str, float], list[int], str]:
     """Robust accuracy under APGD-CE at multiples of eps (should fall to about 0 beyond 1x), and the
-    per-point outcomes at 1x (the reference attack)."""
+    per-point outcomes at 1x of the reference attack: APGD-CE and, where the model has three classes or
+    more, APGD-DLR, whose loss no scale of the logits flattens (a point is robust only if robust to both);
+    with the reference's name."""
     spec = AttackSpec(REFERENCE_ATTACK, steps=BUDGET_STEPS)
     fractions, at_eps = {}, []
     for f in BUDGET_FACTORS:
@@ -103,15 +106,19 @@ def budget_sweep(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: Thr
         fractions[str(f)] = res.robust_accuracy
         if f == 1:
             at_eps = res.robust_correct.int().tolist()
-    return fractions, at_eps
+    if len(x) == 0 or count_classes(model, x[:1].to(device)) < 3:
+        return fractions, at_eps, "APGD-CE"
+    scale_free = AttackSpec(REFERENCE_SCALE_FREE_ATTACK, steps=BUDGET_STEPS)
+    res = attack_and_check(model, x, y, threat, eps, scale_free, seed, batch_size, device)
+    return fractions, worst_case(at_eps, res.robust_correct.int().tolist()), "APGD-CE+DLR"
 
 
-def reference_check(reported: Sequence[int], reference: Sequence[int]) -> Reference:
-    """The reported attack's per-point outcomes against the reference APGD-CE's, on the same points."""
+def reference_check(reported: Sequence[int], reference: Sequence[int], attack: str = "APGD-CE") -> Reference:
+    """The reported attack's per-point outcomes against the reference attack's, on the same points."""
     test = mcnemar_exact(list(reported), list(reference))
     # mcnemar_exact(a, b): only_base = robust under a only = broken by the reference alone
     return Reference(len(reported), BUDGET_STEPS, test.only_base, test.only_ct, test.p_value,
-                     test.only_base > test.only_ct and test.p_value < REFERENCE_P)
+                     test.only_base > test.only_ct and test.p_value < REFERENCE_P, attack)
 
 
 def worst_case(robust: Sequence[int], reference: Sequence[int]) -> list[int]:
@@ -132,8 +139,9 @@ def logit_stats(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device: torc
     top2 = logits.detach().topk(2, dim=1).values
     norms = grad.flatten(1).norm(dim=1).cpu()
     margins = (top2[:, 0] - top2[:, 1]).cpu()
+    spread = logits.detach().double().std(dim=1).cpu()  # the logits' scale, per point
     return LogitStats(float(top2[:, 0].mean()), float(margins.mean()), float(margins.median()), float(norms.mean()),
-                      float(norms.median()), float((norms < ZERO_GRADIENT).float().mean()))
+                      float(norms.median()), float((norms < ZERO_GRADIENT).float().mean()), float(spread.median()))
 
 
 class _Clock:
@@ -204,9 +212,10 @@ def run_sanity_checks(ct: Any, beta: float, x: torch.Tensor, y: torch.Tensor, th
         report.attack_evidence[name] = _evidence(arm.summary)
         if report.budget is not None:  # else NOT RUN: the check budget's reason is in report.not_run
             with isolated("budget sweep", "budget"):
-                fractions, at_eps = budget_sweep(ct, x[sample], y[sample], threat, eps, seed, batch_size, device)
+                fractions, at_eps, reference = budget_sweep(ct, x[sample], y[sample], threat, eps, seed, batch_size,
+                                                            device)
                 report.budget.arm(name).update(fractions)
-                report.reference[name] = reference_check(arm.robust[sample], at_eps)
+                report.reference[name] = reference_check(arm.robust[sample], at_eps, reference)
                 worst[name] = worst_case(worst[name], at_eps)
         with isolated("logit statistics", "gradients"):
             report.logits[name] = logit_stats(ct, x[stats], y[stats], device)

@@ -7,6 +7,7 @@ without importing a model or an attack.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, TypeVar
 
@@ -20,6 +21,11 @@ INCOMPLETE_WARN_MIN, INCOMPLETE_WARN_SHARE = 2, 0.05
 ARM_LABELS = {"base": "the original model", "ct": "CT"}
 MAX_DISAGREEING_SHARE = 0.1  # gradient fidelity: more points than this disagreeing is a warning
 NEAR_ZERO_ROBUST = 0.02  # robust accuracy at 8x eps above this is a warning
+# The logits' scale (median over points of their standard deviation across classes) outside which cross-entropy
+# attacks weaken: below, the softmax is nearly uniform and the loss nearly flat; above, it saturates and its
+# gradient underflows. A trained classifier's is a few units (the shipped CNN's: 6).
+LOW_LOGIT_SPREAD = 1.0
+HIGH_LOGIT_SPREAD = 100.0
 
 
 @dataclass
@@ -107,7 +113,8 @@ class BudgetSweep:
 
 @dataclass
 class Reference:
-    """The reported attack against the reference APGD-CE at eps on the same points (per arm)."""
+    """The reported attack against the reference attack at eps on the same points (per arm): APGD-CE, and
+    APGD-DLR beside it (``APGD-CE+DLR``: robust only if robust to both) where the model has three classes."""
 
     n: int = 0
     steps: int = 0
@@ -115,6 +122,7 @@ class Reference:
     only_reported: int = 0
     p_value: float = 1.0
     weaker: bool = False
+    attack: str = "APGD-CE"
 
 
 @dataclass
@@ -127,6 +135,7 @@ class LogitStats:
     grad_norm_mean: float = 0.0
     grad_norm_median: float = 0.0
     zero_grad_share: float = 0.0
+    spread_median: float | None = None  # the logits' standard deviation across classes, median over points
 
 
 @dataclass
@@ -276,7 +285,7 @@ class SanityReport:
                               for f in factors)
             out.append(f"budget sweep  APGD-CE on {b.n} points, {cells}")
         for name, r in self.reference.items():
-            out.append(f"reference     {ARM_LABELS.get(name, name)}: APGD-CE {r.steps} steps at eps breaks "
+            out.append(f"reference     {ARM_LABELS.get(name, name)}: {r.attack} {r.steps} steps at eps breaks "
                        f"{r.only_reference} of the {r.n} sampled points the reported attack left robust, "
                        f"the reported attack {r.only_reported} it missed (McNemar p={r.p_value:.3g})")
         if self.incomplete is not None:
@@ -286,7 +295,9 @@ class SanityReport:
         for name in ("base", "ct"):
             s = self.logits.get(name)
             if s is not None:
-                out.append(f"logits {name:<6} max logit {s.max_logit_mean:.2f}, margin median {s.margin_median:.2f}, "
+                spread = f", spread {s.spread_median:.3g}" if s.spread_median is not None else ""
+                out.append(f"logits {name:<6} max logit {s.max_logit_mean:.3g}{spread}, "
+                           f"margin median {s.margin_median:.3g}, "
                            f"input-gradient norm mean {s.grad_norm_mean:.3g} / median {s.grad_norm_median:.3g}, "
                            f"{100 * s.zero_grad_share:.1f}% near zero")
         for name, g in self.gradients.items():
@@ -304,9 +315,11 @@ class SanityReport:
         return out
 
 
-def judge(report: SanityReport, gain_points: float, final_attack: str, plain_gradient: bool = False) -> None:
+def judge(report: SanityReport, gain_points: float, final_attack: str, plain_gradient: bool = False,
+          scale_sensitive: Sequence[str] = ()) -> None:
     """Add the warnings the numbers call for; ``plain_gradient``: the final attack's entry says a gain resting on it
-    alone is to be confirmed with a stronger attack."""
+    alone is to be confirmed with a stronger attack; ``scale_sensitive``: the run's attacks (as "the selection
+    attack (apgd-ce)") whose loss the logits' scale can flatten."""
     t = report.transfer
     if t is not None and t.fooled_ct > 0 and t.transfer_only > 0:
         report.warnings.append(
@@ -327,10 +340,30 @@ def judge(report: SanityReport, gain_points: float, final_attack: str, plain_gra
             label = "the base model" if name == "base" else "CT"
             report.warnings.append(f"{label}'s input gradients are near zero on {100 * s.zero_grad_share:.0f}% of "
                                    "points: gradient attacks cannot work on it")
+    _judge_logit_scale(report, scale_sensitive)
     if gain_points > 0 and plain_gradient:
         report.warnings.append("the gain rests on plain PGD alone, which overstates the robustness of smooth models; "
                                "confirm it with --attack autoattack")
     _judge_attack_evidence(report, final_attack)
+
+
+def _judge_logit_scale(report: SanityReport, scale_sensitive: Sequence[str]) -> None:
+    """Logits far from unit scale, at either end: cross-entropy attacks weaken on them without a sign."""
+    for name in ("base", "ct"):
+        s = report.logits.get(name)
+        if s is None or s.spread_median is None or LOW_LOGIT_SPREAD <= s.spread_median <= HIGH_LOGIT_SPREAD:
+            continue
+        label = "the base model" if name == "base" else "CT"
+        small = s.spread_median < LOW_LOGIT_SPREAD
+        why = ("so small that the softmax is nearly uniform and cross-entropy nearly flat" if small else
+               "so large that the softmax saturates and cross-entropy's gradient underflows")
+        weak = (" and ".join(scale_sensitive) + (" use" if len(scale_sensitive) > 1 else " uses") +
+                " cross-entropy and may have missed points; ") if scale_sensitive else ""
+        report.warnings.append(
+            f"{label}'s logits are {why} (median spread {s.spread_median:.3g} across classes; a trained classifier's "
+            f"is a few units): {weak}the reference attack's DLR loss does not see the scale. Return the logits "
+            "unscaled (no temperature or constant after the last layer), or evaluate with --attack autoattack "
+            "--select-attack apgd-dlr")
 
 
 def _judge_attack_evidence(report: SanityReport, final_attack: str) -> None:
@@ -348,8 +381,8 @@ def _judge_attack_evidence(report: SanityReport, final_attack: str) -> None:
     for name, r in report.reference.items():
         if r.weaker:
             report.warnings.append(
-                f"the reported attack ({final_attack}) is weaker than a {r.steps}-step APGD-CE on "
-                f"{ARM_LABELS.get(name, name)}: APGD-CE broke {r.only_reference} of the {r.n} sampled points it "
+                f"the reported attack ({final_attack}) is weaker than a {r.steps}-step {r.attack} on "
+                f"{ARM_LABELS.get(name, name)}: {r.attack} broke {r.only_reference} of the {r.n} sampled points it "
                 f"left robust against {r.only_reported} the other way (McNemar p={r.p_value:.3g}); those points "
                 "are counted as not robust, the others are not re-checked")
     i = report.incomplete

@@ -43,10 +43,10 @@ def run_result(run: RunContext, swept: Swept, attacked: Attacked, checked: Check
     loaded, splits = subject.loaded, subject.splits
     base_arm, ct_arm, gained = arms(run, beta, checked)
     gain = run_gain(run.threat, checked.base_outcomes, gained)
-    if checked.sanity is not None:
+    if checked.sanity is not None and not checked.reused:
         final_spec = scorer.attack_spec("final")
         judge(checked.sanity, gain.gain_points, scorer.final_label,
-              final_spec is not None and final_spec.entry.plain_gradient)
+              final_spec is not None and final_spec.entry.plain_gradient, _scale_sensitive(scorer))
     identities = attacked.context.identities
     return RunResult(
         run_id=identity_key(run.identity)[:12], identity=run.identity, model=loaded.name, dataset=loaded.dataset,
@@ -65,6 +65,12 @@ def run_result(run: RunContext, swept: Swept, attacked: Attacked, checked: Check
         cells_reused=run.cache.reused, command=command, sweep=swept.to_dict(plan.sweep.value),
         final_cells={"base": identity_key(identities[BASE_BETA]), "ct": identity_key(identities[beta])},
     )
+
+
+def _scale_sensitive(scorer: Any) -> list[str]:
+    """The run's attacks whose loss the logits' scale can flatten, as the warnings name them."""
+    return [f"the {role} attack ({spec.label()})" for role, stage in (("selection", "select"), ("final", "final"))
+            if (spec := scorer.attack_spec(stage)) is not None and not spec.entry.scale_invariant]
 
 
 def _architecture(model: torch.nn.Module) -> str:

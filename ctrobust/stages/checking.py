@@ -33,6 +33,7 @@ class Checked:
     base_white_box: int | None = None
     ct_white_box: int | None = None
     sanity: SanityReport | None = None
+    reused: bool = False  # the stored run's checks, already judged
 
 
 class ChecksStage:
@@ -47,10 +48,10 @@ class ChecksStage:
         scorer = self.ctx.scorer
         if not isinstance(scorer, NormScorer):  # corruptions: no attack to check
             return Checked(base, ct_cell, base.per_example, ct_cell.per_example)
-        stored = self._stored()
+        base = self._with_adversarial(scorer, base)
+        stored = self._stored() if base is self.attacked.base else None  # else: damaged examples were recomputed
         if stored is not None:
             return stored
-        base = self._with_adversarial(scorer, base)
         run, beta, progress = self.ctx, self.attacked.beta, self.ctx.progress
         sizes = self._sizes(scorer)
         progress.start("sanity", "sanity checks (transfer, budget sweep, gradients, binarization)",
@@ -85,7 +86,7 @@ class ChecksStage:
         log.info("checks reused: those of the stored run %s (the same model, data and settings)", stored.run_id)
         base, ct = stored.per_example["base"], stored.per_example["ct"]
         return Checked(self.attacked.base, self.attacked.ct, base, ct, stored.base.white_box_correct,
-                       stored.ct.white_box_correct, stored.sanity)
+                       stored.ct.white_box_correct, stored.sanity, reused=True)
 
     def _with_adversarial(self, scorer: NormScorer, base: Scored) -> Scored:
         """The base arm's cell with sound adversarial examples for the transfer check: re-checked before use,

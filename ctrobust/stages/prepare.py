@@ -86,6 +86,8 @@ def prepare(plan: RunPlan, subject: Subject, model: torch.nn.Module, coverage: C
     """Refuse a randomised model unless every attack handles one, seed, build the scorer, and measure what
     one batch costs on this device (the bar's rate and CT's cost relative to the original model)."""
     x, splits = subject.x, subject.splits
+    for spec in (s for s in (plan.select_attack, plan.final_attack) if s is not None):  # before any work
+        spec.entry.check_images(spec, plan.threat, tuple(x.shape[1:]))
     _refuse_randomised(model, plan, x[:16].clone().to(device))
     seed_everything(plan.seed)
     scorer = scorer_for(plan.threat)(plan, x, subject.y, splits, device, progress.status)
