@@ -374,3 +374,20 @@ def test_audit_attack_refuses_bad_sizes_and_unknown_runs(tmp_path: Path) -> None
     assert_one_line_error(proc, "No results store")
     proc = run_cli("audit-attack", "--store", str(store), "--samples", "0", cwd=tmp_path)
     assert_one_line_error(proc, "--samples")
+
+
+def test_counts_of_one_are_singular_in_every_check_message() -> None:
+    """Issue 37 item 9: "fooled CT on 1 points" no more; a count's noun (and verb) follow the count."""
+    import re
+
+    from ctrobust.outputs import plural
+    from ctrobust.results.evidence import AttackEvidence, SanityReport, Transfer, judge
+
+    assert (plural(0, "point"), plural(1, "point"), plural(2, "point")) == ("0 points", "1 point", "2 points")
+    report = SanityReport(transfer=Transfer(1, 1, 1, 0.5, 0.4),
+                          attack_evidence={"base": AttackEvidence(rejected=1, unattacked=1)})
+    judge(report, 1.0, "apgd-ce")
+    text = "\n".join([*report.lines(), *report.warnings])
+    assert "fooled CT on 1 point its own attack missed" in text and "1 clean-correct point of" in text
+    assert not re.search(r"\b1 (points|samples|adversarial examples|cells|runs|clean-correct points)\b", text), text
+    assert "was never attacked" in text and "1 adversarial example the attack" in text

@@ -36,6 +36,7 @@ class AfterHead(nn.Module):
         self.offset = nn.Parameter(torch.linspace(-1, 1, 10), requires_grad=False)
         self.identity = nn.Identity()
         self.log_softmax = nn.LogSoftmax(dim=1)
+        self.batchnorm = nn.BatchNorm1d(10)  # fresh statistics: almost the identity on the logits
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         logits = self.inner(x)
@@ -47,6 +48,8 @@ class AfterHead(nn.Module):
             return logits.half()
         if self.after == "log_softmax":
             return self.log_softmax(logits)
+        if self.after == "batchnorm":
+            return self.batchnorm(logits)
         return self.identity(logits)
 
 
@@ -93,7 +96,15 @@ SHAPES = {
     "float16 logits": lambda: AfterHead("float16"),
     "final LogSoftmax": lambda: AfterHead("log_softmax"),
     "Identity after the head": lambda: AfterHead("identity"),
+    # issue 37 item 9: came in training mode, evaluated in evaluation mode; the readout must not feed it two logits
+    "BatchNorm after the logits, training mode": lambda: _training_batchnorm(),
 }
+
+
+def _training_batchnorm() -> nn.Module:
+    model = AfterHead("batchnorm")
+    model.batchnorm.train()
+    return model
 
 
 def test_the_readout_reads_the_logits_when_the_model_computes_after_its_head(fmnist_test) -> None:  # type: ignore[no-untyped-def]

@@ -235,3 +235,18 @@ def test_models_command_lists_sources() -> None:
     assert "Standard" in lines and "yes (ReLU)" in lines["Standard"]
     assert "not applicable" not in proc.stdout
     assert any("no (" in line for line in lines.values())  # SiLU / Swish models are marked
+
+
+def test_a_missing_factory_lists_the_callables_the_file_has(tmp_path: Path) -> None:
+    """Issue 37 item 9: ``file.py:nonexistent`` names what the file defines (not what it imports)."""
+    from ctrobust.models.custom import load_factory_model
+
+    path = tmp_path / "net.py"
+    path.write_text("import torch.nn as nn\nfrom torch.nn import Linear\n\n\nclass Net(nn.Module):\n    pass\n\n\n"
+                    "def build():\n    return Net()\n\n\ndef _helper():\n    pass\n")
+    with pytest.raises(CtrobustError) as info:
+        load_factory_model(f"{path}:nonexistent")
+    assert str(info.value) == f"{path} has no callable 'nonexistent'; it defines Net, build."
+    (tmp_path / "empty.py").write_text("x = 1\n")
+    with pytest.raises(CtrobustError, match="it defines no function or class"):
+        load_factory_model(f"{tmp_path / 'empty.py'}:build")

@@ -170,3 +170,17 @@ def test_leaderboard_page_sorts_in_headless_chromium(filled_store: Path, tmp_pat
         browser.quit()
     assert order == "desc" and errors == [], errors
     assert links == 0  # custom models have no page to link to; zoo and paper models link theirs
+
+
+@pytest.mark.slow
+def test_report_with_an_unwritable_home_says_nothing_and_leaves_nothing(filled_store: Path, tmp_path: Path) -> None:
+    """Issue 37 item 9: matplotlib's config folder goes to a temporary folder of ctrobust's own, removed at exit
+    (HOME=/dev/null: no folder can be made under it, as for a read-only home)."""
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    env = {"HOME": "/dev/null", "TMPDIR": str(temp), "XDG_CONFIG_HOME": "", "XDG_CACHE_HOME": "", "MPLCONFIGDIR": ""}
+    proc = run_cli("report", "--store", str(filled_store), "--out", str(tmp_path / "out"), env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "matplotlib" not in proc.stderr.lower(), proc.stderr
+    assert list(temp.iterdir()) == []
+    assert (tmp_path / "out" / "index.html").is_file()

@@ -453,6 +453,7 @@ def test_full_stdout_is_one_line() -> None:
                               stderr=subprocess.PIPE, text=True, cwd=REPO, timeout=120)
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert proc.returncode == 2 and len(lines) == 1 and "standard output" in lines[0], proc.stderr
+    assert "store" not in lines[0] and "--out" not in lines[0]  # `models` has neither (issue 37 item 9)
 
 
 @pytest.mark.slow

@@ -28,6 +28,7 @@ from ctrobust.attacks.norms import NORM_BALLS
 from ctrobust.attacks.runners import AttackFn, BinarizedAttack
 from ctrobust.attacks.spec import AttackSpec
 from ctrobust.attacks.verify import verify_adversarial
+from ctrobust.outputs import plural
 from ctrobust.results.evidence import ArmBinarization, ArmsCompared
 from ctrobust.results.stats import mcnemar_exact, wilson_interval
 from ctrobust.threats import ThreatModel
@@ -332,7 +333,7 @@ def summarise(label: str, attack_label: str, binarized: Binarized, found: torch.
     success = [(1 if bool(f) else 0) if bool(v) else -1 for f, v in zip(found.tolist(), valid.tolist(), strict=True)]
     note = binarized.features.reason
     if m_valid < MIN_SAMPLES:
-        note = (note + "; " if note else "") + f"only {m_valid} samples set up (at least {MIN_SAMPLES} needed)"
+        note = (note + "; " if note else "") + f"only {plural(m_valid, 'sample')} set up (at least {MIN_SAMPLES} needed)"
     return ArmBinarization(label, attack_label, verdict(k, m_valid, r), m_valid, k, r, len(valid) - m_valid,
                            binarized.features.kind, note, success)
 

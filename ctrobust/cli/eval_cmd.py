@@ -47,7 +47,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run_command(args: argparse.Namespace) -> int:
     from ctrobust.api import run_plan
     from ctrobust.errors import CtrobustError
-    from ctrobust.outputs import check_output_dir
+    from ctrobust.outputs import check_output_dir, plural
     from ctrobust.report.run_output import run_name, summary_table, write_result
     from ctrobust.results.store import open_store
     from ctrobust.stages.progress import RunProgress
@@ -78,7 +78,7 @@ def run_command(args: argparse.Namespace) -> int:
     else:
         print(summary_table(result))
         print(f"\nwrote {json_path} and {csv_path}; store {store.path}: "
-              f"{result.cells_computed} cells computed, {result.cells_reused} reused")
+              f"{plural(result.cells_computed, 'cell')} computed, {result.cells_reused} reused")
     if cfg.strict_checks and result.sanity is not None and result.sanity.binarization_failed:
         print("ctrobust: error: the binarization test FAILED (--strict-checks): the attack does not find adversarial "
               "examples that provably exist; see the warnings above", file=sys.stderr)

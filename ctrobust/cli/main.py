@@ -110,12 +110,24 @@ def main(argv: list[str] | None = None) -> int:
         # Standard output on a full device or closed: what was computed is in the store already.
         with contextlib.suppress(OSError):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        print(f"ctrobust: error: cannot write to standard output ({exc.strerror}); what was computed is in the "
-              "store and the files named by --out", file=sys.stderr)
+        kept = WHAT_IS_KEPT.get(getattr(args, "command", None) or "")
+        print(f"ctrobust: error: cannot write to standard output ({exc.strerror})" + (f"; {kept}" if kept else ""),
+              file=sys.stderr)
         return EXIT_USER_ERROR
     finally:
         if in_main_thread:
             signal.signal(signal.SIGTERM, previous)
+
+
+# What a command has kept when its standard output fails (a full disk): only what that command writes.
+WHAT_IS_KEPT = {
+    "eval": "what was computed is in the store and the files named by --out",
+    "reproduce": "what was computed is in the store and the tables named by --out",
+    "audit-attack": "what was computed is in the store",
+    "train": "the weights are in the file named by --out",
+    "report": "the report is in the folder named by --out",
+    "leaderboard": "the leaderboard is in the folder named by --out",
+}
 
 
 def _terminate(signum: int, frame: object) -> NoReturn:

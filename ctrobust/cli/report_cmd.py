@@ -25,7 +25,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ctrobust.outputs import check_output_dir
+    from ctrobust.outputs import check_output_dir, plural
     from ctrobust.report.html import write_report
     from ctrobust.results.store import existing_store, select_runs
 
@@ -33,5 +33,5 @@ def run(args: argparse.Namespace) -> int:
     with existing_store(args.store) as store:
         runs = select_runs(store, model=args.model, dataset=args.dataset, threat=args.threat)
         page = write_report(runs, out, str(store.path), {r.run_id: store.audits(r.run_id) for r in runs})
-    print(f"wrote {page} ({len(runs)} runs)")
+    print(f"wrote {page} ({plural(len(runs), 'run')})")
     return 0

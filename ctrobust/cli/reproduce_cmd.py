@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ctrobust.errors import CtrobustError
     from ctrobust.executors import Progress, run_grid
-    from ctrobust.outputs import check_output_dir, safe_name
+    from ctrobust.outputs import check_output_dir, plural, safe_name
     from ctrobust.plan.reproduce import load_config
     from ctrobust.report.tables import paper_table, paper_table_latex, paper_table_markdown, runs_frame, write_csv
     from ctrobust.results.store import open_store
@@ -101,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
         write_csv(rows, out / "table.csv")
         write_csv(runs_frame(outcome.results), out / "runs.csv")
         print(paper_table_markdown(rows))
-        print(f"{outcome.ran} runs made, {outcome.already_stored} already stored; cells: {outcome.cells_computed} "
+        print(f"{plural(outcome.ran, 'run')} made, {outcome.already_stored} already stored; cells: {outcome.cells_computed} "
               f"computed, {outcome.cells_reused} reused from {store.path}")
         print(f"wrote {out / 'table.md'}, {out / 'table.tex'}, {out / 'table.csv'}, {out / 'runs.csv'}")
     for label, error in outcome.failures:

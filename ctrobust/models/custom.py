@@ -41,7 +41,7 @@ def load_factory_model(spec: str) -> nn.Module:
             raise CtrobustError(f"Cannot import module {target!r}: {exc}") from None
     factory = getattr(module, attr, None)
     if factory is None or not callable(factory):
-        raise CtrobustError(f"{target} has no callable {attr!r}.")
+        raise CtrobustError(f"{target} has no callable {attr!r}; {_callables(module)}.")
     try:
         model = factory()
     except Exception as exc:  # the user's code may raise anything
@@ -49,3 +49,11 @@ def load_factory_model(spec: str) -> nn.Module:
     if not isinstance(model, nn.Module):
         raise CtrobustError(f"{spec}() returned {type(model).__name__}, not a torch.nn.Module.")
     return model
+
+
+def _callables(module: object) -> str:
+    """What a ``file.py:factory`` could name instead: the module's own public functions and classes."""
+    name = getattr(module, "__name__", "")
+    found = sorted(n for n, v in vars(module).items()
+                   if not n.startswith("_") and callable(v) and getattr(v, "__module__", None) == name)
+    return f"it defines {', '.join(found)}" if found else "it defines no function or class"

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, TypeVar
 
+from ctrobust.outputs import plural
 from ctrobust.results.stats import wilson_interval
 
 BUDGET_FACTORS = (1, 2, 4, 8)  # 1x: the reference attack the reported one is compared with
@@ -274,7 +275,7 @@ class SanityReport:
         out = []
         t = self.transfer
         if t is not None:
-            out.append(f"transfer      base's {t.base_adversarials} adversarial examples fool CT on "
+            out.append(f"transfer      base's {plural(t.base_adversarials, 'adversarial example')} fool CT on "
                        f"{t.fooled_ct}; {t.transfer_only} of them survived CT's own attack "
                        f"(counted as not robust: CT {100 * t.white_box_robust:.2f}% white-box -> "
                        f"{100 * t.combined_robust:.2f}% worst case)")
@@ -323,7 +324,7 @@ def judge(report: SanityReport, gain_points: float, final_attack: str, plain_gra
     t = report.transfer
     if t is not None and t.fooled_ct > 0 and t.transfer_only > 0:
         report.warnings.append(
-            f"transfer from the base model fooled CT on {t.transfer_only} points its own attack missed: "
+            f"transfer from the base model fooled CT on {plural(t.transfer_only, 'point')} its own attack missed: "
             "CT's gradients may be misleading the white-box attack (those points are counted as not robust)")
     b = report.budget
     for name in ("base", "ct"):
@@ -372,12 +373,13 @@ def _judge_attack_evidence(report: SanityReport, final_attack: str) -> None:
         for flag in evidence.autoattack_flags:
             report.warnings.append(f"AutoAttack flagged {label}: {flag}")
         if evidence.rejected:
-            report.warnings.append(f"the re-check rejected {evidence.rejected} adversarial examples the attack "
+            report.warnings.append(f"the re-check rejected {plural(evidence.rejected, 'adversarial example')} the attack "
                                    f"claimed on {label} (outside the eps-ball or [0, 1], or not misclassified again): "
                                    "the attack or the model is not behaving as expected")
         if evidence.unattacked:
-            report.warnings.append(f"{evidence.unattacked} clean-correct points of {label} were never attacked "
-                                   "(the attack's own clean pass disagreed): counted as not robust")
+            were = "was" if evidence.unattacked == 1 else "were"
+            report.warnings.append(f"{plural(evidence.unattacked, 'clean-correct point')} of {label} {were} never "
+                                   "attacked (the attack's own clean pass disagreed): counted as not robust")
     for name, r in report.reference.items():
         if r.weaker:
             report.warnings.append(
@@ -407,5 +409,5 @@ def _judge_attack_evidence(report: SanityReport, final_attack: str) -> None:
     if versus is not None and versus.only_base > versus.only_ct and versus.p_value < REFERENCE_P:
         report.warnings.append(
             "the attack is weaker on CT than on the original model: the gain may be the attack's, not the model's "
-            f"(binarization test, McNemar p={versus.p_value:.3g}: {versus.only_base} samples solved on the original "
-            f"model only, {versus.only_ct} on CT only)")
+            f"(binarization test, McNemar p={versus.p_value:.3g}: {plural(versus.only_base, 'sample')} solved on the "
+            f"original model only, {versus.only_ct} on CT only)")
