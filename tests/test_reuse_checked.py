@@ -185,6 +185,13 @@ def test_a_run_of_reused_cells_reuses_its_stored_checks(tmp_path: Path, caplog: 
     assert any(r.getMessage().startswith("checks reused") for r in caplog.records)
     assert again.sanity is not None and again.sanity.to_dict() == first.sanity.to_dict()
     assert again.per_example == first.per_example and again.gain == first.gain
+    from ctrobust.stages import cells
+
+    made_here = cells.provenance
+    monkeypatch.setattr(cells, "provenance", lambda device: {**made_here(device), "git_commit": "another"})
+    with pytest.raises(AssertionError, match="the checks ran again"):  # other checks' code: checked again
+        ctrobust.run(Editable(), dataset="fashion-mnist", store=store, name="mine", **options)
+    monkeypatch.setattr(cells, "provenance", made_here)
     with pytest.raises(AssertionError, match="the checks ran again"):  # another model: checked again
         ctrobust.run(Editable(_swap_first_two(_mostly_zero)), dataset="fashion-mnist", store=store, name="mine",
                      **options)

@@ -74,13 +74,17 @@ class ChecksStage:
             int(sum(base.per_example["robust"])), int(sum(ct_cell.per_example["robust"])), sanity)
 
     def _stored(self) -> Checked | None:
-        """The checks of the stored run of this very identity (model behaviour, weights, data, settings), when
-        every cell of this run was reused from the store as made by this model: they would find the same."""
+        """The checks of the stored run of this very identity (model behaviour, weights, data, settings), made by
+        the same ctrobust (commit and package versions), when every cell of this run was reused from the store
+        as made by this model: they would find the same."""
         run = self.ctx
         if run.store is None or run.cache.computed or run.cache.stale:
             return None
         stored = run.store.get_run(run.identity)
         if stored is None or stored.sanity is None:
+            return None
+        made_with = (stored.provenance.get("git_commit"), stored.provenance.get("versions"))
+        if made_with != (run.cache.prov["git_commit"], run.cache.prov["versions"]):  # other checks' code
             return None
         run.progress.skip("sanity")
         log.info("checks reused: those of the stored run %s (the same model, data and settings)", stored.run_id)

@@ -18,9 +18,9 @@ from ctrobust.stages.arms import FinalStage
 from ctrobust.stages.assemble import run_result
 from ctrobust.stages.checking import ChecksStage
 from ctrobust.stages.finals import OnProvisional
-from ctrobust.stages.prepare import prepare, require_coverage, resolve_device
+from ctrobust.stages.prepare import prepare, require_coverage
 from ctrobust.stages.progress import RunProgress
-from ctrobust.stages.subject import Subject, load_subject
+from ctrobust.stages.subject import Subject, load_subject, resolve_device
 from ctrobust.stages.sweep import SweepStage
 
 __all__ = ["resolve_device", "run_eval"]

@@ -15,7 +15,7 @@ from ctrobust.attacks.registry import GRAD_WEIGHT
 from ctrobust.ct import ct_coverage, curvature_tuned
 from ctrobust.ct.coverage import CTCoverage
 from ctrobust.errors import CtrobustError
-from ctrobust.plan.run_plan import Device, RunPlan
+from ctrobust.plan.run_plan import RunPlan
 from ctrobust.results.store import Store
 from ctrobust.seeding import seed_everything
 from ctrobust.stages.cells import CellCache
@@ -60,14 +60,6 @@ class RunContext:
     @property
     def n_classes(self) -> int:
         return self.subject.n_classes
-
-
-def resolve_device(name: str | Device) -> torch.device:
-    if name == Device.AUTO:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == Device.CUDA and not torch.cuda.is_available():
-        raise CtrobustError("--device cuda was asked for but no CUDA device is available; use --device cpu.")
-    return torch.device(str(name))
 
 
 def require_coverage(model: torch.nn.Module, subject: Subject, device: torch.device) -> CTCoverage:

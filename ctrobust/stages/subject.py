@@ -26,7 +26,7 @@ from ctrobust.models.fingerprint import (
     weights_digest,
 )
 from ctrobust.models.registry import LoadedModel
-from ctrobust.plan.run_plan import RunPlan
+from ctrobust.plan.run_plan import Device, RunPlan
 from ctrobust.results.result import RunResult
 from ctrobust.results.store import Store
 from ctrobust.stages.progress import log
@@ -96,8 +96,8 @@ def made_by_another(run: RunResult, subject: Subject, plan: RunPlan) -> str | No
     """Why a stored run's numbers are not this model's (None: they are): both arms' clean predictions on the
     evaluation split, seen again, against the run's clean outcomes (the identity's fingerprint sees the model
     on noise images only)."""
-    model = subject.loaded.model
-    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    device = resolve_device(plan.device)  # where the run would go: a large model is not run on the CPU
+    model = subject.loaded.model.to(device)
     x, labels = subject.x[run.eval_indices], subject.y[run.eval_indices].tolist()
     for arm, beta in (("base", BASE_BETA), ("ct", run.beta)):
         seen = split_behaviour(curvature_tuned(model, beta, impl=plan.ctu.value), x, plan.batch_size, device)
@@ -105,6 +105,14 @@ def made_by_another(run: RunResult, subject: Subject, plan: RunPlan) -> str | No
         if change is not None:
             return f"{arm_label(beta, 'prose')}: {change}"
     return None
+
+
+def resolve_device(name: str | Device) -> torch.device:
+    if name == Device.AUTO:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == Device.CUDA and not torch.cuda.is_available():
+        raise CtrobustError("--device cuda was asked for but no CUDA device is available; use --device cpu.")
+    return torch.device(str(name))
 
 
 # Output types whose logits are too coarse for gradient attacks, with their significant decimal digits.
