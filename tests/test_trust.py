@@ -253,7 +253,7 @@ def test_edited_run_rows_are_named_and_left_out(stored: tuple[Path, dict, dict],
         import pandas as pd
 
         summary = pd.read_csv(out / "summary.csv")
-        assert list(summary["run_id"]) == [good] and "(1 runs)" in proc.stdout
+        assert list(summary["run_id"]) == [good] and "(1 run)" in proc.stdout  # singular (issue 37 item 9)
         assert summary.loc[0, "ct_robust_accuracy"] == pytest.approx(stored[2]["ct"]["robust_accuracy"])
         assert bad not in (out / "index.html").read_text()
     else:
