@@ -53,9 +53,10 @@ class FinalStage:
              for b in betas})
         label = " and ".join(arm_label(b) for b in betas) + " on the evaluation split"
         views = {b: run.scorer.wrap(curvature_tuned(run.model, b, impl=run.plan.ctu.value)) for b in betas}
-        context.behaviours = {b: run.cache.behaviour(views[b], "final") for b in betas}
+        if run.store is not None:  # what a stored cell or stage is checked against, and kept with a new one
+            context.behaviours = {b: run.cache.behaviour(views[b], "final") for b in betas}
         cells = run.cache.get_group("final", betas, None, "final", label,
                                     lambda missing: final_cells(run.scorer, {b: views[b] for b in missing}, context),
-                                    context.behaviours.__getitem__)
+                                    lambda b: context.behaviours[b])
         drop_stages(run.store, context.identities.values())
         return Attacked(beta, cells, views, context)

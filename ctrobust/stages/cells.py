@@ -76,8 +76,8 @@ class CellCache:
         computed = compute(missing)
         self.progress.finish()
         self.computed += len(computed)
-        for beta, scored in computed.items():
-            self.put(identities[beta], scored, behaviour(beta))
+        for beta, scored in computed.items():  # the behaviour is seen only where there is a store to keep it
+            self.put(identities[beta], scored, behaviour(beta) if self.store is not None else None)
         return {**found, **computed}
 
     def made_by(self, cell: Scored, now: SplitBehaviour, stage: str, beta: float, n_points: int | None,
