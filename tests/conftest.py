@@ -15,6 +15,19 @@ from ctrobust.data import load_test_set
 
 REPO = Path(__file__).resolve().parents[1]
 
+
+def _share_the_cores() -> None:
+    """Under pytest-xdist each worker takes its share of the cores, and so do the commands its tests start: torch's
+    default (every core in every process) would run twice as many threads as cores on this project's 2-core CI."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        torch.set_num_threads(threads)
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+
+
+_share_the_cores()
+
 # A reproduce grid of 8 small units (2 threats x 2 seeds x 2 protocols) that runs in seconds per unit.
 TINY_GRID = """
 name = "tiny"

@@ -13,6 +13,9 @@ from ctrobust.models import load_model
 from ctrobust.plan.selection import survivors, sweep_schedule
 from ctrobust.threats import ThreatModel
 
+# its module-scoped fixture is built once: pytest-xdist keeps this file's tests on one worker
+pytestmark = pytest.mark.xdist_group("test_batched_betas")
+
 BETAS = [0.7, 0.85, 1.0]
 
 

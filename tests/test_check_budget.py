@@ -95,3 +95,35 @@ def test_a_100_point_run_keeps_its_per_point_outcomes(tmp_path: Path) -> None:
         for outcome in ("clean", "robust", "robust_white_box"):
             assert list(result.per_example[arm][outcome]) == before["per_example"][arm][outcome], (arm, outcome)
     assert result.sanity is not None and result.sanity.sizes["reference_points"] < 100  # the budget applied
+
+
+@pytest.mark.parametrize("share", [0.01, 0.06, 1.0])
+def test_the_checks_parts_add_up_to_what_they_plan(share: float) -> None:
+    """The bar revises the checks' remaining work from their parts after each check: the parts (per-arm checks
+    counted on both arms) are the plan, and none of them is kept with the result."""
+    from ctrobust.checks.budget import PER_ARM
+
+    for spec in (AA, AttackSpec("apgd-ce", steps=20)):
+        sizes = _sizes(share, spec=spec)
+        parts = sum(sizes.parts.values()) + sum(v for k, v in sizes.parts.items() if k in PER_ARM)
+        assert parts == pytest.approx(sizes.planned)
+        assert "parts" not in sizes.to_dict()
+
+
+def test_the_sanity_checks_tell_the_bar_what_is_left_after_each() -> None:
+    from ctrobust.checks.budget import CheckSizes
+    from ctrobust.checks.sanity import SanityReport, _Clock, _Isolated
+
+    report = SanityReport()
+    parts = {"transfer": 10.0, "budget sweep": 30.0, "binarization": 50.0}
+    heard: list[float] = []
+    isolated = _Isolated(report, _Clock(report.seconds), CheckSizes(0.1, 0, 0, 0, 0, 0, {}, parts).parts, heard.append)
+    assert isolated.left == 120.0  # the budget sweep runs on both arms
+    with isolated("transfer"):
+        pass
+    for _arm in range(2):
+        with isolated("budget sweep", "budget"):
+            pass
+    with isolated("binarization"):
+        raise RuntimeError("a check that crashes is done too")
+    assert heard == [110.0, 80.0, 50.0, 0.0] and "binarization" in report.not_run

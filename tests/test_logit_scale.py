@@ -20,6 +20,9 @@ from ctrobust.models import load_model
 from ctrobust.results.evidence import LogitStats, SanityReport, judge
 from ctrobust.results.stats import wilson_interval
 
+# its module-scoped fixture is built once: pytest-xdist keeps this file's tests on one worker
+pytestmark = pytest.mark.xdist_group("test_logit_scale")
+
 SCALES = [0.1, 1e-3, 1e-6, 1e4]
 POINTS = 20
 

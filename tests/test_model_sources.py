@@ -16,6 +16,9 @@ from ctrobust.models.checkpoint import load_checkpoint
 from ctrobust.models.registry import parse_model_name, resolve_model_dataset
 from test_cli_errors import assert_one_line_error
 
+# its module-scoped fixture is built once: pytest-xdist keeps this file's tests on one worker
+pytestmark = pytest.mark.xdist_group("test_model_sources")
+
 OFFLINE = {"CTROBUST_OFFLINE": "1"}
 
 

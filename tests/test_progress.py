@@ -105,3 +105,15 @@ def test_quiet_and_verbose(tmp_path) -> None:
     assert verbose.returncode == 0, verbose.stderr
     assert "initial accuracy" in verbose.stderr  # AutoAttack's own log, passed through
     assert "still robust" in verbose.stderr or "running apgd-ce" in verbose.stderr
+
+
+def test_the_final_attacks_plan_weighs_the_ct_arm_by_the_chance_it_is_attacked() -> None:
+    """While the sweep may still choose beta = 1 (the original model: one arm attacked), the CT arm's final attack
+    counts half; once beta = 1 is scored it counts fully or not at all; with no beta = 1 candidate, fully."""
+    from ctrobust.stages.eta import WorkPlan
+
+    assert WorkPlan.ct_chance([0.8, 0.9], {}) == 1.0
+    assert WorkPlan.ct_chance([0.8, 0.9, 1.0], {}) == 0.5
+    assert WorkPlan.ct_chance([0.8, 0.9, 1.0], {0.8: 0.2, 0.9: 0.25}) == 0.5
+    assert WorkPlan.ct_chance([0.8, 0.9, 1.0], {0.8: 0.2, 0.9: 0.25, 1.0: 0.1}) == 1.0
+    assert WorkPlan.ct_chance([0.8, 0.9, 1.0], {0.8: 0.2, 0.9: 0.25, 1.0: 0.25}) == 0.0  # ties go to the larger beta

@@ -17,6 +17,9 @@ from conftest import TINY_GRID as TINY
 from conftest import TINY_GRID_UNITS as UNITS
 from ctrobust.cli.main import main
 
+# its module-scoped fixture is built once: pytest-xdist keeps this file's tests on one worker
+pytestmark = pytest.mark.xdist_group("test_ray_executor")
+
 if os.environ.get("CI"):
     import ray  # CI installs the test extra, Ray included: a missing Ray is a failure there
 else:

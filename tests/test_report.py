@@ -12,6 +12,9 @@ import pytest
 
 from conftest import run_cli
 
+# its module-scoped fixture is built once: pytest-xdist keeps this file's tests on one worker
+pytestmark = pytest.mark.xdist_group("test_report")
+
 EVIL = "<script>alert(1)"
 MODEL_SRC = """
 from ctrobust.models import load_model

@@ -20,6 +20,9 @@ import ctrobust
 from ctrobust.models import load_model
 from ctrobust.models.fingerprint import SplitBehaviour, behaviour_fingerprint, split_behaviour
 
+# its module-scoped fixture is built once: pytest-xdist keeps this file's tests on one worker
+pytestmark = pytest.mark.xdist_group("test_reuse_checked")
+
 OPTIONS = {"n_examples": 20, "n_select": 20, "betas": "0.9", "no_base_candidate": True, "attack": "apgd-ce",
            "steps": 2, "select_steps": 2, "check_budget": 0}
 Edit = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (images, logits) -> logits

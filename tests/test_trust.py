@@ -31,6 +31,9 @@ MODEL_FILE = '''
 import torch.nn as nn
 from ctrobust.models import load_model
 
+# its module-scoped fixture is built once: pytest-xdist keeps this file's tests on one worker
+pytestmark = pytest.mark.xdist_group("test_trust")
+
 
 class Wrapped(nn.Module):
     def __init__(self):

@@ -1,9 +1,16 @@
 """ctrobust works from its built wheel in a clean virtual environment: the sdist and wheel build from the
 tracked files alone, the wheel carries the weights, templates and configs, and the installed package (not the
-checkout) answers --version, lists its models, runs a tiny eval and the README's Python blocks."""
+checkout) answers --version, lists its models, runs a tiny eval and the README's Python blocks.
+
+The clean environment holds the wheel and exactly the closure of its declared dependencies (and nothing else
+of this checkout's environment), linked from this environment at its versions rather than unpacked again: a
+dependency the package imports but does not declare is missing there, as in a fresh install, without the
+minute that copying torch costs."""
 
 from __future__ import annotations
 
+import email.parser
+import importlib.metadata
 import json
 import os
 import re
@@ -14,11 +21,14 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 import ctrobust
 from conftest import REPO
 
-pytestmark = pytest.mark.slow
+# its module-scoped fixture is built once: pytest-xdist keeps this file's tests on one worker
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("test_wheel")]
 
 
 def _run(*args: str | Path, cwd: Path, env: dict[str, str] | None = None, timeout: int = 1200) -> str:
@@ -47,15 +57,48 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
                    "ctrobust/report/templates/style.css", "ctrobust/configs/small.toml",
                    "ctrobust/models/zoo_ct_audit.csv"):
         assert needed in names, f"the wheel lacks {needed}"
-    pins = root / "constraints.txt"  # the dependencies at the versions this checkout's environment has
-    frozen = _run(sys.executable, "-m", "pip", "freeze", "--exclude-editable", cwd=root)
-    pins.write_text("\n".join(line for line in frozen.splitlines() if not line.lower().startswith("ctrobust")))
     venv = root / "venv"
-    _run(sys.executable, "-m", "venv", venv, cwd=root)
-    _run(venv / "bin" / "pip", "install", "-q", "--disable-pip-version-check", "-c", pins, wheel, cwd=root)
+    _run(sys.executable, "-m", "venv", "--without-pip", venv, cwd=root)
+    site = Path(_run(venv / "bin" / "python", "-c", "import sysconfig; print(sysconfig.get_path('purelib'))",
+                     cwd=root).strip())
+    metadata = next(n for n in names if n.endswith(".dist-info/METADATA"))
+    declared = email.parser.Parser().parsestr(zipfile.ZipFile(wheel).read(metadata).decode()).get_all("Requires-Dist")
+    for needed_dist in _dependency_closure([*(declared or []), "pip"]):  # pip: to install the wheel, and to check
+        _link_into(needed_dist, site)
+    pip = (venv / "bin" / "python", "-m", "pip", "--disable-pip-version-check")
+    _run(*pip, "install", "-q", "--no-deps", wheel, cwd=root)
+    _run(*pip, "check", cwd=root)  # every need declared by the wheel and its dependencies is met
     work = root / "work"
     work.mkdir()
     return venv / "bin", work
+
+
+def _dependency_closure(requirements: list[str]) -> list[importlib.metadata.Distribution]:
+    """The installed distributions that ``requirements`` need, transitively (markers and extras evaluated)."""
+    found: dict[str, importlib.metadata.Distribution] = {}
+    seen: set[tuple[str, str]] = set()  # (distribution, extra) whose requirements are queued
+    todo = [(Requirement(r), "") for r in requirements]
+    while todo:
+        req, extra = todo.pop()
+        if req.marker is not None and not req.marker.evaluate({"extra": extra}):
+            continue
+        dist = importlib.metadata.distribution(req.name)  # PackageNotFoundError: a declared need is not installed
+        assert req.specifier.contains(dist.version, prereleases=True), f"{req}, but {dist.version} is installed"
+        key = canonicalize_name(req.name)
+        found[key] = dist
+        for wanted in sorted(req.extras) or [""]:
+            if (key, wanted) not in seen:
+                seen.add((key, wanted))
+                todo += [(Requirement(r), wanted) for r in dist.requires or []]
+    return list(found.values())
+
+
+def _link_into(dist: importlib.metadata.Distribution, site: Path) -> None:
+    """Make ``dist`` importable from the site-packages folder ``site``: a link per top-level entry it installed."""
+    root = Path(str(dist.locate_file("")))
+    for top in {Path(str(f)).parts[0] for f in dist.files or []} - {"..", "__pycache__"}:
+        if (root / top).exists() and not (site / top).exists():  # a shared namespace folder is linked once, whole
+            (site / top).symlink_to(root / top)
 
 
 def _env(work: Path) -> dict[str, str]:
@@ -66,6 +109,9 @@ def test_the_installed_package_is_the_wheel_not_the_checkout(installed: tuple[Pa
     bin_dir, work = installed
     where = _run(bin_dir / "python", "-c", "import ctrobust; print(ctrobust.__file__)", cwd=work, env=_env(work))
     assert "site-packages" in where and str(REPO) not in where
+    # only what the wheel declares is there: an undeclared import would fail as in a fresh install
+    absent = "import importlib.util as u; print([m for m in ('ray', 'pytest', 'selenium') if u.find_spec(m)])"
+    assert _run(bin_dir / "python", "-c", absent, cwd=work, env=_env(work)).strip() == "[]"
     assert _run(bin_dir / "ctrobust", "--version", cwd=work).strip() == f"ctrobust {ctrobust.__version__}"
     assert "smallcnn" in _run(bin_dir / "ctrobust", "models", cwd=work, env=_env(work))
 

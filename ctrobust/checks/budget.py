@@ -28,6 +28,7 @@ STATS_SAMPLE = 200  # clean logits and input gradients
 GRAD_UNITS = 3.0  # a back-propagated image, in forward images (as attacks/cost.py counts)
 # (full size, minimum for a verdict) of each sized check, in the order they claim the budget
 SIZED = {"budget sweep": (100, 10), "re-attack": (100, 10), "binarization": (100, 20)}
+PER_ARM = ("budget sweep", "logit statistics", "gradient fidelity")  # checks run once on each arm
 
 
 @dataclass(frozen=True)
@@ -41,9 +42,12 @@ class CheckSizes:
     reattack_points: int  # CT's survivors attacked again (0: not applicable or not affordable)
     binarization_samples: int  # 0: NOT RUN
     skipped: dict[str, str] = field(default_factory=dict)
+    # work units of one pass of each check, as the checks name themselves (per arm where a check runs per arm):
+    # the progress bar revises what is left after each, not kept with the result
+    parts: dict[str, float] = field(default_factory=dict, compare=False)
 
     def to_dict(self) -> dict[str, object]:
-        return asdict(self)
+        return {k: v for k, v in asdict(self).items() if k != "parts"}
 
 
 def final_attack_work(final: AttackSpec, n: int, arms: list[tuple[int, int]], n_classes: int,
@@ -73,7 +77,8 @@ def size_checks(share: float, final: AttackSpec, final_work: float, n_eval: int,
     ``binarization_reason`` says why).
     """
     budget = share * final_work
-    fixed = 2 * (min(STATS_SAMPLE, n_eval) * GRAD_UNITS + GRADIENT_POINTS * (GRAD_UNITS + 2)) + n_eval
+    stats, fidelity = min(STATS_SAMPLE, n_eval) * GRAD_UNITS, GRADIENT_POINTS * (GRAD_UNITS + 2)
+    fixed = 2 * (stats + fidelity) + n_eval
     per = _per_unit(final, threat, binarized_per_sample)
     full = {"budget sweep": min(SIZED["budget sweep"][0], n_eval),
             "re-attack": min(SIZED["re-attack"][0], ct_survivors) if per["re-attack"] else 0,
@@ -101,5 +106,8 @@ def size_checks(share: float, final: AttackSpec, final_work: float, n_eval: int,
                               f"{need} {'samples' if check == 'binarization' else 'points'} it needs after the checks "
                               "before it; raise --check-budget to run it")
     planned = fixed + cost(sizes)
+    parts = {"transfer": float(n_eval), "budget sweep": sizes["budget sweep"] * per["budget sweep"] / 2,
+             "logit statistics": stats, "gradient fidelity": fidelity,
+             "re-attack": sizes["re-attack"] * per["re-attack"], "binarization": sizes["binarization"] * per["binarization"]}
     return CheckSizes(share, budget, planned, sizes["budget sweep"], sizes["re-attack"], sizes["binarization"],
-                      skipped)
+                      skipped, parts)

@@ -32,7 +32,7 @@ And the evidence that the reported attack itself worked, on each arm (docs/resul
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -46,7 +46,7 @@ from ctrobust.attacks.runners import count_classes
 from ctrobust.attacks.spec import AttackSpec
 from ctrobust.cell import Arm
 from ctrobust.checks import binarization
-from ctrobust.checks.budget import REFERENCE_STEPS, STATS_SAMPLE, CheckSizes
+from ctrobust.checks.budget import PER_ARM, REFERENCE_STEPS, STATS_SAMPLE, CheckSizes
 from ctrobust.checks.gradient_fidelity import gradient_fidelity
 from ctrobust.ct.arm import BASE_BETA, arm_label
 from ctrobust.results.evidence import (
@@ -170,35 +170,46 @@ class _Isolated:
     check NOT RUN, with the reason, and one warning line naming it; the run's numbers are written as always.
     (Ctrl-C is not caught: it still stops the run, with what was finished kept in the store.)"""
 
-    def __init__(self, report: SanityReport, clock: _Clock) -> None:
+    def __init__(self, report: SanityReport, clock: _Clock, parts: dict[str, float] | None = None,
+                 on_left: Callable[[float], None] | None = None) -> None:
         self.report, self.clock = report, clock
+        # what each check was planned to cost (see CheckSizes.parts): after each, ``on_left`` hears what is left
+        self.parts, self.on_left = parts or {}, on_left
+        self.left = sum(self.parts.values()) + sum(v for k, v in self.parts.items() if k in PER_ARM)
 
     @contextmanager
     def __call__(self, check: str, timing: str | None = None) -> Iterator[None]:
         try:
             with self.clock(timing or check):
                 yield
+            self._done(check)
         except Exception as exc:  # noqa: BLE001 - any failure of a check is that check's, never the run's
+            self._done(check)
             reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no message'}"
             self.report.not_run.setdefault(check, f"crashed ({reason})")
             self.report.warnings.append(f"the {check} check could not run on this model and is missing from the "
                                         f"evidence ({reason}); the run's numbers are unaffected")
 
+    def _done(self, check: str) -> None:
+        self.left = max(self.left - self.parts.get(check, 0.0), 0.0)
+        if self.on_left is not None and check in self.parts:
+            self.on_left(self.left)
+
 
 def run_sanity_checks(ct: Any, beta: float, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, eps: float,
                       seed: int, batch_size: int, device: torch.device, base_adversarial: dict[str, Any] | None,
-                      base: Arm, ct_arm: Arm, final: AttackSpec, sizes: CheckSizes
-                      ) -> tuple[list[int], list[int], SanityReport]:
+                      base: Arm, ct_arm: Arm, final: AttackSpec, sizes: CheckSizes,
+                      on_left: Callable[[float], None] | None = None) -> tuple[list[int], list[int], SanityReport]:
     """All checks for one run; returns the base model's and CT's worst-case per-point robustness, and the report.
 
     ``sizes``: how many points each sized check takes (:mod:`ctrobust.checks.budget`); a check given none is
     NOT RUN with the budget's reason. Each check is isolated: one that cannot run on this model is recorded
-    in ``report.not_run`` with its reason.
+    in ``report.not_run`` with its reason. ``on_left``: told, after each check, the planned work of those left.
     """
     report = SanityReport(sizes=sizes.to_dict())
     report.not_run.update({check: why for check, why in sizes.skipped.items() if check != "binarization"})
     clock = _Clock(report.seconds)
-    isolated = _Isolated(report, clock)
+    isolated = _Isolated(report, clock, sizes.parts, on_left)
     ct.beta = beta
     combined = list(ct_arm.robust)
     with isolated("transfer"):

@@ -46,25 +46,40 @@ class WorkPlan:
             robust *= self.survivor_ratio
         return attack_work(spec, n, clean, robust, self.n_classes, threat=self.threat)
 
-    def final_work(self, beta: float, robust_base: float, clean: float, robust: float) -> float:
-        """Both arms' final attack (CT's in the original model's units); one arm when beta is 1."""
+    def final_work(self, beta: float, robust_base: float, clean: float, robust: float, ct_chance: float = 1.0) -> float:
+        """Both arms' final attack (CT's in the original model's units); one arm when beta is 1. ``ct_chance``:
+        the chance that a CT arm is attacked at all, while the sweep may still choose beta = 1 (the expected work)."""
         base = self.work("final", clean, robust_base)
-        return base if is_base(beta) else base + self.ct_cost * self.work("final", clean, robust)
+        return base if is_base(beta) else base + ct_chance * self.ct_cost * self.work("final", clean, robust)
 
     def final_survivors(self, select_robust: float) -> float:
         """Expected fraction left after the final attack's first stage, from the selection curve."""
         return select_robust * self.survivor_ratio
 
-    def revise(self, clean: float, robust_ct: float, robust_base: float, pending: list[tuple[str, int, int]]) -> None:
-        """Re-plan the sweep's pending passes ((key, betas, points) each) and both final attacks."""
+    def revise(self, clean: float, robust_ct: float, robust_base: float, pending: list[tuple[str, int, int]],
+               ct_chance: float = 1.0) -> None:
+        """Re-plan the sweep's pending passes ((key, betas, points) each) and both final attacks (the CT arm's
+        weighed by ``ct_chance``, see :meth:`final_work`)."""
         per_beta = self.ct_cost * self.work("select", clean, robust_ct)
         for key, n_betas, n_points in pending:
             self.progress.plan(key, n_betas * per_beta * n_points / max(self.n_select, 1))
-        self.progress.plan("final", self.final_work(0.0, robust_base, clean, robust_ct))
+        final_work = self.final_work(0.0, robust_base, clean, robust_ct, ct_chance)
+        self.progress.plan("final", final_work)
         final = self.scorer.attack_spec("final")
         if final is not None:  # norm balls: the checks, at most their declared share of the final attacks
-            self.progress.plan("sanity", self.ct_cost * self.check_share * self.final_work(0.0, robust_base, clean,
-                                                                                          robust_ct))
+            self.progress.plan("sanity", self.ct_cost * self.check_share * final_work)
+
+    @staticmethod
+    def ct_chance(candidates: list[float], curve: dict[float, float]) -> float:
+        """The chance that the sweep ends with a CT arm to attack: 1 when the original model (beta = 1) is no
+        candidate, 0 or 1 once it is scored (whether it leads), and even odds before: the estimate then lies between
+        the two outcomes' work instead of a factor of about 2 above the one-arm outcome."""
+        base = next((b for b in candidates if is_base(b)), None)
+        if base is None:
+            return 1.0
+        if base not in curve:
+            return 0.5
+        return 0.0 if max(curve, key=lambda b: (curve[b], b)) == base else 1.0
 
 
 def watch_autoattack(progress: RunProgress, version: str, n: int, n_classes: int, robust_estimate: float,

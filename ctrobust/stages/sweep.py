@@ -81,7 +81,8 @@ class SweepStage:
         alive = list(self.candidates)
         curve: dict[float, float] = {}
         clean: dict[float, float] = {}
-        self.work.revise(PRIOR_CLEAN, PRIOR_ROBUST, PRIOR_ROBUST, self._pending(0, len(alive), 0))
+        self.work.revise(PRIOR_CLEAN, PRIOR_ROBUST, PRIOR_ROBUST, self._pending(0, len(alive), 0),
+                         self.work.ct_chance(alive, {}))
         for rung, n_points in enumerate(self.rungs):
             last = rung == len(self.rungs) - 1
             subset = None if last else n_points
@@ -97,7 +98,8 @@ class SweepStage:
                     counts = Counts.of(scored[beta].per_example)
                     curve[beta], clean[beta] = counts.robust_accuracy, counts.clean_accuracy
                 best = max(curve, key=lambda b: (curve[b], b))
-                self.work.revise(clean[best], curve[best], curve[max(curve)], self._pending(rung, len(alive), j + 1))
+                self.work.revise(clean[best], curve[best], curve[max(curve)], self._pending(rung, len(alive), j + 1),
+                                 self.work.ct_chance(alive, curve))
             self.history.append({"n_points": n_points, "curve": dict(curve)})
             if not last:
                 alive = survivors(curve)
