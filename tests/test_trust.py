@@ -23,6 +23,9 @@ from ctrobust.errors import CtrobustError
 from ctrobust.models import load_model
 from ctrobust.models.fingerprint import behaviour_fingerprint, tensor_digest
 
+# its module-scoped fixture is built once: pytest-xdist keeps this file's tests on one worker
+pytestmark = pytest.mark.xdist_group("test_trust")
+
 TINY = ["--n-examples", "20", "--n-select", "20", "--attack", "apgd-ce", "--steps", "2", "--select-steps", "2",
         "--no-progress"]
 CT_RUN = [*TINY, "--betas", "0.9", "--no-base-candidate"]  # CT at 0.9: both final cells, base adversarials stored
@@ -30,9 +33,6 @@ CT_RUN = [*TINY, "--betas", "0.9", "--no-base-candidate"]  # CT at 0.9: both fin
 MODEL_FILE = '''
 import torch.nn as nn
 from ctrobust.models import load_model
-
-# its module-scoped fixture is built once: pytest-xdist keeps this file's tests on one worker
-pytestmark = pytest.mark.xdist_group("test_trust")
 
 
 class Wrapped(nn.Module):

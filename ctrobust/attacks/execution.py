@@ -104,6 +104,7 @@ class Execution:
     fast_pool: bool = False
     seconds_per_image: dict[str, float] = field(default_factory=dict)  # "<model> forward", "<model> forward+backward"
     candidates: dict[str, float] = field(default_factory=dict)  # bit-identical micro-batches -> s per image, all models
+    refused: dict[str, str] = field(default_factory=dict)  # ways not used, and why
 
     @property
     def ct_cost(self) -> float:
@@ -118,7 +119,7 @@ class Execution:
     def to_dict(self) -> dict[str, object]:
         return {"micro_batch": self.chunk, "fast_max_pool": self.fast_pool,
                 "seconds_per_image": dict(self.seconds_per_image),
-                "micro_batch_seconds_per_image": dict(self.candidates)}
+                "micro_batch_seconds_per_image": dict(self.candidates), "refused": dict(self.refused)}
 
 
 def _forward_backward(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -148,7 +149,9 @@ def probe_execution(models: Mapping[str, nn.Module], x: torch.Tensor, batch_size
     """
     x = x[: min(batch_size, PROBE_BATCH)]
     sync = torch.cuda.synchronize if x.is_cuda else (lambda: None)
-    references = {name: _forward_backward(m, x) for name, m in models.items()}  # warm-up, and any compile
+    for m in models.values():  # warm-up, and any compile: a first call may not run the kernels later calls run
+        _forward_backward(m, x)
+    references = {name: _forward_backward(m, x) for name, m in models.items()}
     sync()
 
     def timed(way: dict[str, nn.Module], grad: bool) -> dict[str, float]:
@@ -179,22 +182,30 @@ def probe_execution(models: Mapping[str, nn.Module], x: torch.Tensor, batch_size
     def ways(chunk: int | None, fast_pool: bool = False) -> dict[str, nn.Module]:
         return {name: MicroBatched(m, chunk, fast_pool) for name, m in models.items()}
 
+    refused: dict[str, str] = {}
     timings: dict[int | None, dict[str, float]] = {None: timed(ways(None), True)}
     if not x.is_cuda:
         for size in CHUNK_CANDIDATES:
-            if size < len(x) and identical(ways(size), True):  # a way that is not the same function is never used
+            if size >= len(x):
+                continue
+            if identical(ways(size), True):  # a way that is not the same function is never used
                 timings[size] = timed(ways(size), True)
+            else:
+                refused[str(size)] = "logits or input gradients differ from the whole batch's"
     chunk = min(timings, key=lambda c: sum(timings[c].values()))
     forward = timed(ways(chunk), False)
     fast_pool = False
-    if not x.is_cuda and identical(ways(chunk, True), False):
-        pooled = timed(ways(chunk, True), False)
-        if sum(pooled.values()) < sum(forward.values()):
-            fast_pool, forward = True, pooled
+    if not x.is_cuda:
+        if identical(ways(chunk, True), False):
+            pooled = timed(ways(chunk, True), False)
+            if sum(pooled.values()) < sum(forward.values()):
+                fast_pool, forward = True, pooled
+        else:
+            refused["fast max-pool"] = "logits differ from max_pool2d's"
     per_image = {f"{name} forward+backward": s for name, s in timings[chunk].items()}
     per_image.update({f"{name} forward": s for name, s in forward.items()})
     candidates = {"whole" if c is None else str(c): sum(t.values()) for c, t in timings.items()}
-    return Execution(chunk, fast_pool, per_image, candidates)
+    return Execution(chunk, fast_pool, per_image, candidates, refused)
 
 
 @contextmanager
