@@ -95,6 +95,8 @@ def model_flops(forward_and_backward: bool) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--log", default=None, help="write every bar snapshot (clock, %%, ETA, stage) to this CSV")
+    parser.add_argument("--outcomes", default=None,
+                        help="write the run's per-point outcomes (both arms) with its command and commit to this JSON")
     parser.add_argument("extra", nargs="*", help="options passed on to ctrobust eval (after --)")
     args = parser.parse_args()
 
@@ -135,6 +137,10 @@ def main() -> int:
         total = time.monotonic() - start
         result_path = Path(tmp) / "out" / "result.json"
         result = json.loads(result_path.read_text()) if result_path.exists() else {}
+        if args.outcomes and result:
+            kept = {k: result.get(k) for k in ("command", "beta", "seed", "execution")}
+            kept["git_commit"] = (result.get("provenance") or {}).get("git_commit")
+            Path(args.outcomes).write_text(json.dumps({**kept, "per_example": result.get("per_example")}) + "\n")
         checks = result.get("sanity_checks")
     print((b"".join(stdout_chunks)).decode(errors="replace"))
     if code != 0:
