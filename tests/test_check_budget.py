@@ -110,20 +110,23 @@ def test_the_checks_parts_add_up_to_what_they_plan(share: float) -> None:
         assert "parts" not in sizes.to_dict()
 
 
-def test_the_sanity_checks_tell_the_bar_what_is_left_after_each() -> None:
+def test_the_sanity_checks_tell_the_bar_each_checks_work_and_what_follows_it() -> None:
     from ctrobust.checks.budget import CheckSizes
     from ctrobust.checks.sanity import SanityReport, _Clock, _Isolated
 
     report = SanityReport()
     parts = {"transfer": 10.0, "budget sweep": 30.0, "binarization": 50.0}
-    heard: list[float] = []
-    isolated = _Isolated(report, _Clock(report.seconds), CheckSizes(0.1, 0, 0, 0, 0, 0, {}, parts).parts, heard.append)
+    heard: list[tuple[float, float]] = []
+    isolated = _Isolated(report, _Clock(report.seconds), CheckSizes(0.1, 0, 0, 0, 0, 0, {}, parts).parts,
+                         lambda units, after: heard.append((units, after)))
     assert isolated.left == 120.0  # the budget sweep runs on both arms
     with isolated("transfer"):
         pass
     for _arm in range(2):
         with isolated("budget sweep", "budget"):
             pass
+    with isolated("logit statistics"):  # a check with no planned part: nothing to say
+        pass
     with isolated("binarization"):
-        raise RuntimeError("a check that crashes is done too")
-    assert heard == [110.0, 80.0, 50.0, 0.0] and "binarization" in report.not_run
+        raise RuntimeError("a check that crashes is isolated as before")
+    assert heard == [(10.0, 110.0), (30.0, 80.0), (30.0, 50.0), (50.0, 0.0)] and "binarization" in report.not_run

@@ -171,45 +171,45 @@ class _Isolated:
     (Ctrl-C is not caught: it still stops the run, with what was finished kept in the store.)"""
 
     def __init__(self, report: SanityReport, clock: _Clock, parts: dict[str, float] | None = None,
-                 on_left: Callable[[float], None] | None = None) -> None:
+                 on_part: Callable[[float, float], None] | None = None) -> None:
         self.report, self.clock = report, clock
-        # what each check was planned to cost (see CheckSizes.parts): after each, ``on_left`` hears what is left
-        self.parts, self.on_left = parts or {}, on_left
+        # what each check was planned to cost (see CheckSizes.parts): as each starts, ``on_part`` hears its work
+        # and the work of the checks after it
+        self.parts, self.on_part = parts or {}, on_part
         self.left = sum(self.parts.values()) + sum(v for k, v in self.parts.items() if k in PER_ARM)
 
     @contextmanager
     def __call__(self, check: str, timing: str | None = None) -> Iterator[None]:
+        units = self.parts.get(check, 0.0)
+        self.left = max(self.left - units, 0.0)
+        if self.on_part is not None and check in self.parts:
+            self.on_part(units, self.left)
         try:
             with self.clock(timing or check):
                 yield
-            self._done(check)
         except Exception as exc:  # noqa: BLE001 - any failure of a check is that check's, never the run's
-            self._done(check)
             reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no message'}"
             self.report.not_run.setdefault(check, f"crashed ({reason})")
             self.report.warnings.append(f"the {check} check could not run on this model and is missing from the "
                                         f"evidence ({reason}); the run's numbers are unaffected")
 
-    def _done(self, check: str) -> None:
-        self.left = max(self.left - self.parts.get(check, 0.0), 0.0)
-        if self.on_left is not None and check in self.parts:
-            self.on_left(self.left)
-
 
 def run_sanity_checks(ct: Any, beta: float, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, eps: float,
                       seed: int, batch_size: int, device: torch.device, base_adversarial: dict[str, Any] | None,
                       base: Arm, ct_arm: Arm, final: AttackSpec, sizes: CheckSizes,
-                      on_left: Callable[[float], None] | None = None) -> tuple[list[int], list[int], SanityReport]:
+                      on_part: Callable[[float, float], None] | None = None
+                      ) -> tuple[list[int], list[int], SanityReport]:
     """All checks for one run; returns the base model's and CT's worst-case per-point robustness, and the report.
 
     ``sizes``: how many points each sized check takes (:mod:`ctrobust.checks.budget`); a check given none is
     NOT RUN with the budget's reason. Each check is isolated: one that cannot run on this model is recorded
-    in ``report.not_run`` with its reason. ``on_left``: told, after each check, the planned work of those left.
+    in ``report.not_run`` with its reason. ``on_part``: told, as each check starts, its planned work and that of
+    the checks after it (the progress bar's revisions inside the stage).
     """
     report = SanityReport(sizes=sizes.to_dict())
     report.not_run.update({check: why for check, why in sizes.skipped.items() if check != "binarization"})
     clock = _Clock(report.seconds)
-    isolated = _Isolated(report, clock, sizes.parts, on_left)
+    isolated = _Isolated(report, clock, sizes.parts, on_part)
     ct.beta = beta
     combined = list(ct_arm.robust)
     with isolated("transfer"):

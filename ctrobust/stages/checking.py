@@ -62,7 +62,8 @@ class ChecksStage:
                 run.ct, beta, scorer.x_eval, scorer.y_eval, run.threat, scorer.eps, run.plan.seed,
                 run.plan.batch_size, run.device, None if is_base(beta) else base.adversarial,
                 Arm(BASE_BETA, base), Arm(beta, ct_cell),
-                scorer.final_spec, sizes, lambda left: progress.revise_stage(run.work.ct_cost * left))
+                scorer.final_spec, sizes,
+                lambda units, after: progress.part(run.work.ct_cost * units, run.work.ct_cost * after))
         progress.finish()
         progress.meter.factor = 1.0
         if is_base(beta):  # "CT" is the original model: one set of outcomes for both
