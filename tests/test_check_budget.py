@@ -130,3 +130,20 @@ def test_the_sanity_checks_tell_the_bar_each_checks_work_and_what_follows_it() -
     with isolated("binarization"):
         raise RuntimeError("a check that crashes is isolated as before")
     assert heard == [(10.0, 110.0), (30.0, 80.0), (30.0, 50.0), (50.0, 0.0)] and "binarization" in report.not_run
+
+
+def test_the_binarization_tests_phases_are_parts_that_add_up_to_its_plan() -> None:
+    from ctrobust.checks.sanity import BINARIZATION_ARMS, _phases
+
+    sizes = _sizes(0.06)
+    per_phase = binarization.phase_work(AA, LINF)
+    units = {phase: sizes.binarization_samples * w for phase, w in per_phase.items()}
+    heard: list[tuple[float, float]] = []
+    tell = _phases(lambda u, after: heard.append((u, after)), 7.0)
+    assert tell is not None
+    for arm in BINARIZATION_ARMS:
+        for phase in per_phase:
+            tell(arm, phase, units)
+    assert heard[0][0] + heard[0][1] == pytest.approx(sizes.parts["binarization"] + 7.0)  # all of it, then the rest
+    assert heard[-1] == (units["random baseline"], 7.0)
+    assert [u for u, _ in heard] == [units[p] for _ in BINARIZATION_ARMS for p in per_phase]

@@ -16,7 +16,7 @@ INCONCLUSIVE when random points on the eps-sphere, with the attack's query budge
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import cast
@@ -312,15 +312,21 @@ def _one_row(model: BinarizedModel, row: int, x: torch.Tensor, attack: AttackFn,
 
 
 def run_arm(model: nn.Module, planted: Planted, threat: ThreatModel, eps: float, spec: AttackSpec, seed: int,
-            batch_size: int, device: torch.device, label: str) -> ArmBinarization:
-    """The test on one arm (``model`` already at its beta), on the planted samples, with the arm's attack."""
+            batch_size: int, device: torch.device, label: str,
+            on_phase: Callable[[str], None] | None = None) -> ArmBinarization:
+    """The test on one arm (``model`` already at its beta), on the planted samples, with the arm's attack;
+    ``on_phase`` hears each phase of :func:`phase_work` as it starts."""
     attack = binarized_attack(spec, threat, seed)
     if isinstance(attack, str):
         return ArmBinarization(label, spec.label(), "NOT RUN", note=attack)
     if not planted.positions:
         return ArmBinarization(label, attack.label, "NOT RUN", note="no sample points")
+    tell = on_phase or (lambda _phase: None)
+    tell("binarize")
     binarized = binarize(model, planted, batch_size, device)
+    tell("attack")
     found = attack_samples(binarized, planted, threat, eps, attack.attack, device)
+    tell("random baseline")
     random_found = random_baseline(binarized.model, planted, threat, eps, attack.queries, seed,
                                     batch_size, device) & binarized.valid
     return summarise(label, attack.label, binarized, found, random_found)
@@ -367,12 +373,19 @@ def sample_positions(eligible: list[int], n_samples: int, seed: int) -> list[int
     return sorted((order * (n_samples // len(order) + 1))[:n_samples])
 
 
-def per_sample_work(spec: AttackSpec, threat: ThreatModel) -> float:
-    """Work units (images through the model, back-propagated ones x3) one sample costs (0: the test cannot run)."""
+def phase_work(spec: AttackSpec, threat: ThreatModel) -> dict[str, float]:
+    """Work units (images through the model, back-propagated ones x3) one sample costs on one arm, per phase of
+    :func:`run_arm` in its order (empty: the test cannot run)."""
     attack = binarized_attack(spec, threat, 0)
     if isinstance(attack, str):
-        return 0.0
-    return 2 * (N_INNER + 2) + attack.queries * (3.0 + 1.0) + attack.queries
+        return {}
+    return {"binarize": 2.0 * (N_INNER + 2), "attack": attack.queries * (3.0 + 1.0),
+            "random baseline": float(attack.queries)}
+
+
+def per_sample_work(spec: AttackSpec, threat: ThreatModel) -> float:
+    """Work units one sample costs on one arm (0: the test cannot run)."""
+    return sum(phase_work(spec, threat).values())
 
 
 def compare_arms(base: ArmBinarization, ct: ArmBinarization) -> ArmsCompared | None:

@@ -243,7 +243,7 @@ def run_sanity_checks(ct: Any, beta: float, x: torch.Tensor, y: torch.Tensor, th
         eligible = [i for i, (b, c) in enumerate(zip(base.clean, ct_arm.clean, strict=True)) if b and c]
         report.binarization = _binarization(ct, beta, x, threat, eps, final, seed, batch_size, device,
                                             sizes.binarization_samples, sizes.skipped.get("binarization", ""),
-                                            eligible)
+                                            eligible, _phases(on_part, isolated.left))
         if not report.binarization.arms:
             report.not_run.setdefault("binarization", report.binarization.note or "no sample points")
     if "binarization" in report.not_run and report.binarization is None:
@@ -275,9 +275,27 @@ def _reattack_survivors(ct: Any, x: torch.Tensor, y: torch.Tensor, threat: Threa
     return out, info
 
 
+def _phases(on_part: Callable[[float, float], None] | None, after: float
+            ) -> Callable[[str, str, dict[str, float]], None] | None:
+    """The binarization test's phases as parts for the bar: (arm, phase, units of each phase for the arms'
+    samples) -> ``on_part(phase units, units of the later phases and of the checks after the test)``."""
+    if on_part is None:
+        return None
+
+    def tell(arm: str, phase: str, units: dict[str, float]) -> None:
+        order = [(a, p) for a in BINARIZATION_ARMS for p in units]
+        later = order[order.index((arm, phase)) + 1 :]
+        on_part(units[phase], sum(units[p] for _a, p in later) + after)
+    return tell
+
+
+BINARIZATION_ARMS = ("ct", "base")  # the order the test runs its arms in
+
+
 def _binarization(ct: Any, beta: float, x: torch.Tensor, threat: ThreatModel, eps: float, final: AttackSpec,
                   seed: int, batch_size: int, device: torch.device, m: int, skipped: str,
-                  eligible: list[int]) -> Binarization:
+                  eligible: list[int], on_phase: Callable[[str, str, dict[str, float]], None] | None = None
+                  ) -> Binarization:
     """The binarization test on both arms, with the same samples and planted points; CT runs only at ``beta``.
 
     Samples are drawn from the points both arms classify correctly: the only points whose robustness
@@ -293,10 +311,15 @@ def _binarization(ct: Any, beta: float, x: torch.Tensor, threat: ThreatModel, ep
         return Binarization(note=skipped)
     planted = binarization.plant(x, binarization.sample_positions(eligible, m, seed), threat, eps, seed)
     arms = {}
-    for name, b in (("ct", beta), ("base", BASE_BETA)):
-        ct.beta = b
+    units = {phase: len(planted.positions) * w for phase, w in binarization.phase_work(final, threat).items()}
+    for name in BINARIZATION_ARMS:
+        ct.beta = beta if name == "ct" else BASE_BETA
         label = f"CT beta={beta:.2f}" if name == "ct" else arm_label(BASE_BETA, "ascii")  # the CT arm's role
-        arms[name] = binarization.run_arm(ct, planted, threat, eps, final, seed, batch_size, device, label)
+
+        def tell(phase: str, arm: str = name) -> None:
+            if on_phase is not None:
+                on_phase(arm, phase, units)
+        arms[name] = binarization.run_arm(ct, planted, threat, eps, final, seed, batch_size, device, label, tell)
     ct.beta = beta
     return Binarization(arms, attack.note, binarization.compare_arms(arms["base"], arms["ct"]), len(planted.positions),
                         binarization.N_INNER + 1, seed)

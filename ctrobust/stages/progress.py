@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import re
 import sys
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import TracebackType
@@ -107,7 +106,6 @@ class RunProgress:
         self._future: dict[str, float] = {}  # estimates of stages not started, by key
         self._label = ""
         self._seed_rate: float | None = None  # units per second measured before the first stage
-        self._part: tuple[float, float, float] | None = None  # (clock, stage work, planned work) at a part's start
         self.meter = WorkMeter(self.add_work)
 
     PRIOR_SECONDS = 20.0  # how many seconds of observation the measured rate weighs against what the bar sees
@@ -119,31 +117,17 @@ class RunProgress:
         if seconds_per_unit > 0:
             self._seed_rate = 1.0 / seconds_per_unit
 
-    PART_SECONDS = 2.0  # how long a part of a stage runs before its own rate is trusted for its remaining work
-
     def rate(self, elapsed: float) -> float | None:
         """Units per second for the ETA: the seeded rate blended with the work done in ``elapsed`` seconds;
-        None (tqdm's own estimate) when nothing was measured. Inside a part of a stage (:meth:`part`) that has
-        run ``PART_SECONDS``, the part's remaining work goes at the part's own rate, the rest at the run's."""
+        None (tqdm's own estimate) when nothing was measured."""
         if self._seed_rate is None:
             return None
-        run_rate = (self._done + self._seed_rate * self.PRIOR_SECONDS) / (max(elapsed, 0.0) + self.PRIOR_SECONDS)
-        if self._part is None:
-            return run_rate
-        started, done_before, planned = self._part
-        seconds, done = time.monotonic() - started, self._stage_done - done_before
-        left = self.total - self._done
-        if seconds < self.PART_SECONDS or done <= 0 or left <= 0:
-            return run_rate
-        part_left = min(max(planned - done, 0.0), left)
-        eta = part_left / (done / seconds) + (left - part_left) / run_rate
-        return left / eta if eta > 0 else run_rate
+        return (self._done + self._seed_rate * self.PRIOR_SECONDS) / (max(elapsed, 0.0) + self.PRIOR_SECONDS)
 
     def part(self, units: float, after: float) -> None:
-        """A part of the current stage begins (e.g. one of the checks): ``units`` of work, then ``after`` more in
-        the stage's later parts. The stage's remaining work is revised to that, and the part's own rate, once
-        seen, times the part's rest: parts differ in speed (a binarized model's small batches) from the run."""
-        self._part = (time.monotonic(), self._stage_done, max(float(units), 0.0))
+        """A part of the current stage begins (one of the checks, a phase of one): ``units`` of work, then
+        ``after`` more in the stage's later parts. The stage's remaining work is revised to that, so that an
+        estimate's error is carried only to the end of its part."""
         self.revise_stage(units + after)
 
     # planning -------------------------------------------------------------------------------
@@ -159,7 +143,6 @@ class RunProgress:
         """Begin a planned stage (its estimate leaves the future and becomes the current stage's); ``short``: the
         label where the terminal is too narrow for it."""
         planned = self._future.pop(key, 0.0)
-        self._part = None
         self._stage_estimate = planned if estimate is None else float(estimate)
         self._stage_done = 0.0
         self._label, self._short_label = label, short or label
@@ -182,7 +165,6 @@ class RunProgress:
 
     def finish(self) -> None:
         """End the current stage: whatever it estimated but did not use is dropped from the total."""
-        self._part = None
         self._stage_estimate = self._stage_done
         self._refresh_total()
 
