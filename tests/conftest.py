@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -73,6 +74,13 @@ def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = No
         [sys.executable, "-m", "ctrobust.cli.main", *args],
         capture_output=True, text=True, env=full_env, cwd=cwd or REPO, timeout=900,
     )
+
+
+def interruptible() -> None:
+    """``preexec_fn`` for a command a test interrupts as a user's Ctrl-C would: SIGINT at its default, whatever the
+    test process inherited (a shell's background job or a pytest-xdist worker may run with SIGINT ignored, and an
+    ignored signal stays ignored across exec, so Python would never raise KeyboardInterrupt)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def read_json(path: Path) -> dict:

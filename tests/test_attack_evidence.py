@@ -89,11 +89,11 @@ def test_each_arm_runs_only_at_its_own_beta(fmnist_test, monkeypatch: pytest.Mon
     seen: dict[str, set[float]] = {}
     real = bz.run_arm
 
-    def spy(model, planted, threat, eps, spec, seed, batch_size, device, label):  # type: ignore[no-untyped-def]
+    def spy(model, planted, threat, eps, spec, seed, batch_size, device, label, on_phase=None):  # type: ignore[no-untyped-def]
         betas: set[float] = set()
         handle = model.register_forward_pre_hook(lambda m, _a: betas.add(m.beta))
         try:
-            return real(model, planted, threat, eps, spec, seed, batch_size, device, label)
+            return real(model, planted, threat, eps, spec, seed, batch_size, device, label, on_phase)
         finally:
             handle.remove()
             seen[label] = betas

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, assert_one_line_error, run_cli
+from conftest import REPO, assert_one_line_error, interruptible, run_cli
 from ctrobust.outputs import safe_name
 
 TINY = ["--n-examples", "20", "--n-select", "20", "--betas", "0.9", "--attack", "apgd-ce", "--steps", "2",
@@ -137,7 +137,8 @@ def test_ctrl_c_exits_130_with_one_line(tmp_path: Path, delay: float) -> None:
     proc = subprocess.Popen([sys.executable, "-m", "ctrobust.cli.main", "eval", "--n-examples", "200",
                              "--n-select", "100", "--betas", "0.8:0.95:0.05", "--attack", "apgd-ce", "--no-progress",
                              "--store", str(store), "--out", str(tmp_path / "out")],
-                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=interruptible)
     time.sleep(delay)
     proc.send_signal(signal.SIGINT)
     _out, err = proc.communicate(timeout=120)

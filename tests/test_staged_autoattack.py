@@ -13,7 +13,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from conftest import REPO, run_cli
+from conftest import REPO, interruptible, run_cli
 from ctrobust.attacks.autoattack import autoattack
 from ctrobust.attacks.execution import MicroBatched, frozen_parameters, probe_execution
 from ctrobust.attacks.staged import StagedAutoAttack, StageState
@@ -105,7 +105,8 @@ def test_ctrl_c_after_a_stage_keeps_it_and_the_same_command_resumes(tmp_path: Pa
             "--betas", "0.9", "--no-base-candidate", "--select-steps", "2", "--no-progress"]
     store = tmp_path / "s.sqlite"
     command = [sys.executable, "-m", "ctrobust.cli.main", *args, "--store", str(store), "--out", str(tmp_path / "a")]
-    proc = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=interruptible)
     assert proc.stderr is not None
     seen: list[str] = []
     for line in proc.stderr:
