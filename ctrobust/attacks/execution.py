@@ -209,9 +209,9 @@ def probe_execution(models: Mapping[str, nn.Module], x: torch.Tensor, batch_size
     channels_last = False
     if not x.is_cuda and x.dim() == 4 and _has_convolutions(models):
         chosen = sum(timings[chunk].values()) + sum(forward.values())
-        channels_last, why = _try_channels_last(models, ways(chunk, fast_pool), ways(None), x, timed, chosen)
-        if channels_last:
-            timings[chunk], forward = timed(ways(chunk, fast_pool), True), timed(ways(chunk, fast_pool), False)
+        faster, why = _try_channels_last(models, ways(chunk, fast_pool), ways(None), x, timed, chosen)
+        if faster is not None:
+            channels_last, (timings[chunk], forward) = True, faster
         else:
             refused["channels-last"] = why
     per_image = {f"{name} forward+backward": s for name, s in timings[chunk].items()}
@@ -229,10 +229,11 @@ def _has_convolutions(models: Mapping[str, nn.Module]) -> bool:
 def _try_channels_last(models: Mapping[str, nn.Module], chosen: Mapping[str, nn.Module],
                        whole: Mapping[str, nn.Module], x: torch.Tensor,
                        timed: Callable[[Mapping[str, nn.Module], bool], dict[str, float]],
-                       seconds: float) -> tuple[bool, str]:
+                       seconds: float) -> tuple[tuple[dict[str, float], dict[str, float]] | None, str]:
     """Put the models' convolution weights in channels-last memory format (in place; the models share their
     modules with every view of them) and keep it where the chosen way is faster by a twentieth and still
-    computes, micro-batched, what the whole batch computes; else restore the format.
+    computes, micro-batched, what the whole batch computes (returned: its timings with and without gradients);
+    else restore the format (returned: None and why).
 
     The one lever that is not bit-identical to the plain model: oneDNN's channels-last convolutions round
     differently in the last bit, and a max-pool window of tied values sends its gradient to another of its
@@ -240,18 +241,18 @@ def _try_channels_last(models: Mapping[str, nn.Module], chosen: Mapping[str, nn.
     without (benchmarks/RESULTS.md, section 6); ``CTROBUST_CHANNELS_LAST=0`` turns it off.
     """
     if os.environ.get("CTROBUST_CHANNELS_LAST", "1") == "0":
-        return False, "turned off (CTROBUST_CHANNELS_LAST=0)"
+        return None, "turned off (CTROBUST_CHANNELS_LAST=0)"
     for m in models.values():
         m.to(memory_format=torch.channels_last)
     for m in models.values():  # warm-up: a compiled unit sees new strides
         _forward_backward(m, x)
     same = all(_equal(_forward_backward(chosen[n], x), _forward_backward(whole[n], x)) for n in models)
-    faster = sum(timed(chosen, True).values()) + sum(timed(chosen, False).values()) <= CHANNELS_LAST_GAIN * seconds
-    if same and faster:
-        return True, ""
+    with_grad, without = timed(chosen, True), timed(chosen, False)
+    if same and sum(with_grad.values()) + sum(without.values()) <= CHANNELS_LAST_GAIN * seconds:
+        return (with_grad, without), ""
     for m in models.values():
         m.to(memory_format=torch.contiguous_format)
-    return False, "not faster on this machine" if same else "its micro-batches differ from its whole batch"
+    return None, "not faster on this machine" if same else "its micro-batches differ from its whole batch"
 
 
 def _equal(a: tuple[torch.Tensor, torch.Tensor], b: tuple[torch.Tensor, torch.Tensor]) -> bool:
