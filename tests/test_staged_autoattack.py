@@ -97,6 +97,29 @@ def test_micro_batches_are_used_only_where_bit_identical() -> None:
     torch.testing.assert_close(split, whole)
 
 
+def test_channels_last_is_taken_or_refused_with_a_reason_and_can_be_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    def two_convs() -> nn.Module:  # the second convolution has 4 input channels: its formats differ
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 8, 3, padding=1), nn.ReLU(),
+                             nn.MaxPool2d(2), nn.Flatten(), nn.Linear(8 * 4 * 4, 10)).eval()
+
+    model = two_convs()
+    x = torch.rand(300, 1, 8, 8)
+    with frozen_parameters(model):
+        execution = probe_execution({"base": model}, x, batch_size=500)
+    weight = model[2].weight
+    in_channels_last = weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()
+    assert execution.channels_last == in_channels_last  # the format left on the model is the one recorded
+    assert execution.channels_last or "channels-last" in execution.refused
+    assert execution.to_dict()["channels_last"] == execution.channels_last
+    monkeypatch.setenv("CTROBUST_CHANNELS_LAST", "0")
+    model = two_convs()
+    with frozen_parameters(model):
+        off = probe_execution({"base": model}, x, batch_size=500)
+    assert not off.channels_last and "CTROBUST_CHANNELS_LAST=0" in off.refused["channels-last"]
+    assert all(p.is_contiguous() for p in model.parameters())
+
+
 @pytest.mark.slow
 def test_ctrl_c_after_a_stage_keeps_it_and_the_same_command_resumes(tmp_path: Path) -> None:
     """Interrupted once the table after APGD-CE is out: exit 130, one line naming the bound; the same
